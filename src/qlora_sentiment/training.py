@@ -1,0 +1,199 @@
+"""Fine-tune LoRA adapters on a (4-bit) base model: TRL SFTTrainer for the generative head, Trainer for the
+classifier head. Hyper-parameters come only from the Params object."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base_model import BaseRef
+from .config import Params
+from .environment import describe_environment
+from .io import write_json
+from .modeling import load_model, load_tokenizer
+from .prompts import PromptFormatter, completion
+
+log = logging.getLogger(__name__)
+
+META_FILE = "qlora_sentiment.json"
+# Per-run timings would make the logged curves differ between identical runs.
+UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos")
+# Paged optimizers page state to CPU memory through CUDA; without CUDA bitsandbytes runs the plain kind.
+CPU_OPTIMIZER = {"paged_adamw_8bit": "adamw_8bit", "paged_adamw_32bit": "adamw_torch"}
+
+
+@dataclass
+class TrainResult:
+    meta: dict
+    model: object
+    tokenizer: object
+
+
+def effective_optimizer(requested: str, cuda: bool) -> str:
+    if cuda or requested not in CPU_OPTIMIZER:
+        return requested
+    used = CPU_OPTIMIZER[requested]
+    log.warning("train.optimizer: %s needs CUDA to page optimizer state; on this CPU the run uses %s instead "
+                "(same update rule, no paging). The choice is recorded in the adapter's %s.", requested, used, META_FILE)
+    return used
+
+
+def live_callback(live_dir: Path):
+    """Training curves into DVCLive files that dvc.yaml declares (the Live object never edits dvc.yaml)."""
+    from dvclive import Live
+    from transformers import TrainerCallback
+
+    class LiveLogger(TrainerCallback):
+        def __init__(self):
+            self.live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            self.live.step = state.global_step
+            for key, value in logs.items():
+                if isinstance(value, (int, float)) and not any(k in key for k in UNSTABLE_LOG_KEYS):
+                    name = key[5:] if key.startswith("eval_") else key
+                    self.live.log_metric(f"{'eval' if key.startswith('eval_') else 'train'}/{name}", value)
+            self.live.make_summary()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.live.end()
+
+    return LiveLogger()
+
+
+def add_lora(model, params: Params):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if params.quantization.load_in_4bit:
+        # Casts norms to fp32 and enables input grads so LoRA trains through frozen 4-bit layers.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.train.gradient_checkpointing)
+    elif params.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    lora = params.lora
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+        task_type="CAUSAL_LM" if params.model.head == "generative" else "SEQ_CLS", bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def set_adapter_dtype(model, compute_dtype: str) -> None:
+    """Keep LoRA weights in float32 unless bfloat16 compute was asked for.
+
+    TRL's SFTTrainer casts QLoRA adapter weights to bfloat16 whatever the compute dtype: on CPUs without bf16
+    instructions that is several times slower, and fp16 mixed precision cannot unscale bf16/fp16 gradients.
+    """
+    import torch
+
+    dtype = torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.to(dtype)
+
+
+def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
+    import torch
+
+    t, cuda = params.train, torch.cuda.is_available()
+    dtype = params.quantization.compute_dtype
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=params.eval.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        optim=optimizer, seed=params.seed, data_seed=params.seed,
+        logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, save_total_limit=2,
+        eval_strategy="no", report_to="none", disable_tqdm=True,
+        gradient_checkpointing=t.gradient_checkpointing,
+        bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16", use_cpu=not cuda,
+        dataloader_pin_memory=cuda,
+    )
+
+
+def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args, callbacks):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
+
+    def to_dataset(rows):
+        prompts = formatter.prompts([r["text"] for r in rows])
+        return Dataset.from_dict({"prompt": prompts, "completion": [completion(r["label"]) for r in rows]})
+
+    config = SFTConfig(**args, max_length=params.train.max_length, completion_only_loss=True, packing=False)
+    return SFTTrainer(model=model, args=config, train_dataset=to_dataset(train_rows), eval_dataset=to_dataset(val_rows),
+                      processing_class=tokenizer, callbacks=callbacks)
+
+
+def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args, callbacks):
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    index = {name: i for i, name in enumerate(params.data.labels)}
+
+    def to_dataset(rows):
+        enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=params.train.max_length)
+        return Dataset.from_dict({**enc, "labels": [index[r["label"]] for r in rows]})
+
+    return Trainer(model=model, args=TrainingArguments(**args), train_dataset=to_dataset(train_rows),
+                   eval_dataset=to_dataset(val_rows), data_collator=DataCollatorWithPadding(tokenizer),
+                   processing_class=tokenizer, callbacks=callbacks)
+
+
+def save_adapter(model, tokenizer, out: Path, meta: dict) -> None:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    # PEFT writes target_modules from a set, in hash-seed order: sort it so identical runs give identical files.
+    config_file = out / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_json(out / META_FILE, meta)
+
+
+def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[dict],
+          out: Path, live_dir: Path, checkpoint_dir: Path) -> TrainResult:
+    """Train and save the adapter into `out`; returns the summary written beside it and the model."""
+    import torch
+
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, params.model.head, params.data.labels, params.quantization, tokenizer.pad_token_id)
+    model = add_lora(model, params)
+    optimizer = effective_optimizer(params.train.optimizer, torch.cuda.is_available())
+    args = trainer_args(params, checkpoint_dir, optimizer)
+    build = _generative_trainer if params.model.head == "generative" else _classifier_trainer
+    callback = live_callback(live_dir)
+    trainer = build(model, tokenizer, params, train_rows, val_rows, args, [callback])
+    set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
+    result = trainer.train()
+    # The evaluation loss is logged through the callback; end() was already called, so reopen the step.
+    final_eval = trainer.evaluate()
+    callback.live.make_summary()
+    trainable, total = model.get_nb_trainable_parameters()
+    meta = {
+        "head": params.model.head,
+        "labels": params.data.labels,
+        "prompt_template": params.prompt.template,
+        "max_length": params.train.max_length,
+        "quantization": dataclasses.asdict(params.quantization),
+        "base_model": ref.info,
+        "optimizer": {"requested": params.train.optimizer, "used": optimizer},
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "global_step": result.global_step,
+        "train_loss": result.training_loss,
+        "eval_loss": final_eval.get("eval_loss"),
+        "environment": describe_environment(),
+    }
+    save_adapter(trainer.model, tokenizer, out, meta)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return TrainResult(meta, trainer.model, tokenizer)

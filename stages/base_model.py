@@ -1,0 +1,33 @@
+"""DVC stage `base_model`: resolve params `model` to a loadable base and record exactly which one.
+
+Offline: converts the packaged GGUF once into a safetensors folder. Hub: resolves the revision to a commit
+(weights stay in the Hugging Face cache). Local: pins the folder by fingerprint.
+"""
+
+import argparse
+
+from qlora_sentiment.runtime import configure_environment, stage_entry
+
+configure_environment()
+
+from qlora_sentiment import base_model  # noqa: E402
+from qlora_sentiment.config import load_params  # noqa: E402
+from qlora_sentiment.io import atomic_dir  # noqa: E402
+from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+
+
+@stage_entry
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, help="folder for base_model.json (and converted weights)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    setup_torch(params.runtime.torch_threads, params.seed)
+    with atomic_dir(args.out) as tmp:
+        info = base_model.materialize(params.model, tmp)
+    log.info("base model: %s", info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""DVC stage `train`: LoRA on the (4-bit) base model; saves adapter, tokenizer and label map."""
+
+import argparse
+from pathlib import Path
+
+from qlora_sentiment.runtime import configure_environment, stage_entry
+
+configure_environment()
+
+from qlora_sentiment.base_model import load_ref  # noqa: E402
+from qlora_sentiment.config import load_params  # noqa: E402
+from qlora_sentiment.io import atomic_dir, read_jsonl  # noqa: E402
+from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.training import train  # noqa: E402
+
+
+@stage_entry
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--base", required=True, help="output folder of the base_model stage")
+    parser.add_argument("--data", required=True, help="folder with train.jsonl and validation.jsonl")
+    parser.add_argument("--out", required=True, help="adapter folder")
+    parser.add_argument("--live", required=True, help="DVCLive folder for training curves")
+    parser.add_argument("--checkpoints", required=True, help="scratch folder for Trainer checkpoints")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    setup_torch(params.runtime.torch_threads, params.seed)
+    data = Path(args.data)
+    with atomic_dir(args.out) as tmp:
+        meta = train(params, load_ref(args.base), read_jsonl(data / "train.jsonl"), read_jsonl(data / "validation.jsonl"),
+                     tmp, Path(args.live), Path(args.checkpoints)).meta
+    log.info("trained %d steps, train loss %.4f, validation loss %s", meta["global_step"], meta["train_loss"], meta["eval_loss"])
+
+
+if __name__ == "__main__":
+    main()

