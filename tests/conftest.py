@@ -66,6 +66,7 @@ def tiny_params(model_dir: Path, **overrides) -> dict:
     """params.yaml for a run of a few seconds: tiny local model, small offline data, a few steps."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["runtime"]["torch_threads"] = 1
+    params["lora"]["last_n_layers"] = 1  # the tiny llama has 2 blocks
     params["model"].update(source="local", name=str(model_dir))
     params["data"].update(max_train=64, max_validation=16, max_test=32)
     params["train"].update(max_steps=6, batch_size=8, learning_rate=5.0e-3, warmup_steps=0, save_steps=3,

@@ -22,11 +22,29 @@ def _losses(live_dir):
         return [float(row["loss"]) for row in csv.DictReader(handle, delimiter="\t")]
 
 
+def easy_reviews(path):
+    """A learnable signal for a random tiny model: the sentiment word decides the label."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(240):
+        label = "positive" if i % 2 else "negative"
+        word = rng.choice(["great", "brilliant", "fun", "good"] if i % 2 else ["awful", "dull", "boring", "bad"])
+        rows.append({"text": f"review {i}: the {rng.choice(['movie', 'film'])} was {word}", "label": label})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def _train(tmp_path, model_dir, **overrides):
     import os
 
     os.chdir(tmp_path)  # DVCLive inspects the git repo of the working directory; keep it out of ours
-    params = params_from_dict(tiny_params(model_dir, **overrides))
+    raw = tiny_params(model_dir, **overrides)
+    raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
+                       group_column=None)
+    params = params_from_dict(raw)
     setup_torch(1, params.seed)
     materialize(params.model, tmp_path / "base")
     records, _ = prepare(params.data, params.seed)
@@ -50,8 +68,14 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head):
                             params.train.max_length).predict_proba(texts)
     reloaded = load_scorer(tmp_path / "adapter", tmp_path / "base")
     assert any(type(m).__name__ == "Linear4bit" for m in reloaded.model.modules())
-    # The classifier's score head must travel with the adapter, or reloading gives a fresh random head.
-    np.testing.assert_allclose(reloaded.predict_proba(texts), in_memory, atol=1e-5)
+    # The classifier's score head must travel with the adapter, or reloading gives a fresh random head (which
+    # moves probabilities by tenths). bitsandbytes' CPU path re-derives the double-quantized absmax after
+    # training-mode forwards slightly differently from a fresh load (measured <= 2.3e-4), hence atol 1e-3.
+    again = reloaded.predict_proba(texts)
+    np.testing.assert_allclose(again, in_memory, atol=1e-3)
+    assert (again.argmax(1) == in_memory.argmax(1)).all()
+    second = load_scorer(tmp_path / "adapter", tmp_path / "base").predict_proba(texts)
+    np.testing.assert_array_equal(second, again)  # reloading is exact
     report = evaluate(reloaded, records["test"], batch_size=7)
     assert report.metrics["n"] == len(texts) and 0 <= report.metrics["accuracy"] <= 1
     assert report.counts.sum() == len(texts)

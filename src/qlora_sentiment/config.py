@@ -67,8 +67,14 @@ class LoraConfig:
     alpha: float = 32
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
+    # LoRA on the last N transformer blocks only: backward stops there, so each step is cheaper.
+    last_n_layers: int | None = None
 
     def validate(self, key: str) -> None:
+        _check(self.last_n_layers is None or self.last_n_layers > 0, f"{key}.last_n_layers",
+               f"must be > 0 or null (got {self.last_n_layers})")
+        _check(self.last_n_layers is None or isinstance(self.target_modules, list), f"{key}.last_n_layers",
+               "needs lora.target_modules as a list of module names (PEFT cannot restrict 'all-linear' to layers)")
         _check(self.r > 0, f"{key}.r", f"must be > 0 (got {self.r})")
         _check(self.alpha > 0, f"{key}.alpha", f"must be > 0 (got {self.alpha})")
         _check(0 <= self.dropout < 1, f"{key}.dropout", f"must be in [0, 1) (got {self.dropout})")

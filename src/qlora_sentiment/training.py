@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .base_model import BaseRef
 from .config import Params
+from .errors import ConfigError
 from .environment import describe_environment
 from .io import write_json
 from .modeling import load_model, load_tokenizer
@@ -77,7 +78,14 @@ def add_lora(model, params: Params):
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     lora = params.lora
+    layers = None
+    if lora.last_n_layers is not None:
+        total = model.config.num_hidden_layers
+        if lora.last_n_layers > total:
+            raise ConfigError(f"params: lora.last_n_layers: {lora.last_n_layers} > the model's {total} layers")
+        layers = list(range(total - lora.last_n_layers, total))
     config = LoraConfig(
+        layers_to_transform=layers,
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
         task_type="CAUSAL_LM" if params.model.head == "generative" else "SEQ_CLS", bias="none",
     )
