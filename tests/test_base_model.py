@@ -67,9 +67,9 @@ def test_offline_gguf_converts_to_a_loadable_checkpoint(tmp_path):
     assert not hasattr(config, "quantization_config"), "the GGUF quantizer marker must not be saved"
 
 
-def test_unknown_offline_model():
+def test_unknown_offline_model(tmp_path):
     with pytest.raises(ModelError, match="unknown offline model 'gpt-5'"):
-        materialize(ModelConfig(name="gpt-5"), None)
+        materialize(ModelConfig(name="gpt-5"), tmp_path)
 
 
 def test_missing_reference(tmp_path):

@@ -26,7 +26,7 @@ def classification_metrics(y_true: list[str], proba: np.ndarray, labels: list[st
             out["roc_auc"] = float(roc_auc_score(truth, proba[:, 1]))
         else:
             out["roc_auc"] = float(roc_auc_score(truth, proba, multi_class="ovr", average="macro"))
-    out["log_loss"] = float(log_loss(truth, np.clip(proba, 1e-12, 1.0), labels=range(len(labels))))
+    out["log_loss"] = float(log_loss(truth, proba, labels=range(len(labels))))
     return out
 
 
