@@ -53,9 +53,12 @@ def _train(tmp_path, model_dir, **overrides):
     return params, records, result
 
 
-@pytest.mark.parametrize("head", ["generative", "classifier"])
-def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head):
-    params, records, result = _train(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12})
+@pytest.mark.parametrize("head,optimizer,used", [("generative", "adamw_torch", "adamw_torch"),
+                                                 ("classifier", "paged_adamw_8bit", "adamw_8bit")])
+def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, optimizer, used):
+    params, records, result = _train(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
+                                                              "train.optimizer": optimizer})
+    assert result.meta["optimizer"] == {"requested": optimizer, "used": used}
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules()), "no real 4-bit layers"
     losses = _losses(tmp_path / "live")
     assert len(losses) == 12
@@ -116,3 +119,15 @@ def test_local_model_folder_checks(tmp_path, tiny_llama):
         materialize(ModelConfig(source="local", name=str(tmp_path / "empty")), tmp_path / "out")
     info = materialize(ModelConfig(source="local", name=str(tiny_llama)), tmp_path / "out")
     assert load_ref(tmp_path / "out").path == str(tiny_llama.resolve()) and len(info["fingerprint"]) == 64
+
+
+def test_paged_optimizer_on_cpu_is_stated_not_silent(caplog):
+    import logging
+
+    from qlora_sentiment.training import effective_optimizer
+
+    with caplog.at_level(logging.WARNING):
+        assert effective_optimizer("paged_adamw_8bit", cuda=False) == "adamw_8bit"
+    assert "train.optimizer: paged_adamw_8bit needs CUDA" in caplog.text and "uses adamw_8bit instead" in caplog.text
+    assert effective_optimizer("paged_adamw_8bit", cuda=True) == "paged_adamw_8bit"
+    assert effective_optimizer("adamw_torch", cuda=False) == "adamw_torch"

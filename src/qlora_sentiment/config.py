@@ -154,6 +154,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adamw_torch"
     max_length: int = 128
+    # group_by_length batches reviews of similar length (less padding); random is the plain shuffle
+    sampling: Literal["random", "group_by_length"] = "group_by_length"
     gradient_checkpointing: bool = False
     save_steps: int = 50
     logging_steps: int = 5

@@ -120,7 +120,7 @@ def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
         optim=optimizer, seed=params.seed, data_seed=params.seed,
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, save_total_limit=2,
         eval_strategy="no", report_to="none", disable_tqdm=True,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=t.gradient_checkpointing, train_sampling_strategy=t.sampling,
         bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16", use_cpu=not cuda,
         dataloader_pin_memory=cuda,
     )
