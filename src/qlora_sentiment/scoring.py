@@ -62,7 +62,8 @@ class LabelScorer:
                     scores = self._next_token_logprobs(rows)
                 else:
                     scores = self._answer_logprobs(rows)
-                out[index] = torch.softmax(scores.float(), dim=-1).cpu().numpy()
+                # float64 so each row sums to 1 within what scikit-learn checks
+                out[index] = torch.softmax(scores.double(), dim=-1).cpu().numpy()
         return out
 
     def _device(self):
