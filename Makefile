@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 # A CUDA machine: make run CONSTRAINTS= (lets pip pick the CUDA build of torch)
 CONSTRAINTS ?= -c constraints-cpu.txt
 
-.PHONY: install run test bench clean
+# Debian's chromium draws the offline `dvc plots` page in a test; sudo only when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser run test bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +24,17 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints-cpu.txt requireme
 
 install: $(VENV)/.installed
 
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "installing Debian's chromium (headless check of the offline plots page)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc metrics show
 
-test: install
+test: install browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -v --durations=15
 
 clean:

@@ -1,6 +1,12 @@
-"""DVC stage `evaluate`: base + adapter on the test split -> metrics, predictions, confusion data and PNG."""
+"""DVC stage `evaluate`: base + adapter on the test split, compared with the baseline stage's predictions.
+
+Writes metrics (with bootstrap intervals, calibration and McNemar's test against the baseline), per-example
+predictions, the plots' data rows and PNGs, and the error analysis (JSON, CSV and a Markdown summary).
+"""
 
 import argparse
+import csv
+import io
 from pathlib import Path
 
 from qlora_sentiment.runtime import configure_environment, stage_entry
@@ -8,10 +14,29 @@ from qlora_sentiment.runtime import configure_environment, stage_entry
 configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.evaluation import evaluate, load_scorer  # noqa: E402
-from qlora_sentiment.io import read_jsonl, write_json, write_jsonl  # noqa: E402
-from qlora_sentiment.plots import confusion_png  # noqa: E402
+from qlora_sentiment.curves import areas  # noqa: E402
+from qlora_sentiment.evaluation import analyze, load_scorer, predict_split  # noqa: E402
+from qlora_sentiment.io import read_jsonl, write_json, write_jsonl, write_text  # noqa: E402
+from qlora_sentiment.plots import confusion_png, curves_png, reliability_png  # noqa: E402
 from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+
+
+def write_curves(folder: Path, curves: dict[str, list[dict]]) -> None:
+    """One file per label, so DVC draws one curve per plot; stale labels from an earlier run are removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        if old.stem not in curves:
+            old.unlink()
+    for label, rows in curves.items():
+        write_json(folder / f"{label}.json", rows)
+
+
+def mistakes_csv(mistakes: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["id", "label", "predicted", "confidence", "text"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(mistakes)
+    return out.getvalue()
 
 
 @stage_entry
@@ -21,21 +46,40 @@ def main(argv):
     parser.add_argument("--base", required=True)
     parser.add_argument("--adapter", required=True)
     parser.add_argument("--test", required=True, help="test split (jsonl)")
+    parser.add_argument("--baseline", required=True, help="baseline stage's predictions (jsonl)")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--predictions", required=True)
-    parser.add_argument("--confusion", required=True, help="rows {actual, predicted} for DVC's confusion template")
-    parser.add_argument("--confusion-png", required=True)
+    parser.add_argument("--errors", required=True, help="folder: error_analysis.json, mistakes.csv, summary.md")
+    parser.add_argument("--plots", required=True, help="folder for plot data and PNGs")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     setup_torch(params.runtime.torch_threads, params.seed)
-    result = evaluate(load_scorer(args.adapter, args.base), read_jsonl(args.test), params.eval.batch_size)
-    write_json(args.metrics, result.metrics)
-    write_jsonl(args.predictions, result.predictions)
-    write_json(args.confusion, result.confusion_rows)
-    confusion_png(result.counts, result.labels, Path(args.confusion_png),
-                  f"Test confusion matrix (n={result.metrics['n']}, accuracy {result.metrics['accuracy']:.3f})")
-    log.info("accuracy %.4f, macro F1 %.4f on %d test examples",
-             result.metrics["accuracy"], result.metrics["macro"]["f1"], result.metrics["n"])
+    scorer = load_scorer(args.adapter, args.base)
+    predictions = predict_split(scorer, read_jsonl(args.test), params.eval.batch_size)
+    result = analyze(predictions, read_jsonl(args.baseline), scorer.labels, params.seed)
+
+    plots, errors, m = Path(args.plots), Path(args.errors), result.metrics
+    write_jsonl(args.predictions, predictions)
+    write_json(plots / "confusion.json", result.confusion_rows)
+    write_curves(plots / "roc", result.roc)
+    write_curves(plots / "precision_recall", result.pr)
+    write_json(plots / "calibration" / "finetuned.json", result.reliability)
+    confusion_png(result.counts, scorer.labels, plots / "confusion_matrix.png",
+                  f"Test confusion matrix (n={m['n']}, accuracy {m['accuracy']:.3f})")
+    curves_png(result.roc, "fpr", "tpr", plots / "roc.png", "ROC, test split (one-vs-rest)",
+               "false positive rate", "true positive rate", areas=areas(result.roc, "fpr", "tpr"), diagonal=True)
+    curves_png(result.pr, "recall", "precision", plots / "precision_recall.png",
+               "Precision-recall, test split (one-vs-rest)", "recall", "precision")
+    reliability_png(result.reliability, result.baseline_reliability, plots / "calibration.png",
+                    f"Reliability diagram (ECE {m['calibration']['ece']:.3f}, "
+                    f"baseline {m['baseline']['calibration']['ece']:.3f})")
+    write_json(errors / "error_analysis.json", result.error_analysis)
+    write_text(errors / "mistakes.csv", mistakes_csv(result.mistakes))
+    write_text(errors / "summary.md", result.markdown)
+    write_json(args.metrics, m)  # last: its presence means the whole evaluation was written
+    log.info("accuracy %.4f (baseline %.4f), macro F1 %.4f, McNemar p=%.3g on %d test examples",
+             m["accuracy"], m["baseline"]["metrics"]["accuracy"], m["macro"]["f1"],
+             m["baseline"]["mcnemar"]["p_value"], m["n"])
 
 
 if __name__ == "__main__":

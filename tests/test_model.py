@@ -11,7 +11,7 @@ from qlora_sentiment.base_model import load_ref, materialize
 from qlora_sentiment.config import ModelConfig, params_from_dict
 from qlora_sentiment.data import prepare
 from qlora_sentiment.errors import ModelError
-from qlora_sentiment.evaluation import evaluate, load_scorer
+from qlora_sentiment.evaluation import load_scorer, predict_split, summarize
 from qlora_sentiment.runtime import setup_torch
 from qlora_sentiment.scoring import LabelScorer
 from qlora_sentiment.training import train
@@ -79,9 +79,12 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, o
     assert (again.argmax(1) == in_memory.argmax(1)).all()
     second = load_scorer(tmp_path / "adapter", tmp_path / "base").predict_proba(texts)
     np.testing.assert_array_equal(second, again)  # reloading is exact
-    report = evaluate(reloaded, records["test"], batch_size=7)
-    assert report.metrics["n"] == len(texts) and 0 <= report.metrics["accuracy"] <= 1
-    assert report.counts.sum() == len(texts)
+    predictions = predict_split(reloaded, records["test"], batch_size=7)
+    assert [p["id"] for p in predictions] == [r["id"] for r in records["test"]]
+    np.testing.assert_allclose([[p["probabilities"][lab] for lab in params.data.labels] for p in predictions],
+                               again, atol=1e-6)
+    metrics = summarize(predictions, list(params.data.labels), seed=0)
+    assert metrics["n"] == len(texts) and 0 <= metrics["accuracy"] <= 1
 
 
 def test_single_token_fast_path_equals_full_answer_scoring(tmp_path, tiny_llama):
@@ -131,3 +134,22 @@ def test_paged_optimizer_on_cpu_is_stated_not_silent(caplog):
     assert "train.optimizer: paged_adamw_8bit needs CUDA" in caplog.text and "uses adamw_8bit instead" in caplog.text
     assert effective_optimizer("paged_adamw_8bit", cuda=True) == "paged_adamw_8bit"
     assert effective_optimizer("adamw_torch", cuda=False) == "adamw_torch"
+
+
+@pytest.mark.parametrize("head", ["generative", "classifier"])
+def test_baseline_is_the_untuned_4bit_base_and_reproducible(tmp_path, tiny_llama, head):
+    """The baseline scores the base model itself (no LoRA), in 4-bit, the same on every run of the same seed."""
+    from qlora_sentiment.evaluation import load_baseline_scorer
+
+    params = params_from_dict(tiny_params(tiny_llama, **{"model.head": head}))
+    materialize(params.model, tmp_path / "base")
+    texts = ["a brilliant film", "dull and bad", "not very good but fun"]
+    runs = []
+    for _ in range(2):
+        setup_torch(1, params.seed)
+        scorer = load_baseline_scorer(tmp_path / "base", params)
+        assert any(type(m).__name__ == "Linear4bit" for m in scorer.model.modules())
+        assert not any("lora" in name for name, _ in scorer.model.named_modules())
+        runs.append(scorer.predict_proba(texts))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_allclose(runs[0].sum(axis=1), 1.0, atol=1e-9)

@@ -1,6 +1,8 @@
 """The real pipeline in a temporary git repo: dvc repro, no-op repro, dvc exp run -S, dvc metrics diff."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 
@@ -9,7 +11,7 @@ import yaml
 
 from conftest import ROOT, tiny_params
 
-PROJECT_FILES = ["dvc.yaml", "stages", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "stages", "src", "assets", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
 
 
 def run(cmd, cwd, env, check=True):
@@ -44,7 +46,17 @@ DECLARED_OUTPUTS = [
     "models/adapter/adapter_config.json", "models/adapter/qlora_sentiment.json", "models/adapter/tokenizer.json",
     "metrics/train/metrics.json", "metrics/train/plots/metrics/train/loss.tsv", "metrics/metrics.json",
     "metrics/predictions.jsonl", "plots/confusion.json", "plots/confusion_matrix.png",
+    "metrics/baseline.json", "metrics/baseline_predictions.jsonl", "plots/calibration/baseline.json",
+    "plots/calibration/finetuned.json", "plots/roc/positive.json", "plots/precision_recall/positive.json",
+    "plots/roc.png", "plots/precision_recall.png", "plots/calibration.png", "metrics/errors/error_analysis.json",
+    "metrics/errors/mistakes.csv", "metrics/errors/summary.md",
 ]
+# Every plot dvc.yaml declares, as `dvc plots diff` names it in the page: vega plots by div id, images by file.
+DECLARED_VEGA_PLOTS = [
+    "plots_confusion_json", "plots_roc_positive_json", "plots_precision_recall_positive_json", "reliability",
+    "metrics_train_plots_metrics_train_loss_tsv", "metrics_train_plots_metrics_eval_loss_tsv",
+]
+DECLARED_IMAGES = ["plots_confusion_matrix.png", "plots_roc.png", "plots_precision_recall.png", "plots_calibration.png"]
 
 
 @pytest.mark.slow
@@ -55,7 +67,10 @@ def test_repro_noop_experiment_and_metrics_diff(project):
         assert (repo / path).is_file(), f"missing output {path}"
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert metrics["n"] == 32 and set(metrics["per_class"]) == {"negative", "positive"}
-    assert {"accuracy", "macro", "weighted", "roc_auc"} <= set(metrics)
+    assert {"accuracy", "macro", "weighted", "roc_auc", "calibration", "ci95", "baseline"} <= set(metrics)
+    baseline = json.loads((repo / "metrics/baseline.json").read_text())
+    assert metrics["baseline"]["delta"]["accuracy"] == pytest.approx(metrics["accuracy"] - baseline["accuracy"])
+    assert 0 <= metrics["baseline"]["mcnemar"]["p_value"] <= 1
     rows = json.loads((repo / "plots/confusion.json").read_text())
     assert len(rows) == 32 and set(rows[0]) == {"actual", "predicted"}
     assert (repo / "plots/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -70,13 +85,50 @@ def test_repro_noop_experiment_and_metrics_diff(project):
     run(["git", "commit", "-qm", "baseline run"], repo, env)
     exp = run(["dvc", "exp", "run", "-S", "train.learning_rate=0.02"], repo, env)
     assert "Running stage 'train'" in exp.stdout and "Running stage 'evaluate'" in exp.stdout
-    assert "Running stage 'prepare'" not in exp.stdout and "Running stage 'base_model'" not in exp.stdout
+    for untouched in ("prepare", "base_model", "baseline"):
+        assert f"Running stage '{untouched}'" not in exp.stdout, exp.stdout
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, env).stdout)
     changed = {f"{path}:{key}" for path, values in diff.items() for key, value in values.items() if value.get("diff")}
     assert "metrics/train/metrics.json:train.loss" in changed, diff
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo, env).stdout)
     change = params_diff["params.yaml"]["train.learning_rate"]
     assert (change["old"], change["new"]) == (0.005, 0.02)
+
+    # The experiment (workspace) against the committed run, drawn offline.
+    page = repo / "plots_html"
+    run(["dvc", "plots", "diff", "HEAD", "-o", str(page)], repo, env)
+    check_offline_plots_page(page / "index.html")
+
+
+def check_offline_plots_page(index):
+    html = index.read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html, "the page would load scripts from the internet"
+    assert "vegaEmbed" in html and "vega-lite" in html  # inlined by assets/dvc_plots_offline.html
+    for plot in DECLARED_VEGA_PLOTS:
+        assert f'<div id = "{plot}"' in html, f"plot {plot} missing from the page"
+    for image in DECLARED_IMAGES:
+        for rev in ("HEAD", "workspace"):
+            assert f'src="static/{rev}_{image}"' in html and (index.parent / "static" / f"{rev}_{image}").is_file()
+    vega_plots = html.count("vegaEmbed('#")
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium to check the plots page (make test installs it)")
+        pytest.skip("no chromium here (make test installs Debian's chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+             "--virtual-time-budget=15000", "--window-size=1400,6000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", index.as_uri()], capture_output=True, text=True,
+                         timeout=180).stdout
+    # vega-embed replaces each plot's script with a drawn canvas once vega has parsed and rendered the spec.
+    drawn = len(re.findall(r'<canvas[^>]*class="marks"', dom))
+    assert drawn >= vega_plots, f"only {drawn} vega plots drawn, expected {vega_plots}"
+    shot = index.parent / "screenshot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=180)
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("L")
+    ink = sum(pixels.histogram()[:200])  # pixels clearly darker than the white page
+    assert ink > 0.01 * pixels.width * pixels.height, "the screenshot is a blank page"
 
 
 @pytest.mark.slow

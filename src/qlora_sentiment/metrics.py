@@ -8,8 +8,7 @@ import numpy as np
 def classification_metrics(y_true: list[str], proba: np.ndarray, labels: list[str]) -> dict:
     from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support, roc_auc_score
 
-    index = {name: i for i, name in enumerate(labels)}
-    truth = np.array([index[y] for y in y_true])
+    truth = label_indices(y_true, labels)
     pred = proba.argmax(axis=1)
     out = {"n": int(len(truth)), "accuracy": float(accuracy_score(truth, pred))}
     for average in ("macro", "weighted"):
@@ -34,3 +33,52 @@ def confusion_counts(y_true: list[str], y_pred: list[str], labels: list[str]) ->
     from sklearn.metrics import confusion_matrix
 
     return confusion_matrix(y_true, y_pred, labels=labels)
+
+
+def label_indices(y: list[str], labels: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(labels)}
+    return np.array([index[v] for v in y], dtype=int)
+
+
+def reliability_bins(truth: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> list[dict]:
+    """Top-label confidence in equal-width bins: the rows behind the reliability diagram and the ECE."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == truth
+    # Bin edges (lo, hi]; the first bin also takes confidence == 0 (impossible above 1/k anyway).
+    which = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        members = which == b
+        if members.any():
+            rows.append({"bin": round((b + 0.5) / n_bins, 4), "confidence": float(confidence[members].mean()),
+                         "accuracy": float(correct[members].mean()), "count": int(members.sum())})
+    return rows
+
+
+def calibration_metrics(truth: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict:
+    """Expected calibration error (top label, equal-width bins) and the Brier score (scikit-learn's)."""
+    from sklearn.metrics import brier_score_loss
+
+    bins = reliability_bins(truth, proba, n_bins)
+    n = len(truth)
+    ece = sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in bins)
+    brier = brier_score_loss(truth, proba, labels=list(range(proba.shape[1])))
+    return {"ece": float(ece), "brier": float(brier), "bins": n_bins}
+
+
+def bootstrap_intervals(truth: np.ndarray, pred: np.ndarray, n_labels: int, seed: int,
+                        n_resamples: int = 1000, level: float = 0.95) -> dict:
+    """Percentile bootstrap intervals for accuracy and macro F1, resampling test examples with a fixed seed."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(truth), size=(n_resamples, len(truth)))
+    accuracy = (truth[draws] == pred[draws]).mean(axis=1)
+    macro_f1 = np.array([f1_score(truth[d], pred[d], labels=range(n_labels), average="macro", zero_division=0)
+                         for d in draws])
+    tail = (1 - level) / 2 * 100
+    # {low, high} objects rather than lists, so `dvc metrics show/diff` lists each bound as a number.
+    return {
+        name: {"low": float(np.percentile(values, tail)), "high": float(np.percentile(values, 100 - tail))}
+        for name, values in (("accuracy", accuracy), ("macro_f1", macro_f1))
+    } | {"resamples": n_resamples}

@@ -1,0 +1,38 @@
+"""DVC stage `baseline`: the untuned base model, prompted and quantized as training will be, on the test split."""
+
+import argparse
+
+from qlora_sentiment.runtime import configure_environment, stage_entry
+
+configure_environment()
+
+from qlora_sentiment.config import load_params  # noqa: E402
+from qlora_sentiment.evaluation import load_baseline_scorer, predict_split, reliability_rows, summarize  # noqa: E402
+from qlora_sentiment.io import read_jsonl, write_json, write_jsonl  # noqa: E402
+from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+
+
+@stage_entry
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--test", required=True, help="test split (jsonl)")
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--predictions", required=True)
+    parser.add_argument("--reliability", required=True, help="reliability-diagram rows (json)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    setup_torch(params.runtime.torch_threads, params.seed)
+    labels = list(params.data.labels)
+    predictions = predict_split(load_baseline_scorer(args.base, params), read_jsonl(args.test), params.eval.batch_size)
+    metrics = summarize(predictions, labels, params.seed)
+    write_jsonl(args.predictions, predictions)
+    write_json(args.reliability, reliability_rows(predictions, labels))
+    write_json(args.metrics, metrics)
+    log.info("baseline accuracy %.4f, macro F1 %.4f on %d test examples",
+             metrics["accuracy"], metrics["macro"]["f1"], metrics["n"])
+
+
+if __name__ == "__main__":
+    main()
