@@ -49,7 +49,9 @@ def main(argv):
     parser.add_argument("--baseline", required=True, help="baseline stage's predictions (jsonl)")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--predictions", required=True)
-    parser.add_argument("--errors", required=True, help="folder: error_analysis.json, mistakes.csv, summary.md")
+    parser.add_argument("--error-analysis", required=True, help="error rates by cue and length (json)")
+    parser.add_argument("--mistakes", required=True, help="misclassified examples, most confident first (csv)")
+    parser.add_argument("--summary", required=True, help="the Markdown summary a reviewer reads")
     parser.add_argument("--plots", required=True, help="folder for plot data and PNGs")
     args = parser.parse_args(argv)
     params = load_params(args.params)
@@ -58,7 +60,7 @@ def main(argv):
     predictions = predict_split(scorer, read_jsonl(args.test), params.eval.batch_size)
     result = analyze(predictions, read_jsonl(args.baseline), scorer.labels, params.seed)
 
-    plots, errors, m = Path(args.plots), Path(args.errors), result.metrics
+    plots, m = Path(args.plots), result.metrics
     write_jsonl(args.predictions, predictions)
     write_json(plots / "confusion.json", result.confusion_rows)
     write_curves(plots / "roc", result.roc)
@@ -73,9 +75,9 @@ def main(argv):
     reliability_png(result.reliability, result.baseline_reliability, plots / "calibration.png",
                     f"Reliability diagram (ECE {m['calibration']['ece']:.3f}, "
                     f"baseline {m['baseline']['calibration']['ece']:.3f})")
-    write_json(errors / "error_analysis.json", result.error_analysis)
-    write_text(errors / "mistakes.csv", mistakes_csv(result.mistakes))
-    write_text(errors / "summary.md", result.markdown)
+    write_json(args.error_analysis, result.error_analysis)
+    write_text(args.mistakes, mistakes_csv(result.mistakes))
+    write_text(args.summary, result.markdown)
     write_json(args.metrics, m)  # last: its presence means the whole evaluation was written
     log.info("accuracy %.4f (baseline %.4f), macro F1 %.4f, McNemar p=%.3g on %d test examples",
              m["accuracy"], m["baseline"]["metrics"]["accuracy"], m["macro"]["f1"],

@@ -48,12 +48,13 @@ DECLARED_OUTPUTS = [
     "metrics/predictions.jsonl", "plots/confusion.json", "plots/confusion_matrix.png",
     "metrics/baseline.json", "metrics/baseline_predictions.jsonl", "plots/calibration/baseline.json",
     "plots/calibration/finetuned.json", "plots/roc/positive.json", "plots/precision_recall/positive.json",
-    "plots/roc.png", "plots/precision_recall.png", "plots/calibration.png", "metrics/errors/error_analysis.json",
-    "metrics/errors/mistakes.csv", "metrics/errors/summary.md",
+    "plots/roc.png", "plots/precision_recall.png", "plots/calibration.png", "metrics/error_analysis.json",
+    "metrics/mistakes.csv", "metrics/evaluation.md",
 ]
 # Every plot dvc.yaml declares, as `dvc plots diff` names it in the page: vega plots by div id, images by file.
 DECLARED_VEGA_PLOTS = [
-    "plots_confusion_json", "plots_roc_positive_json", "plots_precision_recall_positive_json", "reliability",
+    "plots_confusion_json", "confusion_normalized", "plots_roc_positive_json", "plots_precision_recall_positive_json",
+    "reliability",
     "metrics_train_plots_metrics_train_loss_tsv", "metrics_train_plots_metrics_eval_loss_tsv",
 ]
 DECLARED_IMAGES = ["plots_confusion_matrix.png", "plots_roc.png", "plots_precision_recall.png", "plots_calibration.png"]
@@ -94,20 +95,22 @@ def test_repro_noop_experiment_and_metrics_diff(project):
     change = params_diff["params.yaml"]["train.learning_rate"]
     assert (change["old"], change["new"]) == (0.005, 0.02)
 
-    # The experiment (workspace) against the committed run, drawn offline.
+    # The two experiments' plots side by side (the committed run and the new one), drawn offline.
+    names = run(["dvc", "exp", "list", "--name-only"], repo, env).stdout.split()
+    assert len(names) == 1, names
     page = repo / "plots_html"
-    run(["dvc", "plots", "diff", "HEAD", "-o", str(page)], repo, env)
-    check_offline_plots_page(page / "index.html")
+    run(["dvc", "plots", "diff", "HEAD", names[0], "-o", str(page)], repo, env)
+    check_offline_plots_page(page / "index.html", ["HEAD", names[0]])
 
 
-def check_offline_plots_page(index):
+def check_offline_plots_page(index, revisions):
     html = index.read_text(encoding="utf-8")
     assert "cdn.jsdelivr" not in html and "<script src=" not in html, "the page would load scripts from the internet"
     assert "vegaEmbed" in html and "vega-lite" in html  # inlined by assets/dvc_plots_offline.html
     for plot in DECLARED_VEGA_PLOTS:
         assert f'<div id = "{plot}"' in html, f"plot {plot} missing from the page"
     for image in DECLARED_IMAGES:
-        for rev in ("HEAD", "workspace"):
+        for rev in revisions:
             assert f'src="static/{rev}_{image}"' in html and (index.parent / "static" / f"{rev}_{image}").is_file()
     vega_plots = html.count("vegaEmbed('#")
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
