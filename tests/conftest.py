@@ -86,3 +86,38 @@ def python_bin_env() -> dict:
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "ci"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "ci@example.invalid"
     return env
+
+
+def easy_reviews(path):
+    """A learnable signal for a random tiny model: the sentiment word decides the label."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(240):
+        label = "positive" if i % 2 else "negative"
+        word = rng.choice(["great", "brilliant", "fun", "good"] if i % 2 else ["awful", "dull", "boring", "bad"])
+        rows.append({"text": f"review {i}: the {rng.choice(['movie', 'film'])} was {word}", "label": label})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def train_tiny(tmp_path, model_dir, **overrides):
+    from qlora_sentiment.base_model import load_ref, materialize
+    from qlora_sentiment.config import params_from_dict
+    from qlora_sentiment.data import prepare
+    from qlora_sentiment.runtime import setup_torch
+    from qlora_sentiment.training import train
+
+    os.chdir(tmp_path)  # DVCLive inspects the git repo of the working directory; keep it out of ours
+    raw = tiny_params(model_dir, **overrides)
+    raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
+                       group_column=None)
+    params = params_from_dict(raw)
+    setup_torch(1, params.seed)
+    materialize(params.model, tmp_path / "base")
+    records, _ = prepare(params.data, params.seed)
+    result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],
+                   tmp_path / "adapter", tmp_path / "live", tmp_path / "checkpoints")
+    return params, records, result

@@ -6,15 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tiny_params
+from conftest import tiny_params, train_tiny
 from qlora_sentiment.base_model import load_ref, materialize
 from qlora_sentiment.config import ModelConfig, params_from_dict
-from qlora_sentiment.data import prepare
 from qlora_sentiment.errors import ModelError
 from qlora_sentiment.evaluation import load_scorer, predict_split, summarize
 from qlora_sentiment.runtime import setup_torch
 from qlora_sentiment.scoring import LabelScorer
-from qlora_sentiment.training import train
 
 
 def _losses(live_dir):
@@ -22,41 +20,10 @@ def _losses(live_dir):
         return [float(row["loss"]) for row in csv.DictReader(handle, delimiter="\t")]
 
 
-def easy_reviews(path):
-    """A learnable signal for a random tiny model: the sentiment word decides the label."""
-    import json
-    import random
-
-    rng = random.Random(0)
-    rows = []
-    for i in range(240):
-        label = "positive" if i % 2 else "negative"
-        word = rng.choice(["great", "brilliant", "fun", "good"] if i % 2 else ["awful", "dull", "boring", "bad"])
-        rows.append({"text": f"review {i}: the {rng.choice(['movie', 'film'])} was {word}", "label": label})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _train(tmp_path, model_dir, **overrides):
-    import os
-
-    os.chdir(tmp_path)  # DVCLive inspects the git repo of the working directory; keep it out of ours
-    raw = tiny_params(model_dir, **overrides)
-    raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
-                       group_column=None)
-    params = params_from_dict(raw)
-    setup_torch(1, params.seed)
-    materialize(params.model, tmp_path / "base")
-    records, _ = prepare(params.data, params.seed)
-    result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],
-                   tmp_path / "adapter", tmp_path / "live", tmp_path / "checkpoints")
-    return params, records, result
-
-
 @pytest.mark.parametrize("head,optimizer,used", [("generative", "adamw_torch", "adamw_torch"),
                                                  ("classifier", "paged_adamw_8bit", "adamw_8bit")])
 def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, optimizer, used):
-    params, records, result = _train(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
+    params, records, result = train_tiny(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
                                                               "train.optimizer": optimizer})
     assert result.meta["optimizer"] == {"requested": optimizer, "used": used}
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules()), "no real 4-bit layers"
@@ -89,7 +56,7 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, o
 
 def test_single_token_fast_path_equals_full_answer_scoring(tmp_path, tiny_llama):
     """The one-pass next-token shortcut must give the same probabilities as scoring whole answers."""
-    params, records, result = _train(tmp_path, tiny_llama, **{"train.max_steps": 2})
+    params, records, result = train_tiny(tmp_path, tiny_llama, **{"train.max_steps": 2})
     scorer = LabelScorer(result.model, result.tokenizer, "generative", params.data.labels, params.prompt.template, 96)
     assert scorer.single_token
     texts = [r["text"] for r in records["test"]][:12]

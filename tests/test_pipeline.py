@@ -49,7 +49,8 @@ DECLARED_OUTPUTS = [
     "metrics/baseline.json", "metrics/baseline_predictions.jsonl", "plots/calibration/baseline.json",
     "plots/calibration/finetuned.json", "plots/roc/positive.json", "plots/precision_recall/positive.json",
     "plots/roc.png", "plots/precision_recall.png", "plots/calibration.png", "metrics/error_analysis.json",
-    "metrics/mistakes.csv", "metrics/evaluation.md",
+    "metrics/mistakes.csv", "metrics/evaluation.md", "models/export/config.json", "models/export/model.safetensors",
+    "models/export/README.md", "models/export/qlora_sentiment.json",
 ]
 # Every plot dvc.yaml declares, as `dvc plots diff` names it in the page: vega plots by div id, images by file.
 DECLARED_VEGA_PLOTS = [

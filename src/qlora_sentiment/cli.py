@@ -1,10 +1,13 @@
-"""`qlora-sentiment`: check params, show the environment, and predict with a trained adapter."""
+"""`qlora-sentiment`: check params, show the environment, label texts, serve a web API, export a merged model."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
+from pathlib import Path
 
 from .runtime import configure_environment, stage_entry
 
@@ -12,8 +15,7 @@ from .runtime import configure_environment, stage_entry
 def _check(args) -> None:
     from .config import load_params, to_dict
 
-    params = load_params(args.params)
-    print(json.dumps(to_dict(params), indent=2))
+    print(json.dumps(to_dict(load_params(args.params)), indent=2))
 
 
 def _env(args) -> None:
@@ -22,22 +24,93 @@ def _env(args) -> None:
     print(json.dumps(describe_environment(), indent=2))
 
 
-def _predict(args) -> None:
-    from .config import load_params
-    from .evaluation import load_scorer
+def _load(args):
+    from .analyzer import SentimentAnalyzer
+    from .base_model import REFERENCE_FILE
     from .runtime import setup_torch
 
-    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
-    if not texts:
-        raise SystemExit("error: give texts as arguments or one per line on stdin")
-    params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed)
-    scorer = load_scorer(args.adapter, args.base)
-    proba = scorer.predict_proba(texts, batch_size=params.eval.batch_size)
-    for text, probs in zip(texts, proba):
-        label = scorer.labels[int(probs.argmax())]
-        print(json.dumps({"text": text, "label": label,
-                          "probabilities": {lab: round(float(p), 4) for lab, p in zip(scorer.labels, probs)}}))
+    setup_torch(args.threads, seed=0)
+    base = args.base
+    if base is None and Path("models/base", REFERENCE_FILE).is_file() and (Path(args.model) / "adapter_config.json").is_file():
+        from .evaluation import read_model_meta
+        from .io import read_json
+
+        # Inside the project: reuse the base_model stage's folder when it is the adapter's base.
+        if read_json(Path("models/base", REFERENCE_FILE)) == read_model_meta(args.model)["base_model"]:
+            base = "models/base"
+    return SentimentAnalyzer.from_pretrained(args.model, base=base)
+
+
+def _format(rows: list[dict], labels: list[str], fmt: str) -> str:
+    if fmt == "json":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels]])
+        for r in rows:
+            writer.writerow([r["text"], r["label"], *[f"{r['probabilities'][lab]:.6f}" for lab in labels]])
+        return out.getvalue()
+    width = max(len("label"), *(len(lab) for lab in labels))
+    lines = [f"{'label':<{width}}  " + "  ".join(f"{lab[:8]:>8}" for lab in labels) + "  text"]
+    for r in rows:
+        text = r["text"] if len(r["text"]) <= 70 else r["text"][:69] + "…"
+        lines.append(f"{r['label']:<{width}}  " + "  ".join(f"{r['probabilities'][lab]:>8.3f}" for lab in labels)
+                     + f"  {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _predict(args) -> None:
+    from .analyzer import check_texts
+    from .errors import DataError
+    from .textfiles import read_texts
+
+    if args.file and args.texts:
+        raise DataError("give texts as arguments or --file, not both")
+    if args.file:
+        texts = read_texts(args.file, args.text_column)
+    elif args.texts:
+        texts = check_texts(args.texts)
+    else:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+        if not texts:
+            raise DataError("no texts: give them as arguments, with --file, or one per line on stdin")
+    analyzer = _load(args)
+    rows = []
+    chunk = args.batch_size * 8
+    from tqdm import tqdm
+
+    with tqdm(total=len(texts), unit="text", disable=not args.file, file=sys.stderr) as bar:
+        for start in range(0, len(texts), chunk):
+            part = texts[start:start + chunk]
+            rows += [dict(p, text=t) for t, p in zip(part, analyzer.predict(part, batch_size=args.batch_size))]
+            bar.update(len(part))
+    sys.stdout.write(_format([{"text": r["text"], "label": r["label"], "probabilities": r["probabilities"]}
+                              for r in rows], analyzer.labels, args.format))
+
+
+def _serve(args) -> None:
+    from .io import read_json
+    from .serving import Limits, serve
+
+    analyzer = _load(args)
+    metrics = None
+    metrics_file = Path(args.metrics) if args.metrics else Path(args.model) / "metrics.json"
+    if metrics_file.is_file():
+        metrics = read_json(metrics_file)
+    limits = Limits(max_items=args.max_items, max_chars=args.max_chars, max_batch=args.max_batch,
+                    max_wait_ms=args.max_wait_ms)
+    print(f"serving {args.model} on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr, flush=True)
+    serve(analyzer, args.host, args.port, limits, metrics)
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="models/adapter",
+                        help="adapter folder (train stage) or merged export (export stage); default models/adapter")
+    parser.add_argument("--base", default=None,
+                        help="base_model stage folder; default: models/base when it matches, else the adapter's record")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--batch-size", type=int, default=16)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,12 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
     env = sub.add_parser("env", help="package versions and device")
     env.set_defaults(func=_env)
-    predict = sub.add_parser("predict", help="label texts with a trained adapter")
+
+    predict = sub.add_parser("predict", help="label texts: arguments, --file, or stdin")
     predict.add_argument("texts", nargs="*", help="texts to label (default: one per line on stdin)")
-    predict.add_argument("--adapter", default="models/adapter")
-    predict.add_argument("--base", default="models/base")
-    predict.add_argument("--params", default="params.yaml")
+    predict.add_argument("--file", help=".txt (one per line), .csv/.tsv or .jsonl with a text column")
+    predict.add_argument("--text-column", default="text")
+    predict.add_argument("--format", choices=["json", "csv", "table"], default="json")
+    _model_args(predict)
     predict.set_defaults(func=_predict)
+
+    serve = sub.add_parser("serve", help="web API: POST /predict, GET /health, GET /info, OpenAPI at /docs")
+    _model_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--metrics", default=None, help="metrics JSON reported by /info (default: the model's own)")
+    serve.add_argument("--max-items", type=int, default=64, help="texts per request")
+    serve.add_argument("--max-chars", type=int, default=5000, help="characters per text")
+    serve.add_argument("--max-batch", type=int, default=32, help="texts per forward pass")
+    serve.add_argument("--max-wait-ms", type=float, default=10.0, help="wait for a batch to fill")
+    serve.set_defaults(func=_serve)
     return parser
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base_model import load_ref
+from .base_model import BaseRef, load_ref, ref_from_info
 from .config import Params, QuantizationConfig
 from .curves import pr_rows, roc_rows
 from .error_analysis import bucket_error_rates, confident_mistakes
@@ -23,19 +23,40 @@ from .significance import compare
 from .training import META_FILE
 
 
-def load_scorer(adapter_dir: str | Path, base_dir: str | Path) -> LabelScorer:
+def read_model_meta(folder: str | Path) -> dict:
+    folder = Path(folder)
+    meta_file = folder / META_FILE
+    if not meta_file.is_file():
+        what = "no such folder" if not folder.is_dir() else f"no {META_FILE}"
+        raise ModelError(f"{folder}: not an adapter or export written by qlora-sentiment ({what}); "
+                         "point at models/adapter (train stage) or models/export (export stage)")
+    try:
+        return read_json(meta_file)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{meta_file}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def adapter_base(adapter_dir: Path, meta: dict, base_dir: str | Path | None) -> BaseRef:
+    """The base the adapter was trained on: the given base_model folder (checked), or resolved from the record."""
+    if base_dir is None:
+        return ref_from_info(meta["base_model"])
+    ref = load_ref(base_dir)
+    if meta["base_model"] != ref.info:
+        raise ModelError(f"{adapter_dir}: trained on base {meta['base_model'].get('name')}, but {base_dir} holds "
+                         f"{ref.info.get('name')}; run dvc repro to retrain, or leave out the base to use the "
+                         "adapter's own")
+    return ref
+
+
+def load_scorer(adapter_dir: str | Path, base_dir: str | Path | None = None) -> LabelScorer:
     """Base model quantized exactly as in training, with the trained adapter on top."""
     from peft import PeftModel
 
     adapter_dir = Path(adapter_dir)
-    meta_file = adapter_dir / META_FILE
-    if not meta_file.is_file():
-        raise ModelError(f"{adapter_dir}: not an adapter folder written by the train stage (no {META_FILE})")
-    meta = read_json(meta_file)
-    ref = load_ref(base_dir)
-    if meta["base_model"] != ref.info:
-        raise ModelError(f"{adapter_dir}: trained on base {meta['base_model'].get('name')}, but {base_dir} holds "
-                         f"{ref.info.get('name')}; run dvc repro to retrain")
+    meta = read_model_meta(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter_dir}: no adapter_config.json; not a LoRA adapter folder")
+    ref = adapter_base(adapter_dir, meta, base_dir)
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, meta["head"], meta["labels"], QuantizationConfig(**meta["quantization"]), tokenizer.pad_token_id)
     model = PeftModel.from_pretrained(model, str(adapter_dir))

@@ -20,13 +20,17 @@ def configure_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; its own CPU path is
+    # used instead. The line would sit above every error message, so keep it out.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
-def setup_torch(threads: int, seed: int) -> None:
+def setup_torch(threads: int | None, seed: int) -> None:
     import torch
     from transformers import set_seed
 
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     # deterministic=True makes CUDA kernels reproducible too (CPU runs are byte-identical with or without it)
     set_seed(seed, deterministic=True)
 

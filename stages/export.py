@@ -1,0 +1,38 @@
+"""DVC stage `export`: the adapter merged into its de-quantized base, as a standard Hugging Face folder with a
+model card and the test metrics it shipped with."""
+
+import argparse
+from pathlib import Path
+
+from qlora_sentiment.runtime import configure_environment, stage_entry
+
+configure_environment()
+
+from qlora_sentiment.config import load_params  # noqa: E402
+from qlora_sentiment.evaluation import adapter_base, read_model_meta  # noqa: E402
+from qlora_sentiment.export import merge_adapter, write_export  # noqa: E402
+from qlora_sentiment.io import atomic_dir, read_json  # noqa: E402
+from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+
+
+@stage_entry
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--adapter", required=True)
+    parser.add_argument("--metrics", required=True, help="test metrics to ship in the folder and its model card")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    setup_torch(params.runtime.torch_threads, params.seed)
+    adapter = Path(args.adapter)
+    meta = read_model_meta(adapter)
+    merged, tokenizer = merge_adapter(adapter, adapter_base(adapter, meta, args.base), meta)
+    with atomic_dir(args.out) as tmp:
+        write_export(merged, tokenizer, meta, tmp, read_json(args.metrics), adapter)
+    log.info("exported the merged model to %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

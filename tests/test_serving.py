@@ -1,0 +1,237 @@
+"""Using a trained model: Python API, merged export, predict CLI, and the web API over real HTTP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import train_tiny
+from qlora_sentiment.analyzer import SentimentAnalyzer
+from qlora_sentiment.errors import DataError, ModelError
+from qlora_sentiment.evaluation import read_model_meta
+from qlora_sentiment.export import merge_adapter, write_export
+
+CLI = str(Path(sys.executable).parent / "qlora-sentiment")
+TEXTS = ["the film was great", "the movie was awful", "brilliant fun", "dull and boring", "good", "bad film"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_llama):
+    """A tiny adapter (a few steps), its base folder and a merged export beside it."""
+    root = tmp_path_factory.mktemp("trained")
+    cwd = os.getcwd()
+    try:
+        params, records, result = train_tiny(root, tiny_llama, **{"train.max_steps": 4})
+    finally:
+        os.chdir(cwd)
+    adapter = root / "adapter"
+    meta = read_model_meta(adapter)
+    from qlora_sentiment.base_model import load_ref
+
+    merged, tokenizer = merge_adapter(adapter, load_ref(root / "base"), meta)
+    write_export(merged, tokenizer, meta, root / "export", {"n": 10, "accuracy": 0.9, "macro": {"f1": 0.9}}, adapter)
+    return root
+
+
+def test_python_api_adapter_and_merged_export_agree(trained):
+    adapter = SentimentAnalyzer.from_pretrained(trained / "adapter", base=trained / "base")
+    recorded = SentimentAnalyzer.from_pretrained(trained / "adapter")  # base resolved from the adapter's record
+    export = SentimentAnalyzer.from_pretrained(trained / "export")
+    a, r, e = (m.predict(TEXTS, batch_size=4) for m in (adapter, recorded, export))
+    assert [p["label"] for p in a] == [p["label"] for p in e] == [p["label"] for p in r]
+    probs = lambda preds: np.array([[p["probabilities"][lab] for lab in adapter.labels] for p in preds])  # noqa: E731
+    np.testing.assert_allclose(probs(e), probs(a), atol=1e-4)
+    np.testing.assert_array_equal(probs(r), probs(a))
+    assert export.describe()["kind"] == "export" and adapter.describe()["kind"] == "adapter"
+    assert adapter.predict("one string")[0]["label"] in adapter.labels
+    with pytest.raises(DataError, match=r"texts\[1\]: empty text"):
+        adapter.predict(["fine", "  "])
+
+
+def test_export_is_a_plain_transformers_folder_with_a_model_card(trained):
+    from transformers import AutoModelForCausalLM
+
+    folder = trained / "export"
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert not any("4bit" in type(m).__name__ or "lora" in type(m).__name__.lower() for m in model.modules())
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    card = (folder / "README.md").read_text()
+    for part in ("base_model:", "## Test metrics", "| accuracy | 0.9 |", "## How to load", "AutoModelForCausalLM"):
+        assert part in card
+    assert json.loads((folder / "metrics.json").read_text())["accuracy"] == 0.9
+
+
+def test_bad_model_folders_fail_clearly(trained, tmp_path):
+    with pytest.raises(ModelError, match="not an adapter or export written by qlora-sentiment"):
+        SentimentAnalyzer.from_pretrained(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "qlora_sentiment.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(ModelError, match="unreadable"):
+        SentimentAnalyzer.from_pretrained(broken)
+    other_base = tmp_path / "other_base"
+    other_base.mkdir()
+    (other_base / "base_model.json").write_text(json.dumps({"source": "hub", "name": "org/other", "repo_id": "org/other",
+                                                             "commit": "0" * 40}))
+    with pytest.raises(ModelError, match="trained on base .* but .* holds org/other"):
+        SentimentAnalyzer.from_pretrained(trained / "adapter", base=other_base)
+
+
+def cli(*args, stdin=None, cwd=None):
+    return subprocess.run([CLI, *args], input=stdin, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_predict_cli_arguments_files_stdin_and_formats(trained, tmp_path):
+    model = ["--model", str(trained / "adapter"), "--base", str(trained / "base"), "--threads", "1"]
+    out = cli("predict", *model, "the film was great", "dull and boring")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["the film was great", "dull and boring"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in rows)
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("id,review\n1,the film was great\n2,\"awful, dull\"\n3,brilliant fun\n")
+    out = cli("predict", *model, "--file", str(data), "--text-column", "review", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "text,label,p_negative,p_positive" and len(lines) == 4
+    assert "text/s" in out.stderr or "100%" in out.stderr  # the progress bar
+
+    out = cli("predict", *model, "--format", "table", stdin="good\n\nbad film\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split()[:3] == ["label", "negative", "positive"]
+    assert len(out.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize("content,name,extra,message", [
+    (None, "missing.txt", [], "missing.txt: no such file"),
+    ("id,body\n1,x\n", "r.csv", [], "r.csv: no column 'text' (columns: ['id', 'body']); use --text-column"),
+    ("text\nfine\n\"  \"\n", "r.csv", [], "r.csv: row 3: empty text"),
+    (b"good\n\xff\xfebad\n", "r.txt", [], "r.txt: line 2 is not UTF-8"),
+    ('{"text": "ok"}\n{"txt": "x"}\n', "r.jsonl", [], "r.jsonl: line 2 has no 'text' field"),
+    ("x", "r.xlsx", [], "unsupported file type '.xlsx'"),
+])
+def test_predict_cli_bad_files_fail_with_one_line(trained, tmp_path, content, name, extra, message):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    from qlora_sentiment.textfiles import read_texts
+
+    with pytest.raises(DataError) as info:
+        read_texts(path)
+    assert message in str(info.value)
+
+
+def test_predict_cli_exit_code_and_message(trained, tmp_path):
+    out = cli("predict", "--model", str(tmp_path), "some text")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: ") and "not an adapter or export" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = cli("predict", "--model", str(trained / "adapter"), "--file", str(tmp_path / "nope.txt"))
+    assert out.returncode == 2 and "nope.txt: no such file" in out.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    port = free_port()
+    proc = subprocess.Popen([CLI, "serve", "--model", str(trained / "adapter"), "--base", str(trained / "base"),
+                             "--threads", "1", "--port", str(port), "--max-items", "8", "--max-chars", "200",
+                             "--max-wait-ms", "20", "--metrics", str(trained / "export" / "metrics.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read()}")
+    else:
+        proc.kill()
+        raise AssertionError("server did not come up in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_web_api_predicts_and_describes_itself(server, trained):
+    import httpx
+
+    one = httpx.post(f"{server}/predict", json={"text": "the film was great"}, timeout=30)
+    assert one.status_code == 200, one.text
+    [prediction] = one.json()["predictions"]
+    assert prediction["text"] == "the film was great" and set(prediction["probabilities"]) == {"negative", "positive"}
+    many = httpx.post(f"{server}/predict", json={"texts": TEXTS}, timeout=30).json()["predictions"]
+    direct = SentimentAnalyzer.from_pretrained(trained / "adapter", base=trained / "base").predict(TEXTS)
+    assert [p["label"] for p in many] == [p["label"] for p in direct]
+    np.testing.assert_allclose([p["probabilities"]["positive"] for p in many],
+                               [p["probabilities"]["positive"] for p in direct], atol=1e-4)
+    info = httpx.get(f"{server}/info", timeout=10).json()
+    assert info["labels"] == ["negative", "positive"] and info["metrics"]["accuracy"] == 0.9
+    assert info["kind"] == "adapter" and info["base_model"]["source"] == "local"
+    schema = httpx.get(f"{server}/openapi.json", timeout=10).json()
+    assert "/predict" in schema["paths"] and "/health" in schema["paths"] and "/info" in schema["paths"]
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"text": ""}, "text: empty text"),
+    ({"text": "   "}, "text: empty text"),
+    ({"text": "x" * 201}, "text: 201 characters; at most 200"),
+    ({"texts": ["ok"] * 9}, "texts: 9 items; at most 8"),
+    ({"texts": []}, "texts: empty list"),
+    ({"texts": ["ok", ""]}, "texts[1]: empty text"),
+    ({}, "exactly one of 'text'"),
+    ({"text": "a", "texts": ["b"]}, "exactly one of 'text'"),
+    ({"text": 5}, "string"),
+    ({"texts": "not a list"}, "list"),
+    ({"texts": ["ok", 3]}, "string"),
+    ({"txt": "typo"}, "txt"),
+])
+def test_web_api_rejects_bad_requests_with_422(server, body, message):
+    import httpx
+
+    response = httpx.post(f"{server}/predict", json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    assert message in response.text
+
+
+def test_web_api_rejects_malformed_json(server):
+    import httpx
+
+    response = httpx.post(f"{server}/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_web_api_concurrent_burst_is_batched_without_errors(server):
+    import httpx
+
+    before = httpx.get(f"{server}/health", timeout=10).json()
+    texts = [f"review {i}: the film was {'great' if i % 2 else 'dull'}" for i in range(500)]
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda t: client.post(f"{server}/predict", json={"text": t}), texts))
+    assert [r.status_code for r in responses].count(200) == 500, {r.status_code for r in responses}
+    assert [r.json()["predictions"][0]["text"] for r in responses] == texts  # each answer is its own
+    after = httpx.get(f"{server}/health", timeout=10).json()
+    requests = after["requests"] - before["requests"]
+    batches = after["forward_batches"] - before["forward_batches"]
+    assert requests == 500
+    assert batches < requests / 2, f"{batches} forward passes for {requests} concurrent requests: not batched"
