@@ -95,7 +95,7 @@ def test_unreachable_hub_dataset_says_what_to_do(monkeypatch):
 @pytest.mark.parametrize("case,message", [
     ("missing_file", "data.name: file not found"),
     ("missing_column", "data.text_column: column 'review' not in"),
-    ("unknown_label", "row 3: label 'meh' is not in the label map"),
+    ("unknown_label", "row 4: label 'meh' is not in the label map"),  # rows[3] is the 4th data row
     ("single_class", "only one label (['positive'])"),
     ("all_empty", "no rows left after dropping empty and duplicate texts"),
     ("not_utf8", "not UTF-8 at byte"),

@@ -23,7 +23,10 @@ def run(cmd, cwd, env, check=True):
 
 @pytest.fixture()
 def project(tmp_path, tiny_llama, python_bin_env):
-    repo = tmp_path / "project"
+    return make_project(tmp_path / "project", tiny_llama, python_bin_env), python_bin_env
+
+
+def make_project(repo, tiny_llama, env, **overrides):
     repo.mkdir()
     for name in PROJECT_FILES:
         source = ROOT / name
@@ -32,12 +35,11 @@ def project(tmp_path, tiny_llama, python_bin_env):
         elif source.exists():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_llama), sort_keys=False))
-    env = python_bin_env
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_llama, **overrides), sort_keys=False))
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny project"], repo, env)
-    return repo, env
+    return repo
 
 
 DECLARED_OUTPUTS = [
@@ -133,6 +135,22 @@ def check_offline_plots_page(index, revisions):
     pixels = Image.open(shot).convert("L")
     ink = sum(pixels.histogram()[:200])  # pixels clearly darker than the white page
     assert ink > 0.01 * pixels.width * pixels.height, "the screenshot is a blank page"
+
+
+@pytest.mark.slow
+def test_two_fresh_runs_give_identical_results(tmp_path, tiny_llama, python_bin_env):
+    """Reproducibility is the product: same params, two clean checkouts, byte-identical weights and metrics."""
+    repos = [make_project(tmp_path / name, tiny_llama, python_bin_env) for name in ("first", "second")]
+    for repo in repos:
+        run(["dvc", "repro"], repo, python_bin_env)
+    for path in ("models/adapter/adapter_model.safetensors", "metrics/metrics.json", "metrics/predictions.jsonl",
+                 "metrics/baseline.json", "metrics/train/metrics.json", "data/prepared/train.jsonl",
+                 "models/export/model.safetensors", "plots/confusion_matrix.png"):
+        assert (repos[0] / path).read_bytes() == (repos[1] / path).read_bytes(), f"{path} differs between runs"
+    # The environment that produced them is recorded with the adapter.
+    meta = json.loads((repos[0] / "models/adapter/qlora_sentiment.json").read_text())
+    assert {"python", "packages", "device"} <= set(meta["environment"]), meta["environment"]
+    assert meta["environment"]["packages"]["torch"]
 
 
 @pytest.mark.slow

@@ -168,7 +168,7 @@ def clean(rows: pd.DataFrame, cfg: DataConfig, origin: str) -> tuple[pd.DataFram
         name = lookup.get(_raw_key(raw))
         if name is None:
             raise DataError(
-                f"{origin}: row {row}: label '{raw}' is not in the label map for {cfg.labels}; "
+                f"{origin}: row {row + 1}: label '{raw}' is not in the label map for {cfg.labels}; "
                 f"add it under data.label_map (e.g. '{raw}': {cfg.labels[0]})"
             )
         labels.append(name)

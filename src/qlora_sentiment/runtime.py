@@ -41,6 +41,13 @@ def device_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+OUT_OF_MEMORY = (
+    "CUDA out of memory. Lower train.batch_size (raise train.grad_accum to keep the effective batch), lower "
+    "train.max_length, set train.gradient_checkpointing: true, lower eval.batch_size, or keep "
+    "quantization.load_in_4bit: true"
+)
+
+
 def stage_entry(func):
     """Run a stage's main(): a QloraError prints one line and exits 2; --debug (or QLORA_DEBUG=1) shows the trace."""
 
@@ -57,5 +64,12 @@ def stage_entry(func):
                 traceback.print_exc()
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except Exception as exc:
+            if type(exc).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+                raise
+            if debug:
+                traceback.print_exc()
+            print(f"error: {OUT_OF_MEMORY}", file=sys.stderr)
+            sys.exit(3)
 
     return wrapper

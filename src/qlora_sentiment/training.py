@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base_model import BaseRef
+from .checkpoints import fingerprint, resume_point
 from .config import Params
 from .errors import ConfigError
 from .environment import describe_environment
@@ -21,8 +22,9 @@ from .prompts import PromptFormatter, completion
 log = logging.getLogger(__name__)
 
 META_FILE = "qlora_sentiment.json"
-# Per-run timings would make the logged curves differ between identical runs.
-UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos")
+# Per-run timings would make the logged curves differ between identical runs; the Trainer's train_loss and TRL's
+# num_tokens count only the steps since a resume (we log the mean of the logged losses instead).
+UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss", "num_tokens")
 # Paged optimizers page state to CPU memory through CUDA; without CUDA bitsandbytes runs the plain kind.
 CPU_OPTIMIZER = {"paged_adamw_8bit": "adamw_8bit", "paged_adamw_32bit": "adamw_torch"}
 
@@ -32,6 +34,20 @@ class TrainResult:
     meta: dict
     model: object
     tokenizer: object
+
+
+def mean_logged_loss(log_history: list[dict]) -> float | None:
+    """Mean of the logged training losses: the same whether or not the run was resumed."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return sum(losses) / len(losses) if losses else None
+
+
+def training_params(params: Params) -> dict:
+    """Everything that changes the trained weights (threads and paths do not)."""
+    full = dataclasses.asdict(params)
+    return {"seed": full["seed"], "model": full["model"], "quantization": full["quantization"], "lora": full["lora"],
+            "prompt": full["prompt"], "train": full["train"], "labels": full["data"]["labels"],
+            "eval_batch_size": full["eval"]["batch_size"]}
 
 
 def effective_optimizer(requested: str, cuda: bool) -> str:
@@ -52,11 +68,22 @@ def live_callback(live_dir: Path):
         def __init__(self):
             self.live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            # Resumed from a checkpoint: its log history holds the curve so far; DVC cleared the old files.
+            for entry in state.log_history:
+                if state.is_world_process_zero and "step" in entry:
+                    self._log(entry["step"], entry)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
-            self.live.step = state.global_step
+            self._log(state.global_step, logs)
+
+        def _log(self, step, logs):
+            self.live.step = step
             for key, value in logs.items():
+                if key == "step":
+                    continue
                 if isinstance(value, (int, float)) and not any(k in key for k in UNSTABLE_LOG_KEYS):
                     name = key[5:] if key.startswith("eval_") else key
                     self.live.log_metric(f"{'eval' if key.startswith('eval_') else 'train'}/{name}", value)
@@ -126,6 +153,34 @@ def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
     )
 
 
+def seed_per_epoch(sampler, seed: int):
+    """Make the length-grouped order a function of (seed, epoch) alone.
+
+    transformers' LengthGroupedSampler draws from the global RNG, whose state at an epoch's start depends on every
+    dropout mask before it, so a run resumed from a checkpoint would see another order. The Trainer calls
+    `set_epoch` on the sampler at each epoch (also when resuming), which reseeds a private generator.
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    if isinstance(sampler, LengthGroupedSampler):
+        sampler.generator = torch.Generator()
+        sampler.generator.manual_seed(seed)
+        sampler.set_epoch = lambda epoch: sampler.generator.manual_seed(seed + epoch)
+    return sampler
+
+
+def resumable(trainer_class):
+    """A Trainer subclass whose data order survives a restart (random sampling already does: accelerate
+    seeds it per epoch)."""
+
+    class Resumable(trainer_class):
+        def _get_train_sampler(self, train_dataset=None):
+            return seed_per_epoch(super()._get_train_sampler(train_dataset), self.args.data_seed)
+
+    return Resumable
+
+
 def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args, callbacks):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -137,7 +192,7 @@ def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args, ca
         return Dataset.from_dict({"prompt": prompts, "completion": [completion(r["label"]) for r in rows]})
 
     config = SFTConfig(**args, max_length=params.train.max_length, completion_only_loss=True, packing=False)
-    return SFTTrainer(model=model, args=config, train_dataset=to_dataset(train_rows), eval_dataset=to_dataset(val_rows),
+    return resumable(SFTTrainer)(model=model, args=config, train_dataset=to_dataset(train_rows), eval_dataset=to_dataset(val_rows),
                       processing_class=tokenizer, callbacks=callbacks)
 
 
@@ -151,7 +206,7 @@ def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args, ca
         enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=params.train.max_length)
         return Dataset.from_dict({**enc, "labels": [index[r["label"]] for r in rows]})
 
-    return Trainer(model=model, args=TrainingArguments(**args), train_dataset=to_dataset(train_rows),
+    return resumable(Trainer)(model=model, args=TrainingArguments(**args), train_dataset=to_dataset(train_rows),
                    eval_dataset=to_dataset(val_rows), data_collator=DataCollatorWithPadding(tokenizer),
                    processing_class=tokenizer, callbacks=callbacks)
 
@@ -182,7 +237,11 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     callback = live_callback(live_dir)
     trainer = build(model, tokenizer, params, train_rows, val_rows, args, [callback])
     set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
-    result = trainer.train()
+    run_id = fingerprint(training_params(params), ref.info, train_rows, val_rows)
+    result = trainer.train(resume_from_checkpoint=resume_point(checkpoint_dir, run_id))
+    train_loss = mean_logged_loss(trainer.state.log_history)
+    if train_loss is not None:
+        callback.live.log_metric("train/train_loss", train_loss)
     # The evaluation loss is logged through the callback; end() was already called, so reopen the step.
     final_eval = trainer.evaluate()
     callback.live.make_summary()
@@ -198,7 +257,7 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
         "trainable_parameters": trainable,
         "total_parameters": total,
         "global_step": result.global_step,
-        "train_loss": result.training_loss,
+        "train_loss": train_loss,
         "eval_loss": final_eval.get("eval_loss"),
         "environment": describe_environment(),
     }

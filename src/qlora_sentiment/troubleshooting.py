@@ -1,0 +1,72 @@
+"""The catalogue of bad inputs: what the error says and what to do. tests/test_bad_inputs.py triggers every
+entry for real; tools/troubleshooting.py renders the README's Troubleshooting section from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    area: str      # params | data | model
+    message: str   # what the one-line error says (a distinctive part of it)
+    fix: str
+
+
+CATALOGUE = [
+    Problem("unknown-key", "params", "unknown key 'train.learnig_rate'; did you mean 'learning_rate'?",
+            "Fix the spelling; `qlora-sentiment check` prints the resolved params."),
+    Problem("unknown-section", "params", "unknown key 'trian'; did you mean 'train'?", "Fix the section name."),
+    Problem("wrong-type", "params", "train.batch_size: expected an integer (got 'eight')", "Use a number."),
+    Problem("learning-rate", "params", "train.learning_rate: must be > 0", "Use a positive learning rate, e.g. 2e-4."),
+    Problem("lora-rank", "params", "lora.r: must be > 0", "Use a positive rank (8, 16, 64)."),
+    Problem("lora-dropout", "params", "lora.dropout: must be in [0, 1)", "Use a probability below 1 (0.05)."),
+    Problem("split-fractions", "params", "data.split: train + validation + test must sum to 1",
+            "Make the three fractions add up to 1."),
+    Problem("unknown-head", "params", "model.head: 'regression' is not one of ['generative', 'classifier']",
+            "Pick `generative` or `classifier`."),
+    Problem("quant-type", "params", "quantization.quant_type: 'nf5' is not one of ['nf4', 'fp4']; did you mean 'nf4'?",
+            "Use `nf4` (recommended) or `fp4`."),
+    Problem("label-count", "params", "data.labels: needs 2 or 3 labels", "Binary or negative/neutral/positive."),
+    Problem("prompt-placeholder", "params", "prompt.template: must contain the placeholder {text}",
+            "Put `{text}` where the review goes."),
+    Problem("last-n-layers", "params", "lora.last_n_layers: needs lora.target_modules as a list of module names",
+            "List the modules, or set `lora.last_n_layers: null`."),
+    Problem("params-missing", "params", "params file not found", "Run from the project folder or pass --params."),
+    Problem("params-yaml", "params", "not valid YAML at line", "Fix the YAML at the line shown."),
+    Problem("data-file-missing", "data", "data.name: file not found", "Check the path in `data.name`."),
+    Problem("data-column-missing", "data", "data.text_column: column 'review' not in",
+            "Set `data.text_column` / `data.label_column` to columns the file has (listed in the message)."),
+    Problem("label-outside-map", "data", "row 1: label 'meh' is not in the label map",  # rows count from 1
+            "Add the raw value under `data.label_map`, or drop those rows."),
+    Problem("not-utf8", "data", "not UTF-8 at byte", "Re-encode the file as UTF-8 (`iconv -t utf-8`)."),
+    Problem("single-class", "data", "only one label", "The data needs examples of every label."),
+    Problem("offline-corpus", "data", "data.name: unknown offline corpus", "Use a name the message lists."),
+    Problem("hub-dataset-unreachable", "data", "data.name: cannot load dataset",
+            "Without network: `HF_HUB_OFFLINE=1` with a populated cache, or `data.source: local`."),
+    Problem("hub-model-unreachable", "model", "from the Hugging Face Hub",
+            "Without network: `HF_HUB_OFFLINE=1` with the model in the cache, or `model.source: local` with a "
+            "folder you downloaded elsewhere."),
+    Problem("model-without-weights", "model", "has no weights", "Point `model.name` at a folder with *.safetensors."),
+    Problem("bitsandbytes-missing", "model", "quantization.load_in_4bit: true, but bitsandbytes cannot load here",
+            "`pip install bitsandbytes`, or set `quantization.load_in_4bit: false` for full precision."),
+    Problem("cuda-out-of-memory", "model", "CUDA out of memory. Lower train.batch_size",
+            "Lower the batch size or max length, or turn on gradient checkpointing (exit code 3)."),
+    Problem("not-an-adapter", "model", "not an adapter or export written by qlora-sentiment",
+            "Point `--model` at `models/adapter` or `models/export`."),
+]
+
+
+def render_markdown() -> str:
+    lines = [
+        "Every error is one line starting with `error:` that names the key, file or row; the exit code is 2 "
+        "(3 for out of memory) and no traceback is shown unless you add `--debug` or set `QLORA_DEBUG=1`. "
+        "Each row below is triggered for real by `tests/test_bad_inputs.py`.",
+        "",
+        "| area | the error says | what to do |",
+        "|---|---|---|",
+    ]
+    for p in CATALOGUE:
+        lines.append(f"| {p.area} | `{p.message}` | {p.fix} |")
+    return "\n".join(lines) + "\n"

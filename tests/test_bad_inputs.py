@@ -1,0 +1,165 @@
+"""The bad-input catalogue, triggered for real: every entry of qlora_sentiment.troubleshooting gives one `error:`
+line containing its message, a non-zero exit and no traceback; the README section is generated from it."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from qlora_sentiment.troubleshooting import CATALOGUE
+
+BIN = Path(sys.executable).parent
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def patched(*changes):
+    params = copy.deepcopy(PARAMS)
+    for dotted, value in changes:
+        *path, key = dotted.split(".")
+        node = params
+        for part in path:
+            node = node.setdefault(part, {})
+        if value is DELETE:
+            node.pop(key)
+        else:
+            node[key] = value
+    return params
+
+
+DELETE = object()
+
+
+def local_data(tmp, content: bytes, name="reviews.csv"):
+    path = tmp / name
+    path.write_bytes(content)
+    return ("data.source", "local"), ("data.name", str(path)), ("data.group_column", None), \
+        ("data.label_column", "label")
+
+
+# id -> (command: check | prepare | base_model | predict, params changes or a setup function)
+PARAM_CASES = {
+    "unknown-key": [("train.learnig_rate", 1e-4)],
+    "unknown-section": [("trian.epochs", 1)],
+    "wrong-type": [("train.batch_size", "eight")],
+    "learning-rate": [("train.learning_rate", 0)],
+    "lora-rank": [("lora.r", 0)],
+    "lora-dropout": [("lora.dropout", 1.0)],
+    "split-fractions": [("data.split", {"train": 0.8, "validation": 0.1, "test": 0.2})],
+    "unknown-head": [("model.head", "regression")],
+    "quant-type": [("quantization.quant_type", "nf5")],
+    "label-count": [("data.labels", ["a", "b", "c", "d"])],
+    "prompt-placeholder": [("prompt.template", "no placeholder here")],
+    "last-n-layers": [("lora.target_modules", "all-linear")],
+}
+
+
+def data_case(problem_id, tmp):
+    if problem_id == "data-file-missing":
+        return [("data.source", "local"), ("data.name", str(tmp / "missing.csv"))]
+    if problem_id == "data-column-missing":
+        return [*local_data(tmp, b"text,label\ngood,positive\nbad,negative\n"), ("data.text_column", "review")]
+    if problem_id == "label-outside-map":
+        return [*local_data(tmp, b"text,label\nok film,meh\nbad film,negative\n")]
+    if problem_id == "not-utf8":
+        return [*local_data(tmp, b"text,label\ncaf\xe9 good,positive\nbad,negative\n")]
+    if problem_id == "single-class":
+        return [*local_data(tmp, b"text,label\ngood,positive\ngreat,positive\nfine,positive\n")]
+    if problem_id == "offline-corpus":
+        return [("data.name", "rotten_potatoes")]
+    if problem_id == "hub-dataset-unreachable":
+        return [("data.source", "hub"), ("data.name", "qlora-sentiment-tests/no-such-dataset"),
+                ("data.group_column", None)]
+    raise KeyError(problem_id)
+
+
+def run(cmd, cwd, env_extra=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env_extra or {}))
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def assert_one_error_line(result, message):
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert message in errors[0], errors[0]
+    return errors[0]
+
+
+def write_params(tmp, params):
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def trigger(problem_id, tmp, tiny_llama):
+    """Run the real command for one catalogue entry; returns the CompletedProcess."""
+    py = sys.executable
+    if problem_id in PARAM_CASES:
+        return run([str(BIN / "qlora-sentiment"), "check", "--params",
+                    str(write_params(tmp, patched(*PARAM_CASES[problem_id])))], tmp)
+    if problem_id == "params-missing":
+        return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "nope.yaml")], tmp)
+    if problem_id == "params-yaml":
+        (tmp / "params.yaml").write_text("train: [1, 2\n")
+        return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "params.yaml")], tmp)
+    if problem_id.startswith(("data-", "label-", "not-utf8", "single-", "offline-", "hub-dataset")):
+        params = write_params(tmp, patched(*data_case(problem_id, tmp)))
+        result = run([py, str(ROOT / "stages/prepare.py"), "--params", str(params), "--out", "prepared",
+                      "--stats", "stats.json"], tmp)
+        assert not (tmp / "prepared").exists() and not (tmp / "stats.json").exists(), "half-written outputs"
+        return result
+    if problem_id in ("hub-model-unreachable", "model-without-weights"):
+        if problem_id == "hub-model-unreachable":
+            changes = [("model.source", "hub"), ("model.name", "qlora-sentiment-tests/no-such-model")]
+        else:
+            folder = tmp / "model"
+            folder.mkdir()
+            (folder / "config.json").write_text((tiny_llama / "config.json").read_text())
+            changes = [("model.source", "local"), ("model.name", str(folder))]
+        result = run([py, str(ROOT / "stages/base_model.py"), "--params", str(write_params(tmp, patched(*changes))),
+                      "--out", "base"], tmp)
+        assert not (tmp / "base").exists(), "half-written outputs"
+        return result
+    if problem_id == "not-an-adapter":
+        return run([str(BIN / "qlora-sentiment"), "predict", "--model", str(tmp), "a review"], tmp)
+    if problem_id in ("bitsandbytes-missing", "cuda-out-of-memory"):
+        # A real stage entry point with the failure injected where it happens (no GPU / a broken install here).
+        code = {
+            "bitsandbytes-missing": "import sys; sys.modules['bitsandbytes'] = None\n"
+                                    "from qlora_sentiment.modeling import bnb_config\n"
+                                    "from qlora_sentiment.config import QuantizationConfig\n"
+                                    "main = lambda argv: bnb_config(QuantizationConfig())\n",
+            "cuda-out-of-memory": "import torch\n"
+                                  "def main(argv):\n    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')\n",
+        }[problem_id]
+        script = tmp / "entry.py"
+        script.write_text(code + "from qlora_sentiment.runtime import stage_entry\nstage_entry(main)()\n")
+        return run([py, str(script)], tmp)
+    raise KeyError(problem_id)
+
+
+@pytest.mark.parametrize("problem", CATALOGUE, ids=[p.id for p in CATALOGUE])
+def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama):
+    result = trigger(problem.id, tmp_path, tiny_llama)
+    assert_one_error_line(result, problem.message)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    params = write_params(tmp_path, patched(("train.learnig_rate", 1e-4)))
+    result = run([str(BIN / "qlora-sentiment"), "--debug", "check", "--params", str(params)], tmp_path)
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_catalogue_is_big_enough_and_the_readme_matches_it():
+    assert len(CATALOGUE) >= 20 and len({p.id for p in CATALOGUE}) == len(CATALOGUE)
+    sys.path.insert(0, str(ROOT / "tools"))
+    from troubleshooting import with_section
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert with_section(readme) == readme, "README is stale: run python tools/troubleshooting.py"
