@@ -9,7 +9,8 @@ configure_environment()
 
 from qlora_sentiment.base_model import load_ref  # noqa: E402
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.io import atomic_dir, read_jsonl  # noqa: E402
+from qlora_sentiment.environment import describe_environment  # noqa: E402
+from qlora_sentiment.io import atomic_dir, read_jsonl, write_json  # noqa: E402
 from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
 from qlora_sentiment.training import train  # noqa: E402
 
@@ -23,6 +24,7 @@ def main(argv):
     parser.add_argument("--out", required=True, help="adapter folder")
     parser.add_argument("--live", required=True, help="DVCLive folder for training curves")
     parser.add_argument("--checkpoints", required=True, help="scratch folder for Trainer checkpoints")
+    parser.add_argument("--environment", required=True, help="where to record package versions and device (json)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     setup_torch(params.runtime.torch_threads, params.seed)
@@ -30,6 +32,8 @@ def main(argv):
     with atomic_dir(args.out) as tmp:
         meta = train(params, load_ref(args.base), read_jsonl(data / "train.jsonl"), read_jsonl(data / "validation.jsonl"),
                      tmp, Path(args.live), Path(args.checkpoints)).meta
+    # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
+    write_json(args.environment, describe_environment())
     log.info("trained %d steps, train loss %.4f, validation loss %s", meta["global_step"], meta["train_loss"], meta["eval_loss"])
 
 

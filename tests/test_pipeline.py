@@ -47,6 +47,7 @@ DECLARED_OUTPUTS = [
     "data/prepared/test.jsonl", "metrics/data.json", "models/adapter/adapter_model.safetensors",
     "models/adapter/adapter_config.json", "models/adapter/qlora_sentiment.json", "models/adapter/tokenizer.json",
     "metrics/train/metrics.json", "metrics/train/plots/metrics/train/loss.tsv", "metrics/metrics.json",
+    "metrics/train/environment.json",
     "metrics/predictions.jsonl", "plots/confusion.json", "plots/confusion_matrix.png",
     "metrics/baseline.json", "metrics/baseline_predictions.jsonl", "plots/calibration/baseline.json",
     "plots/calibration/finetuned.json", "plots/roc/positive.json", "plots/precision_recall/positive.json",
@@ -141,16 +142,19 @@ def check_offline_plots_page(index, revisions):
 def test_two_fresh_runs_give_identical_results(tmp_path, tiny_llama, python_bin_env):
     """Reproducibility is the product: same params, two clean checkouts, byte-identical weights and metrics."""
     repos = [make_project(tmp_path / name, tiny_llama, python_bin_env) for name in ("first", "second")]
-    for repo in repos:
-        run(["dvc", "repro"], repo, python_bin_env)
-    for path in ("models/adapter/adapter_model.safetensors", "metrics/metrics.json", "metrics/predictions.jsonl",
+    run(["dvc", "repro"], repos[0], python_bin_env)
+    # The second run without HF_HUB_OFFLINE: outputs must not depend on how the hub client was set up.
+    online_env = {k: v for k, v in python_bin_env.items() if k != "HF_HUB_OFFLINE"}
+    run(["dvc", "repro"], repos[1], online_env)
+    assert (repos[0] / "dvc.lock").read_text() == (repos[1] / "dvc.lock").read_text()
+    for path in ("models/adapter/adapter_model.safetensors", "models/adapter/tokenizer_config.json",
+                 "models/adapter/qlora_sentiment.json", "metrics/metrics.json", "metrics/predictions.jsonl",
                  "metrics/baseline.json", "metrics/train/metrics.json", "data/prepared/train.jsonl",
                  "models/export/model.safetensors", "plots/confusion_matrix.png"):
         assert (repos[0] / path).read_bytes() == (repos[1] / path).read_bytes(), f"{path} differs between runs"
     # The environment that produced them is recorded with the adapter.
-    meta = json.loads((repos[0] / "models/adapter/qlora_sentiment.json").read_text())
-    assert {"python", "packages", "device"} <= set(meta["environment"]), meta["environment"]
-    assert meta["environment"]["packages"]["torch"]
+    environment = json.loads((repos[0] / "metrics/train/environment.json").read_text())
+    assert {"python", "packages", "device"} <= set(environment) and environment["packages"]["torch"], environment
 
 
 @pytest.mark.slow

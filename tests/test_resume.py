@@ -22,9 +22,7 @@ def losses(repo):
 
 
 def meta(repo):
-    data = json.loads((repo / "models/adapter/qlora_sentiment.json").read_text())
-    data.pop("environment")
-    return data
+    return json.loads((repo / "models/adapter/qlora_sentiment.json").read_text())
 
 
 @pytest.mark.slow

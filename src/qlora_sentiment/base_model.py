@@ -87,6 +87,7 @@ def convert_offline(name: str, out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .data import package_file
+    from .modeling import save_tokenizer
 
     if name not in OFFLINE_MODELS:
         raise ModelError(f"model.name: unknown offline model '{name}'; known: {sorted(OFFLINE_MODELS)}")
@@ -102,7 +103,7 @@ def convert_offline(name: str, out: Path) -> dict:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     return {
         "package": spec.package,
         "package_version": importlib.metadata.version(spec.package.replace("_", "-")),

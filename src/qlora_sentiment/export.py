@@ -9,7 +9,7 @@ from pathlib import Path
 from .base_model import BaseRef
 from .config import QuantizationConfig
 from .io import write_json, write_text
-from .modeling import load_model, load_tokenizer, torch_dtype
+from .modeling import load_model, load_tokenizer, save_tokenizer, torch_dtype
 from .scoring import LabelScorer
 from .training import META_FILE
 
@@ -35,7 +35,7 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, meta: dict):
 
 def write_export(merged, tokenizer, meta: dict, out: Path, metrics: dict | None, adapter_dir: Path) -> dict:
     merged.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     export_meta = dict(meta, export={"merged_from": str(adapter_dir), "dtype": meta["quantization"]["compute_dtype"],
                                      "auto_class": AUTO_CLASS[meta["head"]]})
     write_json(out / META_FILE, export_meta)

@@ -14,9 +14,8 @@ from .base_model import BaseRef
 from .checkpoints import fingerprint, resume_point
 from .config import Params
 from .errors import ConfigError
-from .environment import describe_environment
 from .io import write_json
-from .modeling import load_model, load_tokenizer
+from .modeling import load_model, load_tokenizer, save_tokenizer
 from .prompts import PromptFormatter, completion
 
 log = logging.getLogger(__name__)
@@ -213,7 +212,7 @@ def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args, ca
 
 def save_adapter(model, tokenizer, out: Path, meta: dict) -> None:
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     # PEFT writes target_modules from a set, in hash-seed order: sort it so identical runs give identical files.
     config_file = out / "adapter_config.json"
     config = json.loads(config_file.read_text())
@@ -259,7 +258,6 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
         "global_step": result.global_step,
         "train_loss": train_loss,
         "eval_loss": final_eval.get("eval_loss"),
-        "environment": describe_environment(),
     }
     save_adapter(trainer.model, tokenizer, out, meta)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
