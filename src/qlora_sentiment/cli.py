@@ -83,10 +83,9 @@ def _predict(args) -> None:
     with tqdm(total=len(texts), unit="text", disable=not args.file, file=sys.stderr) as bar:
         for start in range(0, len(texts), chunk):
             part = texts[start:start + chunk]
-            rows += [dict(p, text=t) for t, p in zip(part, analyzer.predict(part, batch_size=args.batch_size))]
+            rows += [{"text": t, **p} for t, p in zip(part, analyzer.predict(part, batch_size=args.batch_size))]
             bar.update(len(part))
-    sys.stdout.write(_format([{"text": r["text"], "label": r["label"], "probabilities": r["probabilities"]}
-                              for r in rows], analyzer.labels, args.format))
+    sys.stdout.write(_format(rows, analyzer.labels, args.format))
 
 
 def _serve(args) -> None:

@@ -134,13 +134,13 @@ def analyze(tuned: list[dict], baseline: list[dict], labels: list[str], seed: in
     t_idx, t_proba = _arrays(tuned, labels)
     errors = bucket_error_rates(tuned)
     mistakes = confident_mistakes(tuned)
-    by_id = {p["id"]: (p, b) for p, b in zip(tuned, baseline)}
-    examples = [
-        {"id": i, "text": by_id[i][0]["text"], "label": by_id[i][0]["label"],
-         "finetuned": by_id[i][0]["predicted"], "finetuned_confidence": by_id[i][0]["probabilities"][by_id[i][0]["predicted"]],
-         "baseline": by_id[i][1]["predicted"], "baseline_confidence": by_id[i][1]["probabilities"][by_id[i][1]["predicted"]]}
-        for i in before_after_ids(list(by_id), seed)
-    ]
+    by_id = {t["id"]: (t, b) for t, b in zip(tuned, baseline)}
+    examples = []
+    for i in before_after_ids(list(by_id), seed):
+        t, b = by_id[i]
+        examples.append({"id": i, "text": t["text"], "label": t["label"],
+                         "finetuned": t["predicted"], "finetuned_confidence": t["probabilities"][t["predicted"]],
+                         "baseline": b["predicted"], "baseline_confidence": b["probabilities"][b["predicted"]]})
     return Analysis(
         metrics=metrics,
         confusion_rows=[{"actual": t, "predicted": p["predicted"]} for t, p in zip(truth, tuned)],
