@@ -37,5 +37,9 @@ run: install
 test: install browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -v --durations=15
 
+# Speed and memory, project vs the notebook way, side by side (needs `make run` first); see BENCHMARKS.md.
+bench: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" python bench/bench.py
+
 clean:
 	rm -rf $(VENV)

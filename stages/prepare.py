@@ -1,4 +1,4 @@
-"""DVC stage `prepare`: load the dataset named in params `data`, clean it, split it deterministically."""
+"""DVC stage `prepare`: load the dataset named in params `data`, clean it, split it deterministically, report."""
 
 import argparse
 from pathlib import Path
@@ -9,6 +9,7 @@ configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
 from qlora_sentiment.data import SPLITS, prepare  # noqa: E402
+from qlora_sentiment.data_report import render, write_images  # noqa: E402
 from qlora_sentiment.io import write_json, write_jsonl  # noqa: E402
 from qlora_sentiment.runtime import log  # noqa: E402
 
@@ -18,15 +19,18 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", required=True, help="folder for train/validation/test.jsonl")
-    parser.add_argument("--stats", required=True, help="JSON file for split and label counts")
+    parser.add_argument("--report", required=True, help="JSON data report: counts, lengths, what was dropped")
+    parser.add_argument("--images", required=True, help="folder for a PNG per split (labels, lengths)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    records, stats = prepare(params.data, params.seed)
+    records, report = prepare(params.data, params.seed)
+    images = render(report, records, params.data.labels)
     # Everything is computed before the first write, so a bad row leaves no partial split behind.
     for name in SPLITS:
         write_jsonl(Path(args.out) / f"{name}.jsonl", records[name])
-    write_json(args.stats, stats)
-    log.info("prepared %s", {name: stats[name]["n"] for name in SPLITS})
+    write_json(args.report, report)
+    write_images(images, args.images)
+    log.info("prepared %s; dropped %s", {name: report[name]["n"] for name in SPLITS}, report["dropped"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """DVC stage `train`: LoRA on the (4-bit) base model; saves adapter, tokenizer and label map."""
 
 import argparse
+import contextlib
+import os
+import sys
 from pathlib import Path
 
 from qlora_sentiment.runtime import configure_environment, stage_entry
@@ -11,7 +14,7 @@ from qlora_sentiment.base_model import load_ref  # noqa: E402
 from qlora_sentiment.config import load_params  # noqa: E402
 from qlora_sentiment.environment import describe_environment  # noqa: E402
 from qlora_sentiment.io import atomic_dir, read_jsonl, write_json  # noqa: E402
-from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.runtime import is_main_process, log, relaunch_distributed, setup_torch  # noqa: E402
 from qlora_sentiment.training import train  # noqa: E402
 
 
@@ -27,14 +30,22 @@ def main(argv):
     parser.add_argument("--environment", required=True, help="where to record package versions and device (json)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed)
+    processes = params.runtime.num_processes
+    if processes > 1 and "LOCAL_RANK" not in os.environ:  # not yet inside the launch: start the workers
+        sys.exit(relaunch_distributed(processes, __file__, argv))
+    setup_torch(max(1, params.runtime.torch_threads // processes), params.seed)
     data = Path(args.data)
-    with atomic_dir(args.out) as tmp:
+    main_process = is_main_process()
+    # Every process trains; only rank 0 writes the adapter, curves and environment.
+    with atomic_dir(args.out) if main_process else contextlib.nullcontext(None) as tmp:
         meta = train(params, load_ref(args.base), read_jsonl(data / "train.jsonl"), read_jsonl(data / "validation.jsonl"),
                      tmp, Path(args.live), Path(args.checkpoints)).meta
+    if not main_process:
+        return
     # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
     write_json(args.environment, describe_environment())
-    log.info("trained %d steps, train loss %.4f, validation loss %s", meta["global_step"], meta["train_loss"], meta["eval_loss"])
+    log.info("trained %d steps on %d process(es), train loss %.4f, validation loss %s", meta["global_step"],
+             meta["processes"], meta["train_loss"], meta["eval_loss"])
 
 
 if __name__ == "__main__":

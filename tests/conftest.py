@@ -23,12 +23,12 @@ WORDS = ("positive negative neutral review movie film sentiment classify instruc
 
 
 def _tokenizer_corpus() -> list[str]:
-    from qlora_sentiment.data import OFFLINE_CORPORA, package_file
+    from qlora_sentiment.sources import OFFLINE_CORPORA, package_file
 
     import pandas as pd
 
     corpus = OFFLINE_CORPORA["rotten_tomatoes"]
-    texts = pd.read_csv(package_file(corpus.package, corpus.file))["text"].astype(str).tolist()[:1500]
+    texts = pd.read_csv(package_file(corpus.package, corpus.files["all"]))["text"].astype(str).tolist()[:1500]
     # Repeat the label words so ' positive' etc. become single tokens, as in real LLM vocabularies.
     return texts + [" ".join(WORDS)] * 200 + ["### Instruction:\n### Review:\n### Sentiment: positive"] * 50
 

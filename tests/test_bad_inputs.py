@@ -69,6 +69,21 @@ def data_case(problem_id, tmp):
         return [*local_data(tmp, b"text,label\ncaf\xe9 good,positive\nbad,negative\n")]
     if problem_id == "single-class":
         return [*local_data(tmp, b"text,label\ngood,positive\ngreat,positive\nfine,positive\n")]
+    if problem_id == "empty-after-cleaning":
+        return [*local_data(tmp, b"text,label\n ,positive\n<br />,negative\n&nbsp;,negative\n")]
+    if problem_id == "text-too-long":
+        return [*local_data(tmp, b"text,label\ngood,positive\n" + b"a" * 2**20 + b",negative\n")]
+    if problem_id in ("unlabelled-rows", "unknown-source-split"):
+        import datasets
+
+        features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+        datasets.DatasetDict({
+            "train": datasets.Dataset.from_dict({"text": ["good", "bad"], "label": [1, 0]}, features=features),
+            "unlabelled": datasets.Dataset.from_dict({"text": ["meh"], "label": [-1]}, features=features),
+        }).save_to_disk(str(tmp / "ds"))
+        splits = None if problem_id == "unlabelled-rows" else {"train": "train", "test": "dev"}
+        return [("data.source", "hub"), ("data.name", str(tmp / "ds")), ("data.group_column", None),
+                ("data.label_column", "label"), ("data.splits", splits)]
     if problem_id == "offline-corpus":
         return [("data.name", "rotten_potatoes")]
     if problem_id == "hub-dataset-unreachable":
@@ -108,11 +123,12 @@ def trigger(problem_id, tmp, tiny_llama):
     if problem_id == "params-yaml":
         (tmp / "params.yaml").write_text("train: [1, 2\n")
         return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "params.yaml")], tmp)
-    if problem_id.startswith(("data-", "label-", "not-utf8", "single-", "offline-", "hub-dataset")):
+    if problem_id.startswith(("data-", "label-", "not-utf8", "single-", "offline-", "hub-dataset", "empty-", "text-",
+                              "unlabelled-", "unknown-source")):
         params = write_params(tmp, patched(*data_case(problem_id, tmp)))
         result = run([py, str(ROOT / "stages/prepare.py"), "--params", str(params), "--out", "prepared",
-                      "--stats", "stats.json"], tmp)
-        assert not (tmp / "prepared").exists() and not (tmp / "stats.json").exists(), "half-written outputs"
+                      "--report", "prepared/report.json", "--images", "images"], tmp)
+        assert not (tmp / "prepared").exists() and not (tmp / "images").exists(), "half-written outputs"
         return result
     if problem_id in ("hub-model-unreachable", "model-without-weights"):
         if problem_id == "hub-model-unreachable":

@@ -1,53 +1,74 @@
-"""prepare: every source through the real loaders, deterministic leakage-free splits, clear errors."""
+"""prepare: every source through the real loaders, labels, cleaning, leakage, sizes, the report, clear errors."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
 
-from qlora_sentiment.config import DataConfig, SplitConfig
-from qlora_sentiment.data import prepare
+from qlora_sentiment.config import CleanConfig, DataConfig, SplitConfig
+from qlora_sentiment.data import SPLITS, prepare
 from qlora_sentiment.errors import DataError
 
 RT = DataConfig(label_column="category", group_column="movie_name")
+THREE = ["negative", "neutral", "positive"]
+
+
+def total(report):
+    return sum(report[s]["n"] for s in SPLITS)
+
+
+def texts(records):
+    return [r["text"] for rows in records.values() for r in rows]
 
 
 def test_offline_rotten_tomatoes_split_by_movie_and_deterministic():
-    records, stats = prepare(RT, seed=7)
+    records, report = prepare(RT, seed=7)
     groups = {name: {r["group"] for r in rows} for name, rows in records.items()}
     assert not groups["train"] & groups["test"] and not groups["train"] & groups["validation"]
     assert not groups["validation"] & groups["test"]
-    texts = [r["text"] for rows in records.values() for r in rows]
-    assert len(texts) == len(set(texts)), "a text appears twice"
-    assert stats["source_rows"] == 4866  # the 156 plot summaries are not sentiment rows
-    total = sum(stats[s]["n"] for s in ("train", "validation", "test"))
-    assert total == 4866 - stats["dropped"]["duplicate"] - stats["dropped"]["empty"]
-    assert 0.07 < stats["test"]["n"] / total < 0.13
+    assert report["overlap"] == {"texts": dict.fromkeys(["train_validation", "train_test", "validation_test"], 0),
+                                 "groups": dict.fromkeys(["train_validation", "train_test", "validation_test"], 0)}
+    assert len(texts(records)) == len(set(texts(records))), "a text appears twice"
+    assert report["rows_read"] == {"all": 4866}  # the 156 plot summaries are not sentiment rows
+    dropped = report["dropped"]
+    assert total(report) == 4866 - dropped["duplicate"] - dropped["empty"] - dropped["too_short"]
+    assert 0.07 < report["test"]["n"] / total(report) < 0.13
+    assert not any("&amp;" in t for t in texts(records)), "HTML entities are unescaped"
+    assert report["changed"]["normalised"] > 0
     again, _ = prepare(RT, seed=7)
     assert again == records
     other, _ = prepare(RT, seed=8)
     assert other["test"] != records["test"]
 
 
-def test_caps_keep_label_balance():
+def test_caps_keep_label_balance_and_balance_equalises_train(tmp_path):
     cfg = DataConfig(label_column="category", group_column="movie_name", max_train=100, max_test=40)
-    records, stats = prepare(cfg, seed=1)
-    assert stats["train"]["n"] == 100 and stats["test"]["n"] == 40
-    assert abs(stats["train"]["labels"]["positive"] - 50) <= 2
+    records, report = prepare(cfg, seed=1)
+    assert report["train"]["n"] == 100 and report["test"]["n"] == 40
+    assert abs(report["train"]["labels"]["positive"] - 50) <= 2
+    # A skewed file: 3:1 positive. balance undersamples train only, the same way every time.
+    path = tmp_path / "skewed.csv"
+    pd.DataFrame({"text": [f"text number {i}" for i in range(400)],
+                  "label": ["positive" if i % 4 else "negative" for i in range(400)]}).to_csv(path, index=False)
+    cfg = DataConfig(source="local", name=str(path), balance=True)
+    records, report = prepare(cfg, seed=3)
+    assert report["train"]["labels"]["negative"] == report["train"]["labels"]["positive"] == 80
+    assert report["dropped"]["balance"] == 160
+    assert report["test"]["labels"] == {"negative": 10, "positive": 30}  # evaluation keeps the real mix
+    assert prepare(cfg, seed=3)[0] == records
 
 
 def _frame(n=60):
     rows = [{"review": f"  review number {i}   is {'great' if i % 2 else 'bad'} ", "stars": "pos" if i % 2 else "neg"}
             for i in range(n)]
     rows.append({"review": "   ", "stars": "pos"})               # empty after whitespace normalisation
-    rows.append({"review": "REVIEW number 1 is great", "stars": "pos"})  # duplicate (case-insensitive)
+    rows.append({"review": "REVIEW number 1 is great!", "stars": "pos"})  # near duplicate (case, punctuation)
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
-def test_local_files(tmp_path, suffix):
-    path = tmp_path / f"reviews{suffix}"
-    frame = _frame()
+def _write(frame, path):
+    suffix = path.suffix
     if suffix == ".csv":
         frame.to_csv(path, index=False)
     elif suffix == ".tsv":
@@ -56,18 +77,58 @@ def test_local_files(tmp_path, suffix):
         frame.to_json(path, orient="records", lines=True)
     else:
         frame.to_parquet(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_local_files(tmp_path, suffix):
+    path = tmp_path / f"reviews{suffix}"
+    _write(_frame(), path)
     cfg = DataConfig(source="local", name=str(path), text_column="review", label_column="stars")
-    records, stats = prepare(cfg, seed=0)
-    assert stats["dropped"] == {"empty": 1, "duplicate": 1}
-    assert sum(stats[s]["n"] for s in ("train", "validation", "test")) == 60
+    records, report = prepare(cfg, seed=0)
+    assert report["dropped"]["empty"] == 1 and report["dropped"]["duplicate"] == 1
+    assert total(report) == 60
     assert records["train"][0]["text"] == records["train"][0]["text"].strip()
     assert "  " not in "".join(r["text"] for r in records["train"])
     # stratified: both labels in every split
-    assert all(min(stats[s]["labels"].values()) > 0 for s in ("train", "validation", "test"))
+    assert all(min(report[s]["labels"].values()) > 0 for s in SPLITS)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_local_file_per_split_with_leakage_dropped_and_reported(tmp_path, suffix):
+    frame = _frame(80)
+    _write(frame.iloc[:60], tmp_path / f"train{suffix}")
+    test = pd.concat([frame.iloc[60:80], pd.DataFrame([{"review": "Review number 3, is great.", "stars": "pos"}])])
+    _write(test, tmp_path / f"test{suffix}")  # the last row is train's row 3 again: leakage
+    cfg = DataConfig(source="local", name=str(tmp_path), text_column="review", label_column="stars",
+                     splits={"train": f"train{suffix}", "test": f"test{suffix}"})
+    records, report = prepare(cfg, seed=0)
+    assert report["rows_read"] == {"train": 60, "test": 21}
+    assert report["dropped"]["leakage"] == {"test_in_train": 1}
+    assert report["test"]["n"] == 20  # the file's own test split, minus the leaked row
+    assert report["train"]["n"] + report["validation"]["n"] == 60  # validation carved from train
+    assert 4 <= report["validation"]["n"] <= 8  # 0.1 / (0.8 + 0.1) of train
+    assert report["overlap"]["texts"] == {"train_validation": 0, "train_test": 0, "validation_test": 0}
+    with pytest.raises(DataError, match="data.name: file not found: .*dev"):
+        prepare(DataConfig(source="local", name=str(tmp_path), text_column="review", label_column="stars",
+                           splits={"train": f"train{suffix}", "validation": f"dev{suffix}"}), seed=0)
+
+
+def _hub_like(folder, splits, text="sentence", names=("neg", "pos")):
+    """A dataset saved with save_to_disk: the same datasets objects (ClassLabel, splits) the hub gives."""
+    import datasets
+
+    features = datasets.Features({text: datasets.Value("string"), "label": datasets.ClassLabel(names=list(names))})
+    parts = {}
+    for split, n in splits.items():
+        labels = [-1] * n if split == "unlabelled" else [i % len(names) for i in range(n)]
+        parts[split] = datasets.Dataset.from_dict({text: [f"{split} text {i}" for i in range(n)], "label": labels},
+                                                  features=features)
+    datasets.DatasetDict(parts).save_to_disk(str(folder))
+    return str(folder)
 
 
 def test_hub_code_path_on_a_local_dataset_folder(tmp_path):
-    """data.source: hub goes through datasets.load_dataset; a local folder exercises that same call offline."""
+    """data.source: hub goes through datasets.load_dataset; a local parquet folder exercises that same call."""
     import datasets
 
     features = datasets.Features({"sentence": datasets.Value("string"),
@@ -78,12 +139,24 @@ def test_hub_code_path_on_a_local_dataset_folder(tmp_path):
         ds.to_parquet(str(tmp_path / f"{split}.parquet"))
     (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n"
                                         "  - split: train\n    path: train.parquet\n  - split: test\n    path: test.parquet\n---\n")
-    cfg = DataConfig(source="hub", name=str(tmp_path), text_column="sentence", label_column="label", hub_splits=["train"])
-    records, stats = prepare(cfg, seed=0)
-    assert sum(stats[s]["n"] for s in ("train", "validation", "test")) == 50
+    cfg = DataConfig(source="hub", name=str(tmp_path), text_column="sentence", splits={"train": "train"})
+    records, report = prepare(cfg, seed=0)
+    assert total(report) == 50
     assert {r["label"] for r in records["train"]} == {"negative", "positive"}  # ClassLabel names neg/pos mapped
-    with pytest.raises(DataError, match="data.hub_splits: 'dev' is not a split"):
-        prepare(DataConfig(source="hub", name=str(tmp_path), text_column="sentence", hub_splits=["dev"]), seed=0)
+    with pytest.raises(DataError, match="data.splits.validation: 'dev' is not a split of dataset"):
+        prepare(DataConfig(source="hub", name=str(tmp_path), text_column="sentence",
+                           splits={"train": "train", "validation": "dev"}), seed=0)
+
+
+def test_hub_splits_kept_and_unlabelled_split_refused(tmp_path):
+    """SST-2 / IMDB shape: labelled train/validation/test plus a split whose labels are -1."""
+    name = _hub_like(tmp_path / "ds", {"train": 80, "validation": 20, "test": 30, "unlabelled": 10})
+    cfg = DataConfig(source="hub", name=name, text_column="sentence",
+                     splits={"train": "train", "validation": "validation", "test": "test"})
+    _, report = prepare(cfg, seed=0)
+    assert {s: report[s]["n"] for s in SPLITS} == {"train": 80, "validation": 20, "test": 30}
+    with pytest.raises(DataError, match=r"split 'unlabelled': row 1: no label; .*data.splits"):
+        prepare(DataConfig(source="hub", name=name, text_column="sentence"), seed=0)
 
 
 def test_unreachable_hub_dataset_says_what_to_do(monkeypatch):
@@ -92,13 +165,87 @@ def test_unreachable_hub_dataset_says_what_to_do(monkeypatch):
         prepare(DataConfig(source="hub", name="no-such-org/no-such-data"), seed=0)
 
 
+def test_label_spellings_null_drops_and_rating_thresholds(tmp_path):
+    path = tmp_path / "mixed.csv"
+    raw = ["Positive", "pos", "1", "fresh", "NEGATIVE", "neg", "0", "rotten", "plot"] * 6
+    pd.DataFrame({"text": [f"review {i}" for i in range(len(raw))], "label": raw}).to_csv(path, index=False)
+    records, report = prepare(DataConfig(source="local", name=str(path), label_map={"plot": None}), seed=0)
+    assert report["dropped"]["label_dropped"] == 6
+    labelled = {r["text"]: r["label"] for rows in records.values() for r in rows}
+    assert labelled["review 0"] == labelled["review 2"] == "positive" and labelled["review 6"] == "negative"
+    # 1-10 star ratings into three classes: <= 4 negative, <= 6 neutral, above positive.
+    stars = tmp_path / "stars.jsonl"
+    stars.write_text("".join(json.dumps({"text": f"drug review {i}", "rating": i % 10 + 1}) + "\n" for i in range(100)))
+    cfg = DataConfig(source="local", name=str(stars), label_column="rating", labels=THREE, rating_thresholds=[4, 6])
+    _, report = prepare(cfg, seed=0)
+    counts = {lab: sum(report[s]["labels"][lab] for s in SPLITS) for lab in THREE}
+    assert counts == {"negative": 40, "neutral": 20, "positive": 40}
+
+
+def test_cleaning_html_unicode_lengths_and_conflicts(tmp_path):
+    path = tmp_path / "imdb_like.jsonl"
+    rows = [{"text": f"Film {i} was fine.<br /><br />Really &amp; truly {'good' if i % 2 else 'bad'}.",
+             "label": i % 2} for i in range(40)]
+    rows += [{"text": "ﬁne ＦＩＬＭ", "label": 1}, {"text": "ok", "label": 1}, {"text": "x" * 500, "label": 0},
+             {"text": "Same words, other label", "label": 0}, {"text": "same words other label!", "label": 1}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(source="local", name=str(path), clean=CleanConfig(min_chars=3, max_chars=300, too_long="drop"))
+    records, report = prepare(cfg, seed=0)
+    cleaned = texts(records)
+    assert "Film 1 was fine. Really & truly good." in cleaned
+    assert "fine FILM" in cleaned  # NFKC folds the ligature and the full-width letters
+    assert "ok" not in cleaned and report["dropped"]["too_short"] == 1
+    assert report["dropped"]["too_long"] == 1
+    assert report["conflicting_labels"] == 1 and report["dropped"]["duplicate"] == 1
+    truncating = DataConfig(source="local", name=str(path), clean=CleanConfig(max_chars=300, too_long="truncate"))
+    records, report = prepare(truncating, seed=0)
+    assert report["changed"]["truncated"] == 1 and "x" * 300 in texts(records)
+    exact = DataConfig(source="local", name=str(path), clean=CleanConfig(max_chars=300, too_long="drop", dedup="exact"))
+    assert prepare(exact, seed=0)[1]["dropped"]["duplicate"] == 0
+
+
+def test_three_class_labels_from_integers(tmp_path):
+    path = tmp_path / "tweets.jsonl"
+    path.write_text("".join(json.dumps({"text": f"tweet {i}", "label": i % 3}) + "\n" for i in range(90)))
+    cfg = DataConfig(source="local", name=str(path), labels=THREE, split=SplitConfig(0.6, 0.2, 0.2))
+    records, report = prepare(cfg, seed=0)
+    assert report["test"]["labels"] == {"negative": 6, "neutral": 6, "positive": 6}
+
+
+def test_offline_tweets_three_class_with_confidence_filter():
+    cfg = DataConfig(name="tweets", label_column="sentiment", labels=THREE, confidence_column="confidence",
+                     min_confidence=0.6, max_train=3000, max_validation=300, max_test=600)
+    records, report = prepare(cfg, seed=0)
+    assert report["rows_read"] == {"all": 38158}
+    # rows without a confidence value (5,460) count as not confident enough
+    assert report["dropped"]["low_confidence"] > 5460
+    assert all(min(report[s]["labels"].values()) > 0 for s in SPLITS)
+    assert report["test"]["n"] == 600 and set(report["test"]["labels"]) == set(THREE)
+    loose = DataConfig(name="tweets", label_column="sentiment", labels=THREE, max_train=10, max_validation=10,
+                       max_test=10)
+    assert prepare(loose, seed=0)[1]["dropped"].get("low_confidence") is None
+
+
+def test_offline_drug_reviews_keep_their_test_split():
+    cfg = DataConfig(name="drug_reviews", text_column="review", label_column="rating", group_column="drugName",
+                     labels=THREE, splits={"train": "train", "test": "test"})
+    records, report = prepare(cfg, seed=0)
+    assert report["rows_read"] == {"train": 600, "test": 379}
+    assert report["test"]["n"] <= 379 and report["train"]["n"] + report["validation"]["n"] <= 600
+    assert not any(re.search(r"&#0?39;|&rsquo;|&quot;", t) for t in texts(records)), "entities unescaped"
+    # validation is carved from train by drug; the source's own test split may share drugs with train (reported)
+    assert report["overlap"]["groups"]["train_validation"] == 0
+    assert report["overlap"]["groups"]["train_test"] > 0
+
+
 @pytest.mark.parametrize("case,message", [
     ("missing_file", "data.name: file not found"),
     ("missing_column", "data.text_column: column 'review' not in"),
     ("unknown_label", "row 4: label 'meh' is not in the label map"),  # rows[3] is the 4th data row
     ("single_class", "only one label (['positive'])"),
-    ("all_empty", "no rows left after dropping empty and duplicate texts"),
+    ("all_empty", "no rows left after cleaning (empty: 20)"),
     ("not_utf8", "not UTF-8 at byte"),
+    ("huge_row", "row 5: text is 1,048,576 characters, over data.clean.max_chars (20,000)"),
 ])
 def test_bad_local_data(tmp_path, case, message):
     path = tmp_path / "data.csv"
@@ -111,19 +258,12 @@ def test_bad_local_data(tmp_path, case, message):
         rows = [dict(r, stars="pos") for r in rows]
     if case == "all_empty":
         rows = [dict(r, review=" ") for r in rows]
+    if case == "huge_row":
+        rows[4]["review"] = "a" * 2**20
     if case != "missing_file":
         pd.DataFrame(rows).to_csv(path, index=False)
     if case == "not_utf8":
         path.write_bytes(path.read_bytes() + "café,pos\n".encode("latin-1"))
     cfg = DataConfig(source="local", name=str(path), text_column="review", label_column="stars")
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(DataError, match=re.escape(message)):
         prepare(cfg, seed=0)
-
-
-def test_three_class_labels_from_integers(tmp_path):
-    path = tmp_path / "tweets.jsonl"
-    path.write_text("".join(json.dumps({"text": f"tweet {i}", "label": i % 3}) + "\n" for i in range(90)))
-    cfg = DataConfig(source="local", name=str(path), labels=["negative", "neutral", "positive"],
-                     split=SplitConfig(0.6, 0.2, 0.2))
-    records, stats = prepare(cfg, seed=0)
-    assert stats["test"]["labels"] == {"negative": 6, "neutral": 6, "positive": 6}

@@ -1,6 +1,7 @@
 """Real 4-bit layers, real PEFT adapters, on a tiny random llama: training moves the loss, adapters round-trip."""
 
 import csv
+import json
 import sys
 
 import numpy as np
@@ -52,6 +53,12 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, o
                                again, atol=1e-6)
     metrics = summarize(predictions, list(params.data.labels), seed=0)
     assert metrics["n"] == len(texts) and 0 <= metrics["accuracy"] <= 1
+    # Validation label scores recorded by train (what a search picks by) = evaluate's scoring on that split.
+    val = summarize(predict_split(reloaded, records["validation"], batch_size=7), list(params.data.labels), seed=0)
+    assert result.meta["validation"]["accuracy"] == pytest.approx(val["accuracy"])
+    assert result.meta["validation"]["macro_f1"] == pytest.approx(val["macro"]["f1"])
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert summary["validation"] == result.meta["validation"]
 
 
 def test_single_token_fast_path_equals_full_answer_scoring(tmp_path, tiny_llama):

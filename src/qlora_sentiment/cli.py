@@ -140,7 +140,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch", type=int, default=32, help="texts per forward pass")
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="wait for a batch to fill")
     serve.set_defaults(func=_serve)
+
+    compare = sub.add_parser("compare", help="pick the best DVC experiment by a validation metric; table + plot")
+    compare.add_argument("--metric", default=None, help="file:dotted.key (default: validation macro F1 from train)")
+    compare.add_argument("--out", default="reports/compare", help="folder for compare.md, compare.png, best.json")
+    compare.add_argument("--input", default=None, help="saved `dvc exp show --json` output (default: run it)")
+    compare.set_defaults(func=_compare)
+
+    report = sub.add_parser("pr-report", help="report.md of two git revisions: metrics/params diff, confusion matrices")
+    report.add_argument("base", help="git revision (branch, tag, commit, experiment) or 'workspace'")
+    report.add_argument("head", help="git revision or 'workspace'")
+    report.add_argument("--out", default="reports/pr", help="folder for report.md and its images")
+    report.set_defaults(func=_pr_report)
     return parser
+
+
+def _pr_report(args):
+    from .pr_report import write_report
+
+    print(f"wrote {write_report(args.base, args.head, Path(args.out))}")
+
+
+def _compare(args):
+    from .experiments import DEFAULT_METRIC, compare, exp_show
+
+    show = json.loads(Path(args.input).read_text()) if args.input else exp_show()
+    chosen = compare(show, args.metric or DEFAULT_METRIC, Path(args.out))
+    print(f"best: {chosen.name} ({chosen.rev[:7]}); wrote {args.out}/compare.md, compare.png, best.json")
 
 
 @stage_entry

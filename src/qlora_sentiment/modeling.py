@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from .base_model import BaseRef
 from .config import QuantizationConfig
@@ -17,7 +18,11 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def bnb_config(q: QuantizationConfig):
+# Classification heads are created untrained and trained in full (PEFT modules_to_save): never quantize them.
+HEAD_MODULES = ["classifier", "score"]
+
+
+def bnb_config(q: QuantizationConfig, keep_full: list[str] | None = None):
     """BitsAndBytesConfig from params, or None for full precision. Fails loudly if 4-bit cannot run here."""
     if not q.load_in_4bit:
         return None
@@ -34,6 +39,7 @@ def bnb_config(q: QuantizationConfig):
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=torch_dtype(q.compute_dtype),
+        llm_int8_skip_modules=keep_full,  # None: transformers' own choice (lm_head stays full precision)
     )
 
 
@@ -60,12 +66,12 @@ def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    quant = bnb_config(q)
+    quant = bnb_config(q, keep_full=HEAD_MODULES if head == "classifier" else None)
     kwargs = dict(ref.kwargs, dtype=torch_dtype(q.compute_dtype))
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if torch.cuda.is_available():
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    if torch.cuda.is_available():  # one GPU per process under a data-parallel launch
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     try:
         if head == "generative":
             model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)

@@ -35,6 +35,25 @@ def setup_torch(threads: int | None, seed: int) -> None:
     set_seed(seed, deterministic=True)
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a distributed launch (or the only process): the one that writes outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def relaunch_distributed(num_processes: int, script: str, argv: list[str]) -> int:
+    """Run `script` again under `accelerate launch` with `num_processes` data-parallel workers.
+
+    accelerate's multi-process launcher (torchrun) serves GPUs (NCCL, one process per GPU) and CPUs alike: on a
+    machine without CUDA the Trainer (use_cpu) joins the processes with gloo. Returns the launcher's exit code.
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *argv]
+    log.info("data-parallel training on %d processes: %s", num_processes, " ".join(cmd[1:]))
+    return subprocess.run(cmd).returncode
+
+
 def device_name() -> str:
     import torch
 

@@ -137,10 +137,16 @@ def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
 
     t, cuda = params.train, torch.cuda.is_available()
     dtype = params.quantization.compute_dtype
+    processes = params.runtime.num_processes
+    if t.batch_size % processes:
+        raise ConfigError(f"params: train.batch_size: {t.batch_size} does not split over runtime.num_processes "
+                          f"({processes}); use a multiple of it (the batch is the global one, summed over processes)")
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs, max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=params.eval.batch_size,
+        # train.batch_size is global: each of N processes takes 1/N of it, so N changes speed, not the recipe.
+        per_device_train_batch_size=t.batch_size // processes, per_device_eval_batch_size=params.eval.batch_size,
+        ddp_find_unused_parameters=False,  # frozen 4-bit layers get no gradient by design
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
         lr_scheduler_type=t.scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
         optim=optimizer, seed=params.seed, data_seed=params.seed,
@@ -210,6 +216,22 @@ def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args, ca
                    processing_class=tokenizer, callbacks=callbacks)
 
 
+def validation_scores(model, tokenizer, params: Params, val_rows: list[dict]) -> dict:
+    """Label accuracy and macro F1 on the validation split, scored as evaluate scores the test split.
+
+    The validation loss says how well the answer tokens are predicted; these say how well the labels are, and
+    are what a hyper-parameter search should pick by (the test split stays unseen until evaluate).
+    """
+    from .metrics import classification_metrics
+    from .scoring import LabelScorer
+
+    labels = params.data.labels
+    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt.template, params.train.max_length)
+    proba = scorer.predict_proba([r["text"] for r in val_rows], batch_size=params.eval.batch_size)
+    scores = classification_metrics([r["label"] for r in val_rows], proba, labels)
+    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
+
+
 def save_adapter(model, tokenizer, out: Path, meta: dict) -> None:
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
@@ -226,6 +248,7 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
           out: Path, live_dir: Path, checkpoint_dir: Path) -> TrainResult:
     """Train and save the adapter into `out`; returns the summary written beside it and the model."""
     import torch
+    from accelerate import PartialState
 
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, params.model.head, params.data.labels, params.quantization, tokenizer.pad_token_id)
@@ -233,16 +256,25 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     optimizer = effective_optimizer(params.train.optimizer, torch.cuda.is_available())
     args = trainer_args(params, checkpoint_dir, optimizer)
     build = _generative_trainer if params.model.head == "generative" else _classifier_trainer
-    callback = live_callback(live_dir)
-    trainer = build(model, tokenizer, params, train_rows, val_rows, args, [callback])
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process  # with N processes, only rank 0 logs and writes
+    callback = live_callback(live_dir) if main else None
+    trainer = build(model, tokenizer, params, train_rows, val_rows, args, [callback] if main else [])
     set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
     run_id = fingerprint(training_params(params), ref.info, train_rows, val_rows)
-    result = trainer.train(resume_from_checkpoint=resume_point(checkpoint_dir, run_id))
+    with state.main_process_first():  # rank 0 tidies the checkpoint folder, the others then read the same answer
+        start = resume_point(checkpoint_dir, run_id, tidy=main)
+    result = trainer.train(resume_from_checkpoint=start)
     train_loss = mean_logged_loss(trainer.state.log_history)
+    # The evaluation loss is logged through the callback; end() was already called, so reopen the step.
+    final_eval = trainer.evaluate()  # every process takes part: it is sharded
+    if not main:
+        return TrainResult({"global_step": result.global_step, "train_loss": train_loss}, trainer.model, tokenizer)
     if train_loss is not None:
         callback.live.log_metric("train/train_loss", train_loss)
-    # The evaluation loss is logged through the callback; end() was already called, so reopen the step.
-    final_eval = trainer.evaluate()
+    validation = validation_scores(trainer.model, tokenizer, params, val_rows)
+    for name, value in validation.items():
+        callback.live.log_metric(f"validation/{name}", value, plot=False)
     callback.live.make_summary()
     trainable, total = model.get_nb_trainable_parameters()
     meta = {
@@ -256,8 +288,10 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
         "trainable_parameters": trainable,
         "total_parameters": total,
         "global_step": result.global_step,
+        "processes": state.num_processes,  # data-parallel processes that trained it (global batch unchanged)
         "train_loss": train_loss,
         "eval_loss": final_eval.get("eval_loss"),
+        "validation": validation,
     }
     save_adapter(trainer.model, tokenizer, out, meta)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -1,0 +1,122 @@
+"""Experiments the way a team uses them, in a temporary git repo with the tiny model: a hyper-parameter search
+through DVC's queue, `qlora-sentiment compare` picking the best by validation macro F1, a PR report of two
+commits that differ in a parameter, and sharing results through a DVC remote."""
+
+import json
+import re
+import shutil
+import time
+
+import pytest
+
+from conftest import ROOT
+from test_pipeline import make_project, run
+
+SELECT = "metrics/train/metrics.json"
+
+
+def validation_f1(repo, rev, env):
+    return json.loads(run(["git", "show", f"{rev}:{SELECT}"], repo, env).stdout)["validation"]["macro_f1"]
+
+
+def wait_for_queue(repo, env, timeout=900):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env).stdout
+        if not any(state in status for state in ("Queued", "Running")):
+            return status
+        time.sleep(3)
+    run(["dvc", "queue", "kill", "--all"], repo, env, check=False)
+    pytest.fail(f"the queue did not finish in {timeout} s:\n{status}")
+
+
+@pytest.mark.slow
+def test_queue_search_compare_report_and_remote(tmp_path, tiny_llama, python_bin_env):
+    env = python_bin_env
+    repo = make_project(tmp_path / "project", tiny_llama, env)
+    run(["dvc", "repro"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "baseline run"], repo, env)
+
+    # Search: two learning rates queued with one -S (a Hydra sweep), run by a queue worker.
+    run(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.02"], repo, env)
+    assert run(["dvc", "queue", "status"], repo, env).stdout.count("Queued") == 2
+    try:
+        run(["dvc", "queue", "start", "-j", "1"], repo, env)
+        status = wait_for_queue(repo, env)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], repo, env, check=False)
+    assert status.count("Success") == 2, status
+
+    # compare: the best of the baseline and both experiments by validation macro F1, from dvc exp show --json.
+    run(["qlora-sentiment", "compare", "--out", "reports/compare"], repo, env)
+    best = json.loads((repo / "reports/compare/best.json").read_text())
+    show = json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    revs = [s["rev"] for base in show if base["rev"] != "workspace"
+            for s in [base, *(r for rng in base.get("experiments") or [] for r in rng["revs"])]]
+    assert len(revs) == 3
+    scores = {rev: validation_f1(repo, rev, env) for rev in revs}
+    assert best["value"] == pytest.approx(max(scores.values()))
+    assert scores[best["rev"]] == max(scores.values())
+    assert set(best["params"]) == {"train.learning_rate"}
+    table = (repo / "reports/compare/compare.md").read_text()
+    assert table.count("| success |") == 2 and "| baseline |" in table and "(best)" in table
+    assert (repo / "reports/compare/compare.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A pull request: the chosen learning rate committed on top of the baseline, reported against it.
+    lr_exp = next(rev for rev in revs if rev != revs[0])
+    run(["dvc", "exp", "apply", lr_exp], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "new learning rate"], repo, env)
+    run(["qlora-sentiment", "pr-report", "HEAD~1", "HEAD", "--out", "reports/pr"], repo, env)
+    report = (repo / "reports/pr/report.md").read_text()
+    assert re.search(r"\| params.yaml \| train.learning_rate \| 0.005 +\| (0.001|0.02) +\|", report), report
+    assert "metrics/metrics.json" in report and "accuracy" in report
+    images = sorted((repo / "reports/pr").glob("confusion_*.png"))
+    assert [p.name for p in images] == ["confusion_base_HEAD-1.png", "confusion_head_HEAD.png"]
+    for image, rev in zip(images, ("HEAD~1", "HEAD")):
+        committed = run(["git", "show", f"{rev}:plots/confusion_matrix.png"], repo, env, text=False).stdout
+        assert image.read_bytes() == committed and f"]({image.name})" in report
+
+    # Sharing: push to a local-directory remote; a fresh clone pulls the adapter and metrics without training.
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], repo, env)
+    run(["git", "commit", "-qam", "add the team's remote"], repo, env)
+    run(["dvc", "push"], repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    run(["dvc", "pull"], clone, env)
+    adapter = "models/adapter/adapter_model.safetensors"
+    assert (clone / adapter).read_bytes() == (repo / adapter).read_bytes()
+    # The merged export is rebuilt locally (cache: false keeps full-size models out of the remote): only it runs.
+    status = run(["dvc", "status"], clone, env).stdout
+    assert "export:" in status and "train:" not in status and "evaluate:" not in status, status
+    rebuilt = run(["dvc", "repro"], clone, env).stdout
+    assert "Running stage 'export'" in rebuilt and "Running stage 'train'" not in rebuilt, rebuilt
+    assert "up to date" in run(["dvc", "status"], clone, env).stdout
+    assert run(["dvc", "metrics", "diff", "HEAD"], clone, env).stdout.strip() == ""
+    shutil.rmtree(remote)
+
+
+@pytest.mark.slow
+def test_three_class_preset_end_to_end(tmp_path, tiny_llama, python_bin_env):
+    """`dvc exp run -S experiment=tweets_3class` through the project's real conf/, on the tiny model."""
+    env = python_bin_env
+    repo = make_project(tmp_path / "project", tiny_llama, env)
+    shutil.rmtree(repo / "conf")
+    shutil.copytree(ROOT / "conf", repo / "conf")
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "the real presets"], repo, env)
+    tiny = ["model.source=local", f"model.name={tiny_llama}", "runtime.torch_threads=1", "lora.last_n_layers=1",
+            "data.max_train=96", "data.max_validation=24", "data.max_test=60", "train.max_steps=4",
+            "train.warmup_steps=0", "train.max_length=96", "train.save_steps=4", "eval.batch_size=16"]
+    run(["dvc", "exp", "run", "-S", "experiment=tweets_3class", *(a for kv in tiny for a in ("-S", kv))], repo, env)
+    labels = ["negative", "neutral", "positive"]
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert list(metrics["per_class"]) == labels and metrics["n"] == 60
+    confusion = json.loads((repo / "plots/confusion.json").read_text())
+    assert {(r["actual"], r["predicted"]) for r in confusion} <= {(a, b) for a in labels for b in labels}
+    assert {r["actual"] for r in confusion} == set(labels)
+    report = json.loads((repo / "data/prepared/report.json").read_text())
+    assert report["dropped"]["low_confidence"] > 0 and set(report["test"]["labels"]) == set(labels)
+    assert all((repo / f"plots/roc/{label}.json").is_file() for label in labels)
