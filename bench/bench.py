@@ -5,13 +5,22 @@ LoRA rank, same threads; each case runs in its own process so its peak memory is
 
 - train, project:   TRL SFTTrainer as the train stage builds it: dynamic padding, length-grouped batches,
                     completion-only loss, LoRA on params' lora.last_n_layers, tokenised once.
-- train, reference: every example padded to train.max_length, plain causal-LM loss, LoRA on every block,
-                    random order (the notebook recipe).
+- train, reference: every example padded to --reference-max-length (512, seed 001's max_length), plain
+                    causal-LM loss, LoRA on every block, random order (the notebook recipe).
 - eval, project:    LabelScorer: one forward pass per batch, batches sorted by length, eval.batch_size.
-- eval, reference:  model.generate() on prompts padded to train.max_length, the answer parsed from the text.
+- eval, reference:  model.generate() on prompts padded to --reference-max-length, the answer parsed from the
+                    text (batched with eval.batch_size: kinder to the reference than one review at a time).
+
+The project itself runs with params.yaml's train.max_length (128; no review of the default data is cut at that
+length, so both sides see the same text). tokens/s counts real (non-padding) tokens on both sides.
 
     python bench/bench.py                      # prints a table, writes bench/results.json
     python bench/bench.py --train-examples 64 --eval-examples 128
+
+    # GPU, no download: Mistral-7B's exact architecture with random weights, the GPU recipe's params, ~512 tokens
+    python tools/random_model.py --arch mistral-7b --out /tmp/mistral-7b
+    python tools/compose_params.py experiment=mistral_7b --out /tmp/mistral.yaml
+    python bench/bench.py --model /tmp/mistral-7b --params /tmp/mistral.yaml --text-repeat 12 --reference-max-length 512
 
 Needs `dvc repro train` first (models/base, models/adapter, data/prepared). Figures: BENCHMARKS.md.
 """
@@ -30,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("train-project", "train-reference", "eval-project", "eval-reference")
+REFERENCE_MAX_LENGTH = 512  # set from --reference-max-length
 
 
 def _peak_memory_mb() -> float:
@@ -50,17 +60,52 @@ def _setup(params_path: str):
     return params
 
 
+def _base_ref(args):
+    """The base_model stage's model, or a model folder given with --model (e.g. tools/random_model.py's)."""
+    from qlora_sentiment.base_model import BaseRef, load_ref
+
+    if args.model:
+        return BaseRef(str(Path(args.model).resolve()), None, {"source": "local", "path": args.model})
+    return load_ref(ROOT / "models/base")
+
+
+def _scorer(params, args):
+    """The trained adapter on its base; with --model, a fresh LoRA on that model (speed does not need training)."""
+    from qlora_sentiment.evaluation import load_scorer
+    from qlora_sentiment.modeling import load_model, load_tokenizer
+    from qlora_sentiment.scoring import LabelScorer
+    from qlora_sentiment.training import add_lora
+
+    if not args.model:
+        return load_scorer(ROOT / "models/adapter", ROOT / "models/base")
+    ref = _base_ref(args)
+    tokenizer = load_tokenizer(ref)
+    model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id),
+                     params)
+    return LabelScorer(model, tokenizer, "generative", params.data.labels, params.prompt.template,
+                       params.train.max_length)
+
+
+def _rows(path: Path, n: int, repeat: int) -> list[dict]:
+    """n examples; with repeat > 1 each joins that many reviews, for long sequences (the label is the first's)."""
+    from qlora_sentiment.io import read_jsonl
+
+    rows = read_jsonl(path)
+    if repeat > 1:
+        rows = [dict(rows[i], text=" ".join(r["text"] for r in rows[i:i + repeat]))
+                for i in range(0, len(rows) - repeat + 1, repeat)]
+    return rows[:n]
+
+
 def _real_tokens(tokenizer, texts: list[str]) -> int:
     return sum(len(ids) for ids in tokenizer(texts)["input_ids"])
 
 
-def train_project(params, rows, scratch: Path) -> dict:
-    from qlora_sentiment.base_model import load_ref
+def train_project(params, rows, scratch: Path, ref) -> dict:
     from qlora_sentiment.modeling import load_model, load_tokenizer
     from qlora_sentiment.prompts import PromptFormatter, completion
     from qlora_sentiment.training import _generative_trainer, add_lora, set_adapter_dtype, trainer_args
 
-    ref = load_ref(ROOT / "models/base")
     tokenizer = load_tokenizer(ref)
     model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id), params)
     args = dict(trainer_args(params, scratch, params.train.optimizer), save_strategy="no", max_steps=-1,
@@ -75,25 +120,23 @@ def train_project(params, rows, scratch: Path) -> dict:
     return {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(tokenizer, texts)}
 
 
-def train_reference(params, rows, scratch: Path) -> dict:
+def train_reference(params, rows, scratch: Path, ref) -> dict:
     import dataclasses
 
     from datasets import Dataset
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from qlora_sentiment.base_model import load_ref
     from qlora_sentiment.modeling import load_model, load_tokenizer
     from qlora_sentiment.prompts import label_phrase
     from qlora_sentiment.training import add_lora, trainer_args
 
-    ref = load_ref(ROOT / "models/base")
     tokenizer = load_tokenizer(ref)
     every_block = dataclasses.replace(params, lora=dataclasses.replace(params.lora, last_n_layers=None))
     model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id),
                      every_block)
     texts = [params.prompt.template.format(text=r["text"], labels=label_phrase(params.data.labels)) + " " + r["label"]
              for r in rows]
-    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=params.train.max_length)
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=REFERENCE_MAX_LENGTH)
     args = dict(trainer_args(params, scratch, params.train.optimizer), save_strategy="no", max_steps=-1,
                 num_train_epochs=1, warmup_steps=0, logging_steps=10_000, train_sampling_strategy="random")
     trainer = Trainer(model=model, args=TrainingArguments(**args), train_dataset=Dataset.from_dict(dict(enc)),
@@ -104,10 +147,7 @@ def train_reference(params, rows, scratch: Path) -> dict:
     return {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(tokenizer, texts)}
 
 
-def eval_project(params, rows) -> dict:
-    from qlora_sentiment.evaluation import load_scorer
-
-    scorer = load_scorer(ROOT / "models/adapter", ROOT / "models/base")
+def eval_project(params, rows, scorer) -> dict:
     texts = [r["text"] for r in rows]
     start = time.perf_counter()
     proba = scorer.predict_proba(texts, batch_size=params.eval.batch_size)
@@ -118,12 +158,9 @@ def eval_project(params, rows) -> dict:
             "accuracy": sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)}
 
 
-def eval_reference(params, rows) -> dict:
+def eval_reference(params, rows, scorer) -> dict:
     import torch
 
-    from qlora_sentiment.evaluation import load_scorer
-
-    scorer = load_scorer(ROOT / "models/adapter", ROOT / "models/base")
     model, tokenizer = scorer.model, scorer.tokenizer
     tokenizer.padding_side = "left"
     prompts = scorer.formatter.prompts([r["text"] for r in rows])
@@ -133,7 +170,7 @@ def eval_reference(params, rows) -> dict:
     with torch.inference_mode():
         for i in range(0, len(prompts), params.eval.batch_size):
             batch = tokenizer(prompts[i:i + params.eval.batch_size], padding="max_length", truncation=True,
-                              max_length=params.train.max_length, return_tensors="pt")
+                              max_length=REFERENCE_MAX_LENGTH, return_tensors="pt")
             out = model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
             answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     seconds = time.perf_counter() - start
@@ -146,17 +183,17 @@ def eval_reference(params, rows) -> dict:
 def run_case(case: str, args) -> dict:
     import tempfile
 
-    from qlora_sentiment.io import read_jsonl
-
+    global REFERENCE_MAX_LENGTH
+    REFERENCE_MAX_LENGTH = args.reference_max_length
     params = _setup(args.params)
     if case.startswith("train"):
-        rows = read_jsonl(ROOT / "data/prepared/train.jsonl")[: args.train_examples]
+        rows = _rows(Path(args.data) / "train.jsonl", args.train_examples, args.text_repeat)
         with tempfile.TemporaryDirectory() as scratch:
             fn = train_project if case == "train-project" else train_reference
-            result = fn(params, rows, Path(scratch))
+            result = fn(params, rows, Path(scratch), _base_ref(args))
     else:
-        rows = read_jsonl(ROOT / "data/prepared/test.jsonl")[: args.eval_examples]
-        result = (eval_project if case == "eval-project" else eval_reference)(params, rows)
+        rows = _rows(Path(args.data) / "test.jsonl", args.eval_examples, args.text_repeat)
+        result = (eval_project if case == "eval-project" else eval_reference)(params, rows, _scorer(params, args))
     return {**result, "peak_memory_mb": round(_peak_memory_mb(), 1),
             "examples_per_s": result["examples"] / result["seconds"], "tokens_per_s": result["tokens"] / result["seconds"]}
 
@@ -166,6 +203,12 @@ def main() -> int:
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--train-examples", type=int, default=48, help="examples trained on (one epoch)")
     parser.add_argument("--eval-examples", type=int, default=96, help="test examples scored")
+    parser.add_argument("--reference-max-length", type=int, default=512,
+                        help="the notebook's padded length (seed 001: 512)")
+    parser.add_argument("--model", default=None, help="a model folder instead of models/base (random weights are "
+                        "fine: see tools/random_model.py); evaluation then uses a fresh LoRA")
+    parser.add_argument("--data", default=str(ROOT / "data/prepared"), help="folder with train.jsonl and test.jsonl")
+    parser.add_argument("--text-repeat", type=int, default=1, help="join this many reviews per example (long sequences)")
     parser.add_argument("--out", default=str(ROOT / "bench/results.json"))
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # internal: one case, JSON on stdout
     args = parser.parse_args()
@@ -175,7 +218,9 @@ def main() -> int:
     results = {}
     for case in CASES:  # one process per case: peak memory is the case's own, nothing is warm from another
         cmd = [sys.executable, __file__, "--case", case, "--params", args.params,
-               "--train-examples", str(args.train_examples), "--eval-examples", str(args.eval_examples)]
+               "--train-examples", str(args.train_examples), "--eval-examples", str(args.eval_examples),
+               "--reference-max-length", str(args.reference_max_length), "--text-repeat", str(args.text_repeat),
+               "--data", args.data, *(["--model", args.model] if args.model else [])]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:

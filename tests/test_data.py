@@ -244,7 +244,7 @@ def test_offline_drug_reviews_keep_their_test_split():
     ("unknown_label", "row 4: label 'meh' is not in the label map"),  # rows[3] is the 4th data row
     ("single_class", "only one label (['positive'])"),
     ("all_empty", "no rows left after cleaning (empty: 20)"),
-    ("not_utf8", "not UTF-8 at byte"),
+    ("not_utf8", "(line 22); re-encode it as UTF-8"),  # the header is line 1, the bad row the 22nd
     ("huge_row", "row 5: text is 1,048,576 characters, over data.clean.max_chars (20,000)"),
 ])
 def test_bad_local_data(tmp_path, case, message):

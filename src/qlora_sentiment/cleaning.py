@@ -114,9 +114,8 @@ def clean_texts(rows: pd.DataFrame, cfg: CleanConfig, where: str) -> tuple[pd.Da
     if cfg.too_long == "truncate":
         rows.loc[long, "text"] = rows.loc[long, "text"].str.slice(0, cfg.max_chars).str.rstrip()
         counts["truncated"] = int(long.sum())
-        long = long & False
-    else:
-        counts["too_long"] = int(long.sum())
+        return rows[~(empty | short)], counts
+    counts["too_long"] = int(long.sum())
     return rows[~(empty | short | long)], counts
 
 

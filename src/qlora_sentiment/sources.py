@@ -68,11 +68,22 @@ def read_table(path: Path, **kwargs) -> pd.DataFrame:
             return pd.read_json(path, lines=kind == ".jsonl", encoding="utf-8")
         if kind == ".parquet":
             return pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 at byte {exc.start}; re-encode it (iconv -t utf-8)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {_first_bad_byte(path)}; re-encode it as UTF-8 (iconv -f latin1 -t utf-8)") from None
     except ValueError as exc:
         raise DataError(f"{path}: cannot be parsed as {kind[1:]}: {exc}") from None
     raise DataError(f"{path}: unknown file type; use {', '.join(FILE_TYPES)}")
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where the file stops being UTF-8, as a person finds it: line and byte (the reader's offset is per chunk)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"not UTF-8 at byte {exc.start} (line {line})"
+    return "not UTF-8 (compressed content)"
 
 
 def _read_corpus_file(package: str, spec: str, read_kwargs: dict) -> pd.DataFrame:
@@ -167,7 +178,7 @@ def load_raw(cfg: DataConfig) -> dict[str, pd.DataFrame]:
             "row": np.arange(1, len(frame) + 1),
             "text": frame[cfg.text_column].to_numpy(),
             "raw_label": frame[cfg.label_column].to_numpy(),
-            "group": frame[cfg.group_column].astype(str).to_numpy() if cfg.group_column else None,
+            "group": frame[cfg.group_column].fillna("").astype(str).to_numpy() if cfg.group_column else None,
             "confidence": pd.to_numeric(frame[cfg.confidence_column], errors="coerce").to_numpy()
             if cfg.confidence_column else np.nan,
         })
