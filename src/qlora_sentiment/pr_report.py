@@ -22,7 +22,8 @@ def _run(cmd: list[str], repo: Path) -> subprocess.CompletedProcess:
 
 def dvc_markdown(kind: str, a: str, b: str, repo: Path) -> str:
     """`dvc metrics diff` / `dvc params diff` as a markdown table (or a sentence when nothing changed)."""
-    result = _run(["dvc", kind, "diff", a, b, "--md"], repo)
+    revs = [a] if b == "workspace" else [a, b]  # DVC compares with the workspace when the second is left out
+    result = _run(["dvc", kind, "diff", *revs, "--md"], repo)
     if result.returncode != 0:
         raise QloraError(f"dvc {kind} diff {a} {b} failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
     text = result.stdout.decode().strip()
