@@ -111,15 +111,15 @@ def plot(experiments: list[Experiment], metric: str, chosen: Experiment, path: P
     numeric = [p for p in varying_params(scored)
                if all(isinstance(e.params.get(p), (int, float)) and not isinstance(e.params.get(p), bool) for e in scored)]
     panels = numeric or ["experiment"]
+    colours = ["#27ae60" if e is chosen else "#2e86c1" for e in scored]  # the chosen one in green
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), constrained_layout=True, squeeze=False)
     for ax, param in zip(axes[0], panels):
         if param == "experiment":
-            ax.bar([e.name for e in scored], [e.metrics[metric] for e in scored],
-                   color=["#27ae60" if e is chosen else "#2e86c1" for e in scored])
+            ax.bar([e.name for e in scored], [e.metrics[metric] for e in scored], color=colours)
             ax.tick_params(axis="x", rotation=30)
         else:
             xs = [e.params[param] for e in scored]
-            ax.scatter(xs, [e.metrics[metric] for e in scored], color=["#27ae60" if e is chosen else "#2e86c1" for e in scored])
+            ax.scatter(xs, [e.metrics[metric] for e in scored], color=colours)
             for e, x in zip(scored, xs):
                 ax.annotate(e.name, (x, e.metrics[metric]), textcoords="offset points", xytext=(4, 4), fontsize=7)
             positive = [x for x in xs if x > 0]
