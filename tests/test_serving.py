@@ -47,7 +47,8 @@ def test_python_api_adapter_and_merged_export_agree(trained):
     a, r, e = (m.predict(TEXTS, batch_size=4) for m in (adapter, recorded, export))
     assert [p["label"] for p in a] == [p["label"] for p in e] == [p["label"] for p in r]
     probs = lambda preds: np.array([[p["probabilities"][lab] for lab in adapter.labels] for p in preds])  # noqa: E731
-    np.testing.assert_allclose(probs(e), probs(a), atol=1e-4)
+    # bitsandbytes repacks 4-bit weights on CPU with a coarser scale than the exact de-quantization the merge uses
+    np.testing.assert_allclose(probs(e), probs(a), atol=5e-4)
     np.testing.assert_array_equal(probs(r), probs(a))
     assert export.describe()["kind"] == "export" and adapter.describe()["kind"] == "adapter"
     assert adapter.predict("one string")[0]["label"] in adapter.labels

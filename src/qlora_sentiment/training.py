@@ -259,7 +259,9 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process  # with N processes, only rank 0 logs and writes
     callback = live_callback(live_dir) if main else None
-    trainer = build(model, tokenizer, params, train_rows, val_rows, args, [callback] if main else [])
+    # The Trainer evaluates in file order, padding each batch to its longest row: shortest-first batches pad less.
+    eval_rows = sorted(val_rows, key=lambda r: len(r["text"]))
+    trainer = build(model, tokenizer, params, train_rows, eval_rows, args, [callback] if main else [])
     set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
     run_id = fingerprint(training_params(params), ref.info, train_rows, val_rows)
     with state.main_process_first():  # rank 0 tidies the checkpoint folder, the others then read the same answer
