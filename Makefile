@@ -31,6 +31,8 @@ browser:
 	    --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
 run: install
+	# params first: DVC removes a stage's outputs before running it, so bad params must stop before DVC does
+	PATH="$(CURDIR)/$(BIN):$$PATH" qlora-sentiment check --quiet
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc metrics show
 

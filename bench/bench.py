@@ -52,7 +52,7 @@ def _peak_memory_mb() -> float:
 
 def _setup(params_path: str):
     from qlora_sentiment.config import load_params
-    from qlora_sentiment.runtime import configure_environment, setup_torch
+    from qlora_sentiment.core.runtime import configure_environment, setup_torch
 
     configure_environment()
     params = load_params(params_path)
@@ -62,7 +62,7 @@ def _setup(params_path: str):
 
 def _base_ref(args):
     """The base_model stage's model, or a model folder given with --model (e.g. tools/random_model.py's)."""
-    from qlora_sentiment.base_model import BaseRef, load_ref
+    from qlora_sentiment.model.base import BaseRef, load_ref
 
     if args.model:
         return BaseRef(str(Path(args.model).resolve()), None, {"source": "local", "path": args.model})
@@ -71,10 +71,10 @@ def _base_ref(args):
 
 def _scorer(params, args):
     """The trained adapter on its base; with --model, a fresh LoRA on that model (speed does not need training)."""
-    from qlora_sentiment.evaluation import load_scorer
-    from qlora_sentiment.modeling import load_model, load_tokenizer
-    from qlora_sentiment.scoring import LabelScorer
-    from qlora_sentiment.training import add_lora
+    from qlora_sentiment.evaluation.analysis import load_scorer
+    from qlora_sentiment.model.loading import load_model, load_tokenizer
+    from qlora_sentiment.model.scoring import LabelScorer
+    from qlora_sentiment.training.trainer import add_lora
 
     if not args.model:
         return load_scorer(ROOT / "models/adapter", ROOT / "models/base")
@@ -88,7 +88,7 @@ def _scorer(params, args):
 
 def _rows(path: Path, n: int, repeat: int) -> list[dict]:
     """n examples; with repeat > 1 each joins that many reviews, for long sequences (the label is the first's)."""
-    from qlora_sentiment.io import read_jsonl
+    from qlora_sentiment.core.io import read_jsonl
 
     rows = read_jsonl(path)
     if repeat > 1:
@@ -102,9 +102,9 @@ def _real_tokens(tokenizer, texts: list[str]) -> int:
 
 
 def train_project(params, rows, scratch: Path, ref) -> dict:
-    from qlora_sentiment.modeling import load_model, load_tokenizer
-    from qlora_sentiment.prompts import PromptFormatter, completion
-    from qlora_sentiment.training import _generative_trainer, add_lora, set_adapter_dtype, trainer_args
+    from qlora_sentiment.model.loading import load_model, load_tokenizer
+    from qlora_sentiment.model.prompts import PromptFormatter, completion
+    from qlora_sentiment.training.trainer import _generative_trainer, add_lora, set_adapter_dtype, trainer_args
 
     tokenizer = load_tokenizer(ref)
     model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id), params)
@@ -126,9 +126,9 @@ def train_reference(params, rows, scratch: Path, ref) -> dict:
     from datasets import Dataset
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from qlora_sentiment.modeling import load_model, load_tokenizer
-    from qlora_sentiment.prompts import label_phrase
-    from qlora_sentiment.training import add_lora, trainer_args
+    from qlora_sentiment.model.loading import load_model, load_tokenizer
+    from qlora_sentiment.model.prompts import label_phrase
+    from qlora_sentiment.training.trainer import add_lora, trainer_args
 
     tokenizer = load_tokenizer(ref)
     every_block = dataclasses.replace(params, lora=dataclasses.replace(params.lora, last_n_layers=None))

@@ -6,14 +6,15 @@ Offline: converts the packaged GGUF once into a safetensors folder. Hub: resolve
 
 import argparse
 
-from qlora_sentiment.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 configure_environment()
 
-from qlora_sentiment import base_model  # noqa: E402
+from qlora_sentiment.model import base as base_model  # noqa: E402
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.io import atomic_dir  # noqa: E402
-from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.core.inputs import MODEL_FOLDER, require_tracked  # noqa: E402
+from qlora_sentiment.core.io import atomic_dir  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
 
 
 @stage_entry
@@ -23,6 +24,8 @@ def main(argv):
     parser.add_argument("--out", required=True, help="folder for base_model.json (and converted weights)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    if params.model.source == "local":
+        require_tracked(params.model.name, MODEL_FOLDER, "model.name")
     setup_torch(params.runtime.torch_threads, params.seed)
     with atomic_dir(args.out) as tmp:
         info = base_model.materialize(params.model, tmp)

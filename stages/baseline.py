@@ -2,14 +2,15 @@
 
 import argparse
 
-from qlora_sentiment.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.evaluation import load_baseline_scorer, predict_split, reliability_rows, summarize  # noqa: E402
-from qlora_sentiment.io import read_jsonl, write_json, write_jsonl  # noqa: E402
-from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.evaluation.analysis import predict_split, reliability_rows, summarize  # noqa: E402
+from qlora_sentiment.model.adapter import load_baseline_scorer  # noqa: E402
+from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
 
 
 @stage_entry

@@ -9,16 +9,17 @@ import csv
 import io
 from pathlib import Path
 
-from qlora_sentiment.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.curves import areas  # noqa: E402
-from qlora_sentiment.evaluation import analyze, load_scorer, predict_split  # noqa: E402
-from qlora_sentiment.io import read_jsonl, write_json, write_jsonl, write_text  # noqa: E402
-from qlora_sentiment.plots import confusion_png, curves_png, reliability_png  # noqa: E402
-from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.evaluation.curves import areas  # noqa: E402
+from qlora_sentiment.evaluation.analysis import analyze, predict_split  # noqa: E402
+from qlora_sentiment.model.adapter import load_scorer  # noqa: E402
+from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl, write_text  # noqa: E402
+from qlora_sentiment.evaluation.plots import confusion_png, curves_png, reliability_png  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
 
 
 def write_curves(folder: Path, curves: dict[str, list[dict]]) -> None:

@@ -4,15 +4,16 @@ model card and the test metrics it shipped with."""
 import argparse
 from pathlib import Path
 
-from qlora_sentiment.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.evaluation import adapter_base, read_model_meta  # noqa: E402
-from qlora_sentiment.export import merge_adapter, write_export  # noqa: E402
-from qlora_sentiment.io import atomic_dir, read_json  # noqa: E402
-from qlora_sentiment.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.model.adapter import adapter_base  # noqa: E402
+from qlora_sentiment.model.record import read_record  # noqa: E402
+from qlora_sentiment.model.export import merge_adapter, write_export  # noqa: E402
+from qlora_sentiment.core.io import atomic_dir, read_json  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
 
 
 @stage_entry
@@ -27,10 +28,10 @@ def main(argv):
     params = load_params(args.params)
     setup_torch(params.runtime.torch_threads, params.seed)
     adapter = Path(args.adapter)
-    meta = read_model_meta(adapter)
-    merged, tokenizer = merge_adapter(adapter, adapter_base(adapter, meta, args.base), meta)
+    record = read_record(adapter)
+    merged, tokenizer = merge_adapter(adapter, adapter_base(adapter, record, args.base), record)
     with atomic_dir(args.out) as tmp:
-        write_export(merged, tokenizer, meta, tmp, read_json(args.metrics), adapter)
+        write_export(merged, tokenizer, record, tmp, read_json(args.metrics), adapter)
     log.info("exported the merged model to %s", args.out)
 
 

@@ -3,15 +3,16 @@
 import argparse
 from pathlib import Path
 
-from qlora_sentiment.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.data import SPLITS, prepare  # noqa: E402
-from qlora_sentiment.data_report import render, write_images  # noqa: E402
-from qlora_sentiment.io import write_json, write_jsonl  # noqa: E402
-from qlora_sentiment.runtime import log  # noqa: E402
+from qlora_sentiment.data.prepare import SPLITS, prepare  # noqa: E402
+from qlora_sentiment.data.report import render, write_images  # noqa: E402
+from qlora_sentiment.core.inputs import DATA_FOLDER, require_tracked  # noqa: E402
+from qlora_sentiment.core.io import write_json, write_jsonl  # noqa: E402
+from qlora_sentiment.core.runtime import log  # noqa: E402
 
 
 @stage_entry
@@ -23,6 +24,9 @@ def main(argv):
     parser.add_argument("--images", required=True, help="folder for a PNG per split (labels, lengths)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    data = params.data
+    if data.source == "local" or (data.source == "hub" and Path(data.name).exists()):
+        require_tracked(data.name, DATA_FOLDER, "data.name")
     records, report = prepare(params.data, params.seed)
     images = render(report, records, params.data.labels)
     # Everything is computed before the first write, so a bad row leaves no partial split behind.

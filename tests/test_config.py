@@ -5,9 +5,9 @@ import copy
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from qlora_sentiment.config import load_params, params_from_dict, to_dict
-from qlora_sentiment.errors import ConfigError
+from qlora_sentiment.core.errors import ConfigError
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -73,3 +73,61 @@ def test_yaml_exponent_without_dot_is_a_number():
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_schema_holds_no_defaults_so_conf_is_the_only_source():
+    from qlora_sentiment.config import Params
+
+    def walk(model, prefix=""):
+        for name, field in model.model_fields.items():
+            assert field.is_required(), f"{prefix}{name} has a default in the schema; conf/ must be the only source"
+            sub = field.annotation
+            if isinstance(sub, type) and hasattr(sub, "model_fields"):
+                walk(sub, f"{prefix}{name}.")
+
+    walk(Params)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "empty; it must hold every section"),
+    ("seed: 1\n", "params: missing runtime, model, quantization"),
+])
+def test_empty_or_partial_params_name_what_is_missing(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_params(path)
+
+
+@pytest.mark.parametrize("dotted,value,message", [
+    ("train.learning_rate", float("inf"), "train.learning_rate: must be a finite number"),
+    ("lora.alpha", float("nan"), "lora.alpha: must be a finite number"),
+    ("seed", 2**32, "seed: must be <= 4294967295"),
+    ("seed", -1, "seed: must be >= 0"),
+    ("prompt.template", "{text[0]}", "only {text} and {labels} may appear in braces (found {text[0]})"),
+    ("prompt.template", "{labels.x} {text}", "(found {labels.x})"),
+    ("prompt.template", "{text} {", "prompt.template: not a valid format string"),
+    ("data.labels", ["", "positive"], "data.labels[0]: must not be empty or blank"),
+    ("lora.target_modules", [], "lora.target_modules: must name modules"),
+    ("train.max_steps", 0, "train.max_steps: must be -1 (use epochs) or > 0"),
+])
+def test_values_that_would_only_fail_later_fail_at_load(dotted, value, message):
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(with_change(dotted, value))
+    assert message in str(info.value)
+
+
+def test_params_that_are_not_utf8_name_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"seed: 42", b"seed: 42 # caf\xe9"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 \(byte 0xe9 on line 1\)"):
+        load_params(path)
+
+
+def test_every_preset_composes_into_valid_params():
+    from qlora_sentiment.config import compose
+
+    for preset in sorted((ROOT / "conf/experiment").glob("*.yaml")):
+        params_from_dict(compose(ROOT / "conf", [f"experiment={preset.stem}"]))
+    for data in sorted(p for p in (ROOT / "conf/data").glob("*.yaml") if not p.stem.startswith("_")):
+        params_from_dict(compose(ROOT / "conf", [f"data={data.stem}"]))

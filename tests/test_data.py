@@ -6,11 +6,12 @@ import re
 import pandas as pd
 import pytest
 
-from qlora_sentiment.config import CleanConfig, DataConfig, SplitConfig
-from qlora_sentiment.data import SPLITS, prepare
-from qlora_sentiment.errors import DataError
+from helpers import data_config
 
-RT = DataConfig(label_column="category", group_column="movie_name")
+from qlora_sentiment.data.prepare import SPLITS, prepare
+from qlora_sentiment.core.errors import DataError
+
+RT = data_config(label_column="category", group_column="movie_name")
 THREE = ["negative", "neutral", "positive"]
 
 
@@ -43,7 +44,7 @@ def test_offline_rotten_tomatoes_split_by_movie_and_deterministic():
 
 
 def test_caps_keep_label_balance_and_balance_equalises_train(tmp_path):
-    cfg = DataConfig(label_column="category", group_column="movie_name", max_train=100, max_test=40)
+    cfg = data_config(label_column="category", group_column="movie_name", max_train=100, max_test=40)
     records, report = prepare(cfg, seed=1)
     assert report["train"]["n"] == 100 and report["test"]["n"] == 40
     assert abs(report["train"]["labels"]["positive"] - 50) <= 2
@@ -51,7 +52,7 @@ def test_caps_keep_label_balance_and_balance_equalises_train(tmp_path):
     path = tmp_path / "skewed.csv"
     pd.DataFrame({"text": [f"text number {i}" for i in range(400)],
                   "label": ["positive" if i % 4 else "negative" for i in range(400)]}).to_csv(path, index=False)
-    cfg = DataConfig(source="local", name=str(path), balance=True)
+    cfg = data_config(source="local", name=str(path), balance=True)
     records, report = prepare(cfg, seed=3)
     assert report["train"]["labels"]["negative"] == report["train"]["labels"]["positive"] == 80
     assert report["dropped"]["balance"] == 160
@@ -83,7 +84,7 @@ def _write(frame, path):
 def test_local_files(tmp_path, suffix):
     path = tmp_path / f"reviews{suffix}"
     _write(_frame(), path)
-    cfg = DataConfig(source="local", name=str(path), text_column="review", label_column="stars")
+    cfg = data_config(source="local", name=str(path), text_column="review", label_column="stars")
     records, report = prepare(cfg, seed=0)
     assert report["dropped"]["empty"] == 1 and report["dropped"]["duplicate"] == 1
     assert total(report) == 60
@@ -99,7 +100,7 @@ def test_local_file_per_split_with_leakage_dropped_and_reported(tmp_path, suffix
     _write(frame.iloc[:60], tmp_path / f"train{suffix}")
     test = pd.concat([frame.iloc[60:80], pd.DataFrame([{"review": "Review number 3, is great.", "stars": "pos"}])])
     _write(test, tmp_path / f"test{suffix}")  # the last row is train's row 3 again: leakage
-    cfg = DataConfig(source="local", name=str(tmp_path), text_column="review", label_column="stars",
+    cfg = data_config(source="local", name=str(tmp_path), text_column="review", label_column="stars",
                      splits={"train": f"train{suffix}", "test": f"test{suffix}"})
     records, report = prepare(cfg, seed=0)
     assert report["rows_read"] == {"train": 60, "test": 21}
@@ -109,7 +110,7 @@ def test_local_file_per_split_with_leakage_dropped_and_reported(tmp_path, suffix
     assert 4 <= report["validation"]["n"] <= 8  # 0.1 / (0.8 + 0.1) of train
     assert report["overlap"]["texts"] == {"train_validation": 0, "train_test": 0, "validation_test": 0}
     with pytest.raises(DataError, match="data.name: file not found: .*dev"):
-        prepare(DataConfig(source="local", name=str(tmp_path), text_column="review", label_column="stars",
+        prepare(data_config(source="local", name=str(tmp_path), text_column="review", label_column="stars",
                            splits={"train": f"train{suffix}", "validation": f"dev{suffix}"}), seed=0)
 
 
@@ -139,44 +140,44 @@ def test_hub_code_path_on_a_local_dataset_folder(tmp_path):
         ds.to_parquet(str(tmp_path / f"{split}.parquet"))
     (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n"
                                         "  - split: train\n    path: train.parquet\n  - split: test\n    path: test.parquet\n---\n")
-    cfg = DataConfig(source="hub", name=str(tmp_path), text_column="sentence", splits={"train": "train"})
+    cfg = data_config(source="hub", name=str(tmp_path), text_column="sentence", splits={"train": "train"})
     records, report = prepare(cfg, seed=0)
     assert total(report) == 50
     assert {r["label"] for r in records["train"]} == {"negative", "positive"}  # ClassLabel names neg/pos mapped
     with pytest.raises(DataError, match="data.splits.validation: 'dev' is not a split of dataset"):
-        prepare(DataConfig(source="hub", name=str(tmp_path), text_column="sentence",
+        prepare(data_config(source="hub", name=str(tmp_path), text_column="sentence",
                            splits={"train": "train", "validation": "dev"}), seed=0)
 
 
 def test_hub_splits_kept_and_unlabelled_split_refused(tmp_path):
     """SST-2 / IMDB shape: labelled train/validation/test plus a split whose labels are -1."""
     name = _hub_like(tmp_path / "ds", {"train": 80, "validation": 20, "test": 30, "unlabelled": 10})
-    cfg = DataConfig(source="hub", name=name, text_column="sentence",
+    cfg = data_config(source="hub", name=name, text_column="sentence",
                      splits={"train": "train", "validation": "validation", "test": "test"})
     _, report = prepare(cfg, seed=0)
     assert {s: report[s]["n"] for s in SPLITS} == {"train": 80, "validation": 20, "test": 30}
     with pytest.raises(DataError, match=r"split 'unlabelled': row 1: no label; .*data.splits"):
-        prepare(DataConfig(source="hub", name=name, text_column="sentence"), seed=0)
+        prepare(data_config(source="hub", name=name, text_column="sentence"), seed=0)
 
 
 def test_unreachable_hub_dataset_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataError, match="cannot load dataset 'no-such-org/no-such-data'.*HF_HUB_OFFLINE"):
-        prepare(DataConfig(source="hub", name="no-such-org/no-such-data"), seed=0)
+    with pytest.raises(DataError, match="cannot reach the Hugging Face Hub for dataset 'no-such-org/no-such-data'.*HF_HUB_OFFLINE"):
+        prepare(data_config(source="hub", name="no-such-org/no-such-data"), seed=0)
 
 
 def test_label_spellings_null_drops_and_rating_thresholds(tmp_path):
     path = tmp_path / "mixed.csv"
     raw = ["Positive", "pos", "1", "fresh", "NEGATIVE", "neg", "0", "rotten", "plot"] * 6
     pd.DataFrame({"text": [f"review {i}" for i in range(len(raw))], "label": raw}).to_csv(path, index=False)
-    records, report = prepare(DataConfig(source="local", name=str(path), label_map={"plot": None}), seed=0)
+    records, report = prepare(data_config(source="local", name=str(path), label_map={"plot": None}), seed=0)
     assert report["dropped"]["label_dropped"] == 6
     labelled = {r["text"]: r["label"] for rows in records.values() for r in rows}
     assert labelled["review 0"] == labelled["review 2"] == "positive" and labelled["review 6"] == "negative"
     # 1-10 star ratings into three classes: <= 4 negative, <= 6 neutral, above positive.
     stars = tmp_path / "stars.jsonl"
     stars.write_text("".join(json.dumps({"text": f"drug review {i}", "rating": i % 10 + 1}) + "\n" for i in range(100)))
-    cfg = DataConfig(source="local", name=str(stars), label_column="rating", labels=THREE, rating_thresholds=[4, 6])
+    cfg = data_config(source="local", name=str(stars), label_column="rating", labels=THREE, rating_thresholds=[4, 6])
     _, report = prepare(cfg, seed=0)
     counts = {lab: sum(report[s]["labels"][lab] for s in SPLITS) for lab in THREE}
     assert counts == {"negative": 40, "neutral": 20, "positive": 40}
@@ -189,7 +190,7 @@ def test_cleaning_html_unicode_lengths_and_conflicts(tmp_path):
     rows += [{"text": "ﬁne ＦＩＬＭ", "label": 1}, {"text": "ok", "label": 1}, {"text": "x" * 500, "label": 0},
              {"text": "Same words, other label", "label": 0}, {"text": "same words other label!", "label": 1}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = DataConfig(source="local", name=str(path), clean=CleanConfig(min_chars=3, max_chars=300, too_long="drop"))
+    cfg = data_config(source="local", name=str(path), clean=dict(min_chars=3, max_chars=300, too_long="drop"))
     records, report = prepare(cfg, seed=0)
     cleaned = texts(records)
     assert "Film 1 was fine. Really & truly good." in cleaned
@@ -197,23 +198,23 @@ def test_cleaning_html_unicode_lengths_and_conflicts(tmp_path):
     assert "ok" not in cleaned and report["dropped"]["too_short"] == 1
     assert report["dropped"]["too_long"] == 1
     assert report["conflicting_labels"] == 1 and report["dropped"]["duplicate"] == 1
-    truncating = DataConfig(source="local", name=str(path), clean=CleanConfig(max_chars=300, too_long="truncate"))
+    truncating = data_config(source="local", name=str(path), clean=dict(max_chars=300, too_long="truncate"))
     records, report = prepare(truncating, seed=0)
     assert report["changed"]["truncated"] == 1 and "x" * 300 in texts(records)
-    exact = DataConfig(source="local", name=str(path), clean=CleanConfig(max_chars=300, too_long="drop", dedup="exact"))
+    exact = data_config(source="local", name=str(path), clean=dict(max_chars=300, too_long="drop", dedup="exact"))
     assert prepare(exact, seed=0)[1]["dropped"]["duplicate"] == 0
 
 
 def test_three_class_labels_from_integers(tmp_path):
     path = tmp_path / "tweets.jsonl"
     path.write_text("".join(json.dumps({"text": f"tweet {i}", "label": i % 3}) + "\n" for i in range(90)))
-    cfg = DataConfig(source="local", name=str(path), labels=THREE, split=SplitConfig(0.6, 0.2, 0.2))
+    cfg = data_config(source="local", name=str(path), labels=THREE, split=dict(train=0.6, validation=0.2, test=0.2))
     records, report = prepare(cfg, seed=0)
     assert report["test"]["labels"] == {"negative": 6, "neutral": 6, "positive": 6}
 
 
 def test_offline_tweets_three_class_with_confidence_filter():
-    cfg = DataConfig(name="tweets", label_column="sentiment", labels=THREE, confidence_column="confidence",
+    cfg = data_config(name="tweets", label_column="sentiment", labels=THREE, confidence_column="confidence",
                      min_confidence=0.6, max_train=3000, max_validation=300, max_test=600)
     records, report = prepare(cfg, seed=0)
     assert report["rows_read"] == {"all": 38158}
@@ -221,13 +222,13 @@ def test_offline_tweets_three_class_with_confidence_filter():
     assert report["dropped"]["low_confidence"] > 5460
     assert all(min(report[s]["labels"].values()) > 0 for s in SPLITS)
     assert report["test"]["n"] == 600 and set(report["test"]["labels"]) == set(THREE)
-    loose = DataConfig(name="tweets", label_column="sentiment", labels=THREE, max_train=10, max_validation=10,
+    loose = data_config(name="tweets", label_column="sentiment", labels=THREE, max_train=10, max_validation=10,
                        max_test=10)
     assert prepare(loose, seed=0)[1]["dropped"].get("low_confidence") is None
 
 
 def test_offline_drug_reviews_keep_their_test_split():
-    cfg = DataConfig(name="drug_reviews", text_column="review", label_column="rating", group_column="drugName",
+    cfg = data_config(name="drug_reviews", text_column="review", label_column="rating", group_column="drugName",
                      labels=THREE, splits={"train": "train", "test": "test"})
     records, report = prepare(cfg, seed=0)
     assert report["rows_read"] == {"train": 600, "test": 379}
@@ -264,6 +265,6 @@ def test_bad_local_data(tmp_path, case, message):
         pd.DataFrame(rows).to_csv(path, index=False)
     if case == "not_utf8":
         path.write_bytes(path.read_bytes() + "café,pos\n".encode("latin-1"))
-    cfg = DataConfig(source="local", name=str(path), text_column="review", label_column="stars")
+    cfg = data_config(source="local", name=str(path), text_column="review", label_column="stars")
     with pytest.raises(DataError, match=re.escape(message)):
         prepare(cfg, seed=0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from test_pipeline import make_project, run
+from helpers import make_project, run
 
 
 def adapter_weights(repo):

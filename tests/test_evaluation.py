@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from qlora_sentiment.curves import areas, pr_rows, roc_rows
-from qlora_sentiment.errors import ModelError
-from qlora_sentiment.error_analysis import bucket_error_rates, buckets_of, confident_mistakes
-from qlora_sentiment.evaluation import analyze, summarize
-from qlora_sentiment.metrics import bootstrap_intervals, calibration_metrics, reliability_bins
-from qlora_sentiment.significance import mcnemar_exact
+from qlora_sentiment.evaluation.curves import areas, pr_rows, roc_rows
+from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.evaluation.error_analysis import bucket_error_rates, buckets_of, confident_mistakes
+from qlora_sentiment.evaluation.analysis import analyze, summarize
+from qlora_sentiment.evaluation.metrics import bootstrap_intervals, calibration_metrics, reliability_bins
+from qlora_sentiment.evaluation.significance import mcnemar_exact
 
 LABELS = ["negative", "positive"]
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import ROOT
-from test_pipeline import make_project, run
+from helpers import ROOT
+from helpers import make_project, run
 
 SELECT = "metrics/train/metrics.json"
 

@@ -7,13 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tiny_params, train_tiny
-from qlora_sentiment.base_model import load_ref, materialize
-from qlora_sentiment.config import ModelConfig, params_from_dict
-from qlora_sentiment.errors import ModelError
-from qlora_sentiment.evaluation import load_scorer, predict_split, summarize
-from qlora_sentiment.runtime import setup_torch
-from qlora_sentiment.scoring import LabelScorer
+from helpers import section, tiny_params, train_tiny
+from qlora_sentiment.model.base import load_ref, materialize
+from qlora_sentiment.config import params_from_dict
+from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.evaluation.analysis import predict_split, summarize
+from qlora_sentiment.model.adapter import load_scorer
+from qlora_sentiment.core.runtime import setup_torch
+from qlora_sentiment.model.scoring import LabelScorer
 
 
 def _losses(live_dir):
@@ -26,7 +27,8 @@ def _losses(live_dir):
 def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, optimizer, used):
     params, records, result = train_tiny(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
                                                               "train.optimizer": optimizer})
-    assert result.meta["optimizer"] == {"requested": optimizer, "used": used}
+    assert result.record.optimizer.model_dump() == {"requested": optimizer, "used": used}
+    assert result.record.device == "cpu" and result.record.global_step == 12
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules()), "no real 4-bit layers"
     losses = _losses(tmp_path / "live")
     assert len(losses) == 12
@@ -52,13 +54,14 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, o
     np.testing.assert_allclose([[p["probabilities"][lab] for lab in params.data.labels] for p in predictions],
                                again, atol=1e-6)
     metrics = summarize(predictions, list(params.data.labels), seed=0)
-    assert metrics["n"] == len(texts) and 0 <= metrics["accuracy"] <= 1
+    hits = [p["predicted"] == r["label"] for p, r in zip(predictions, records["test"])]
+    assert metrics["n"] == len(texts) and metrics["accuracy"] == pytest.approx(sum(hits) / len(hits))
     # Validation label scores recorded by train (what a search picks by) = evaluate's scoring on that split.
     val = summarize(predict_split(reloaded, records["validation"], batch_size=7), list(params.data.labels), seed=0)
-    assert result.meta["validation"]["accuracy"] == pytest.approx(val["accuracy"])
-    assert result.meta["validation"]["macro_f1"] == pytest.approx(val["macro"]["f1"])
+    assert result.record.validation["accuracy"] == pytest.approx(val["accuracy"])
+    assert result.record.validation["macro_f1"] == pytest.approx(val["macro"]["f1"])
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    assert summary["validation"] == result.meta["validation"]
+    assert summary["validation"] == result.record.validation
 
 
 def test_single_token_fast_path_equals_full_answer_scoring(tmp_path, tiny_llama):
@@ -78,30 +81,29 @@ def test_single_token_fast_path_equals_full_answer_scoring(tmp_path, tiny_llama)
 
 
 def test_4bit_without_bitsandbytes_fails_clearly(monkeypatch):
-    from qlora_sentiment.config import QuantizationConfig
-    from qlora_sentiment.modeling import bnb_config
+    from qlora_sentiment.model.loading import bnb_config
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import now raises ImportError
     with pytest.raises(ModelError, match="quantization.load_in_4bit: true, but bitsandbytes cannot load"):
-        bnb_config(QuantizationConfig())
-    assert bnb_config(QuantizationConfig(load_in_4bit=False)) is None
+        bnb_config(section("quantization"))
+    assert bnb_config(section("quantization", load_in_4bit=False)) is None
 
 
 def test_local_model_folder_checks(tmp_path, tiny_llama):
     with pytest.raises(ModelError, match="model folder not found"):
-        materialize(ModelConfig(source="local", name=str(tmp_path / "nope")), tmp_path / "out")
+        materialize(section("model", source="local", name=str(tmp_path / "nope")), tmp_path / "out")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "config.json").write_text("{}")
     with pytest.raises(ModelError, match="has no weights"):
-        materialize(ModelConfig(source="local", name=str(tmp_path / "empty")), tmp_path / "out")
-    info = materialize(ModelConfig(source="local", name=str(tiny_llama)), tmp_path / "out")
+        materialize(section("model", source="local", name=str(tmp_path / "empty")), tmp_path / "out")
+    info = materialize(section("model", source="local", name=str(tiny_llama)), tmp_path / "out")
     assert load_ref(tmp_path / "out").path == str(tiny_llama.resolve()) and len(info["fingerprint"]) == 64
 
 
 def test_paged_optimizer_on_cpu_is_stated_not_silent(caplog):
     import logging
 
-    from qlora_sentiment.training import effective_optimizer
+    from qlora_sentiment.training.trainer import effective_optimizer
 
     with caplog.at_level(logging.WARNING):
         assert effective_optimizer("paged_adamw_8bit", cuda=False) == "adamw_8bit"
@@ -113,7 +115,7 @@ def test_paged_optimizer_on_cpu_is_stated_not_silent(caplog):
 @pytest.mark.parametrize("head", ["generative", "classifier"])
 def test_baseline_is_the_untuned_4bit_base_and_reproducible(tmp_path, tiny_llama, head):
     """The baseline scores the base model itself (no LoRA), in 4-bit, the same on every run of the same seed."""
-    from qlora_sentiment.evaluation import load_baseline_scorer
+    from qlora_sentiment.model.adapter import load_baseline_scorer
 
     params = params_from_dict(tiny_params(tiny_llama, **{"model.head": head}))
     materialize(params.model, tmp_path / "base")

@@ -5,49 +5,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from conftest import ROOT, tiny_params
-
-sys.path.insert(0, str(ROOT / "tools"))
-from compose_params import compose  # noqa: E402
-
-PROJECT_FILES = ["dvc.yaml", "stages", "src", "assets", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
-
-
-def run(cmd, cwd, env, check=True, text=True):
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=text, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]!s}\n{result.stderr[-3000:]!s}")
-    return result
-
-
-@pytest.fixture()
-def project(tmp_path, tiny_llama, python_bin_env):
-    return make_project(tmp_path / "project", tiny_llama, python_bin_env), python_bin_env
-
-
-def make_project(repo, tiny_llama, env, **overrides):
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif source.exists():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, repo / name)
-    # DVC composes params.yaml from conf/ (Hydra) on `dvc exp run -S`: the tiny project's conf is its params.
-    (repo / "conf").mkdir()
-    (repo / "conf/config.yaml").write_text(yaml.safe_dump(tiny_params(tiny_llama, **overrides), sort_keys=False))
-    (repo / "params.yaml").write_text(compose([], repo / "conf"))
-    run(["git", "init", "-q"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "tiny project"], repo, env)
-    return repo
-
+from helpers import make_project, run
 
 DECLARED_OUTPUTS = [
     "models/base/base_model.json", "data/prepared/train.jsonl", "data/prepared/validation.jsonl",
@@ -178,3 +140,56 @@ def test_bad_params_fail_with_one_line_and_no_outputs(project):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: params: unknown key 'train.learnig_rate'; did you mean 'learning_rate'?"
     assert not (repo / "data/prepared").exists() and not (repo / "plots/data").exists()
+
+
+def test_local_data_file_is_a_dependency_of_prepare(tmp_path, tiny_llama, python_bin_env):
+    """The user's own CSV lives in data/raw/ (a prepare dep): editing it makes `dvc status` name prepare, and
+    `dvc repro` re-runs it with the new rows."""
+    env = python_bin_env
+    repo = tmp_path / "project"
+    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} {i},{'positive' if i % 2 else 'negative'}\n"
+                   for i in range(60))
+    raw = repo / "data/raw/reviews.csv"
+    repo.mkdir()
+    raw.parent.mkdir(parents=True)
+    raw.write_text("text,label\n" + rows)
+    make_project(repo, tiny_llama, env, **{"data.source": "local", "data.name": "data/raw/reviews.csv",
+                                           "data.label_column": "label", "data.group_column": None})
+    run(["dvc", "repro", "prepare"], repo, env)
+    assert "up to date" in run(["dvc", "status", "prepare"], repo, env).stdout
+    before = json.loads((repo / "data/prepared/report.json").read_text())
+
+    with raw.open("a") as handle:
+        handle.write("".join(f"an extra {'fine' if i % 2 else 'dull'} movie {i},{'positive' if i % 2 else 'negative'}\n"
+                             for i in range(20)))
+    status = run(["dvc", "status"], repo, env).stdout
+    assert "prepare:" in status and "data/raw" in status, status
+    again = run(["dvc", "repro", "prepare"], repo, env)
+    assert "Running stage 'prepare'" in again.stdout, again.stdout
+    after = json.loads((repo / "data/prepared/report.json").read_text())
+    assert sum(after["rows_read"].values()) == sum(before["rows_read"].values()) + 20
+
+
+def test_bad_params_before_dvc_and_the_one_line_recovery(project):
+    """`qlora-sentiment check` (make run's first step) stops bad params before DVC removes any output. Run
+    straight through `dvc repro`, DVC deletes a stage's outputs before the stage fails: the git-tracked ones
+    come back with `git checkout`, the cached ones with `dvc checkout` (README, Troubleshooting)."""
+    repo, env = project
+    run(["dvc", "repro", "prepare"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "prepared"], repo, env)
+    tracked = ["data/prepared/report.json", "plots/data/train.png"]
+    good = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text("")
+
+    check = run(["qlora-sentiment", "check"], repo, env, check=False)
+    assert check.returncode == 2 and check.stderr.strip().startswith("error: params.yaml: empty"), check.stderr
+    assert all((repo / path).is_file() for path in tracked)
+
+    failed = run(["dvc", "repro", "prepare"], repo, env, check=False)
+    assert failed.returncode != 0 and "params.yaml: empty" in failed.stderr, failed.stderr[-2000:]
+    assert not any((repo / path).exists() for path in tracked)  # DVC removed them before the stage ran
+    (repo / "params.yaml").write_text(good)
+    run(["git", "checkout", "--", "data/prepared/report.json", "plots/data"], repo, env)
+    run(["dvc", "checkout"], repo, env)
+    assert "up to date" in run(["dvc", "status", "prepare"], repo, env).stdout

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from qlora_sentiment.config import params_from_dict
-from qlora_sentiment.data import SPLITS, prepare
+from qlora_sentiment.data.prepare import SPLITS, prepare
 
 sys.path.insert(0, str(ROOT / "tools"))
 from compose_params import compose  # noqa: E402
@@ -102,10 +102,12 @@ def test_three_class_experiment_switches_data_and_prompt():
 @pytest.mark.slow
 def test_encoder_recipe_trains_the_offline_minilm_in_4bit(tmp_path, monkeypatch):
     """The encoder preset for real: offline MiniLM, NF4 layers, LoRA r=8, classification head, a few steps."""
-    from qlora_sentiment.base_model import load_ref, materialize
-    from qlora_sentiment.evaluation import load_scorer, predict_split
-    from qlora_sentiment.runtime import setup_torch
-    from qlora_sentiment.training import train
+    from qlora_sentiment.model.base import load_ref, materialize
+    from qlora_sentiment.core.runtime import setup_torch
+    from qlora_sentiment.evaluation.analysis import predict_split
+    from qlora_sentiment.model.adapter import load_scorer
+    from qlora_sentiment.training.outputs import save_adapter
+    from qlora_sentiment.training.run import train
 
     monkeypatch.chdir(tmp_path)  # DVCLive looks at the git repo of the working directory
     params = composed("experiment=encoder_minilm", "train.max_steps=6", "train.logging_steps=1",
@@ -115,10 +117,15 @@ def test_encoder_recipe_trains_the_offline_minilm_in_4bit(tmp_path, monkeypatch)
     assert info["upstream"] == "sentence-transformers/all-MiniLM-L6-v2" and len(info["folder_fingerprint"]) == 64
     records, _ = prepare(params.data, params.seed)
     result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],
-                   tmp_path / "adapter", tmp_path / "live", tmp_path / "checkpoints")
+                   tmp_path / "checkpoints")
+    save_adapter(result.model, result.tokenizer, tmp_path / "adapter", result.record)
     assert type(result.model.base_model.model).__name__ == "BertForSequenceClassification"
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules()), "no real 4-bit layers"
-    assert result.meta["trainable_parameters"] < 0.1 * result.meta["total_parameters"]
+    assert 0 < result.record.trainable_parameters < 0.1 * result.record.total_parameters
     scorer = load_scorer(tmp_path / "adapter", tmp_path / "base")
     predictions = predict_split(scorer, records["test"], batch_size=16)
-    assert len(predictions) == 32 and 0 <= result.meta["validation"]["accuracy"] <= 1
+    assert [p["id"] for p in predictions] == [r["id"] for r in records["test"]]
+    # the reloaded adapter scores validation exactly as train recorded it
+    validation = predict_split(scorer, records["validation"], batch_size=16)
+    hits = sum(p["predicted"] == p["label"] for p in validation) / len(validation)
+    assert result.record.validation["accuracy"] == pytest.approx(hits)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_pipeline import make_project, run
+from helpers import make_project, run
 
 STEPS, SAVE_EVERY = 30, 5
 LONGER = {"train.max_steps": STEPS, "train.save_steps": SAVE_EVERY, "train.logging_steps": 1,
@@ -42,6 +42,11 @@ def test_killed_dvc_repro_resumes_and_matches_an_uninterrupted_run(tmp_path, tin
     os.killpg(process.pid, signal.SIGKILL)  # dvc and the training process it started, no clean-up
     process.wait()
     assert not (killed / "models/adapter").exists(), "a killed run left an adapter behind"
+    # Inspected before any rerun: no half-written curves or summary (DVC removed the old ones before the run;
+    # the new ones are written whole, only after training).
+    live = killed / "metrics/train"
+    assert not (live / "metrics.json").exists() and not (live / "plots").exists(), sorted(live.rglob("*"))
+    assert not (live / "environment.json").exists()
     # A checkpoint cut short while saving must be ignored: fake one past the last complete checkpoint.
     partial = killed / "models/checkpoints" / f"checkpoint-{STEPS - 1}"
     partial.mkdir(exist_ok=True)
@@ -64,7 +69,7 @@ def test_killed_dvc_repro_resumes_and_matches_an_uninterrupted_run(tmp_path, tin
 
 
 def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
-    from qlora_sentiment.checkpoints import resume_point
+    from qlora_sentiment.training.checkpoints import resume_point
 
     folder = tmp_path / "ckpt"
     assert resume_point(folder, "run-a") is None

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_tiny
-from qlora_sentiment.analyzer import SentimentAnalyzer
-from qlora_sentiment.errors import DataError, ModelError
-from qlora_sentiment.evaluation import read_model_meta
-from qlora_sentiment.export import merge_adapter, write_export
+from helpers import train_tiny
+from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+from qlora_sentiment.core.errors import DataError, ModelError
+from qlora_sentiment.model.record import read_record
+from qlora_sentiment.model.export import merge_adapter, write_export
 
 CLI = str(Path(sys.executable).parent / "qlora-sentiment")
 TEXTS = ["the film was great", "the movie was awful", "brilliant fun", "dull and boring", "good", "bad film"]
@@ -32,11 +32,11 @@ def trained(tmp_path_factory, tiny_llama):
     finally:
         os.chdir(cwd)
     adapter = root / "adapter"
-    meta = read_model_meta(adapter)
-    from qlora_sentiment.base_model import load_ref
+    record = read_record(adapter)
+    from qlora_sentiment.model.base import load_ref
 
-    merged, tokenizer = merge_adapter(adapter, load_ref(root / "base"), meta)
-    write_export(merged, tokenizer, meta, root / "export", {"n": 10, "accuracy": 0.9, "macro": {"f1": 0.9}}, adapter)
+    merged, tokenizer = merge_adapter(adapter, load_ref(root / "base"), record)
+    write_export(merged, tokenizer, record, root / "export", {"n": 10, "accuracy": 0.9, "macro": {"f1": 0.9}}, adapter)
     return root
 
 
@@ -125,11 +125,11 @@ def test_predict_cli_bad_files_fail_with_one_line(trained, tmp_path, content, na
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
-    from qlora_sentiment.textfiles import read_texts
-
-    with pytest.raises(DataError) as info:
-        read_texts(path)
-    assert message in str(info.value)
+    # the real command: one `error:` line naming the file (and line), exit 2, before the model loads
+    out = cli("predict", "--model", str(trained / "adapter"), "--file", str(path), *extra)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and message in errors[0], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and out.stdout == ""
 
 
 def test_predict_cli_exit_code_and_message(trained, tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from qlora_sentiment.runtime import configure_environment, setup_torch
+from qlora_sentiment.core.runtime import configure_environment, setup_torch
 
 configure_environment()
 

@@ -1,4 +1,4 @@
-"""Write params.yaml from conf/ exactly as `dvc exp run -S ...` does (DVC's own Hydra composition).
+"""Write params.yaml from conf/ as `dvc exp run -S ...` does (Hydra's compose API, OmegaConf's YAML).
 
     python tools/compose_params.py                      # after editing conf/: regenerate params.yaml
     python tools/compose_params.py data=imdb            # switch the committed default to a preset
@@ -7,19 +7,19 @@
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
-from dvc.utils.hydra import compose_and_dump
+from qlora_sentiment.config import compose as compose_conf
+from qlora_sentiment.config import params_from_dict, to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def compose(overrides: list[str], conf: Path = ROOT / "conf") -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "params.yaml"
-        compose_and_dump(out, str(conf.resolve()), None, "config", "", overrides)
-        return out.read_text(encoding="utf-8")
+    """params.yaml text for these overrides, validated (a preset that breaks the schema fails here)."""
+    raw = compose_conf(conf, overrides)
+    params_from_dict(raw)
+    return to_yaml(raw)
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,8 @@ def build_tokenizer(vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from qlora_sentiment.sources import OFFLINE_CORPORA, package_file
+    from qlora_sentiment.core.packages import package_file
+    from qlora_sentiment.data.sources import OFFLINE_CORPORA
 
     corpus = OFFLINE_CORPORA["rotten_tomatoes_full"]
     texts = pd.read_csv(package_file(corpus.package, corpus.files["all"]))["text"].dropna().astype(str).tolist()

@@ -1,4 +1,5 @@
-"""`qlora-sentiment`: check params, show the environment, label texts, serve a web API, export a merged model."""
+"""`qlora-sentiment`: check params, show the environment, label texts (predict), serve a web API, pick the best
+experiment (compare) and write a pull-request report (pr-report)."""
 
 from __future__ import annotations
 
@@ -9,34 +10,36 @@ import json
 import sys
 from pathlib import Path
 
-from .runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import configure_environment, stage_entry
 
 
 def _check(args) -> None:
-    from .config import load_params, to_dict
+    from qlora_sentiment.config import load_params, to_dict
 
-    print(json.dumps(to_dict(load_params(args.params)), indent=2))
+    params = load_params(args.params)
+    if not args.quiet:
+        print(json.dumps(to_dict(params), indent=2))
 
 
 def _env(args) -> None:
-    from .environment import describe_environment
+    from qlora_sentiment.core.environment import describe_environment
 
     print(json.dumps(describe_environment(), indent=2))
 
 
 def _load(args):
-    from .analyzer import SentimentAnalyzer
-    from .base_model import REFERENCE_FILE
-    from .runtime import setup_torch
+    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.model.base import REFERENCE_FILE
+    from qlora_sentiment.core.runtime import setup_torch
 
     setup_torch(args.threads, seed=0)
     base = args.base
     if base is None and Path("models/base", REFERENCE_FILE).is_file() and (Path(args.model) / "adapter_config.json").is_file():
-        from .evaluation import read_model_meta
-        from .io import read_json
+        from qlora_sentiment.core.io import read_json
+        from qlora_sentiment.model.record import read_record
 
         # Inside the project: reuse the base_model stage's folder when it is the adapter's base.
-        if read_json(Path("models/base", REFERENCE_FILE)) == read_model_meta(args.model)["base_model"]:
+        if read_json(Path("models/base", REFERENCE_FILE)) == read_record(args.model).base_model:
             base = "models/base"
     return SentimentAnalyzer.from_pretrained(args.model, base=base)
 
@@ -61,9 +64,9 @@ def _format(rows: list[dict], labels: list[str], fmt: str) -> str:
 
 
 def _predict(args) -> None:
-    from .analyzer import check_texts
-    from .errors import DataError
-    from .textfiles import read_texts
+    from qlora_sentiment.serving.analyzer import check_texts
+    from qlora_sentiment.core.errors import DataError
+    from qlora_sentiment.serving.textfiles import read_texts
 
     if args.file and args.texts:
         raise DataError("give texts as arguments or --file, not both")
@@ -89,8 +92,8 @@ def _predict(args) -> None:
 
 
 def _serve(args) -> None:
-    from .io import read_json
-    from .serving import Limits, serve
+    from qlora_sentiment.core.io import read_json
+    from qlora_sentiment.serving.web import Limits, serve
 
     analyzer = _load(args)
     metrics = None
@@ -118,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate params.yaml and print it resolved")
     check.add_argument("--params", default="params.yaml")
+    check.add_argument("--quiet", action="store_true", help="print nothing but errors (make run's first step)")
     check.set_defaults(func=_check)
     env = sub.add_parser("env", help="package versions and device")
     env.set_defaults(func=_env)
@@ -156,13 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pr_report(args):
-    from .pr_report import write_report
+    from qlora_sentiment.experiments.pr_report import write_report
 
     print(f"wrote {write_report(args.base, args.head, Path(args.out))}")
 
 
 def _compare(args):
-    from .experiments import DEFAULT_METRIC, compare, exp_show
+    from qlora_sentiment.experiments.compare import DEFAULT_METRIC, compare, exp_show
 
     show = json.loads(Path(args.input).read_text()) if args.input else exp_show()
     chosen = compare(show, args.metric or DEFAULT_METRIC, Path(args.out))

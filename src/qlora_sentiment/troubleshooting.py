@@ -34,6 +34,16 @@ CATALOGUE = [
     Problem("last-n-layers", "params", "lora.last_n_layers: needs lora.target_modules as a list of module names",
             "List the modules, or set `lora.last_n_layers: null`."),
     Problem("params-missing", "params", "params file not found", "Run from the project folder or pass --params."),
+    Problem("params-empty", "params", "empty; it must hold every section",
+            "Regenerate it from conf/: `python tools/compose_params.py` (conf/ holds every default)."),
+    Problem("params-partial", "params", "params: missing train.learning_rate",
+            "Every key is required (no hidden defaults): regenerate params.yaml from conf/, or add the key."),
+    Problem("params-not-utf8", "params", "not UTF-8 (byte 0xe9 on line", "Save params.yaml as UTF-8."),
+    Problem("non-finite", "params", "lora.alpha: must be a finite number (no .inf or .nan)", "Use a finite number."),
+    Problem("seed-range", "params", "seed: must be >= 0", "Use a seed in [0, 2**32 - 1] (numpy and torch accept no other)."),
+    Problem("template-field", "params", "prompt.template: only {text} and {labels} may appear in braces (found {text[0]})",
+            "Use `{text}` and `{labels}` only; write literal braces as `{{` and `}}`."),
+    Problem("empty-label", "params", "data.labels[0]: must not be empty or blank", "Give every label a name."),
     Problem("params-yaml", "params", "not valid YAML at line", "Fix the YAML at the line shown."),
     Problem("data-file-missing", "data", "data.name: file not found", "Check the path in `data.name`."),
     Problem("data-column-missing", "data", "data.text_column: column 'review' not in",
@@ -51,11 +61,17 @@ CATALOGUE = [
     Problem("unknown-source-split", "data", "data.splits.test: 'dev' is not a split of",
             "Use a split name the message lists."),
     Problem("offline-corpus", "data", "data.name: unknown offline corpus", "Use a name the message lists."),
-    Problem("hub-dataset-unreachable", "data", "data.name: cannot load dataset",
+    Problem("hub-dataset-unreachable", "data", "data.name: cannot reach the Hugging Face Hub for dataset",
             "Without network: `HF_HUB_OFFLINE=1` with a populated cache, or `data.source: local`."),
-    Problem("hub-model-unreachable", "model", "from the Hugging Face Hub",
+    Problem("local-data-untracked", "data", "is outside data/raw/, the folder dvc.yaml tracks for this stage",
+            "Move the file into `data/raw/` (large files: `dvc add data/raw/<file>`) so DVC re-runs prepare when it changes."),
+    Problem("hub-model-unreachable", "model", "model.name: cannot reach the Hugging Face Hub",
             "Without network: `HF_HUB_OFFLINE=1` with the model in the cache, or `model.source: local` with a "
             "folder you downloaded elsewhere."),
+    Problem("hub-model-gated", "model", "is gated or private on the Hugging Face Hub: accept its terms",
+            "Accept the licence on the model's page, then `hf auth login` (or set `HF_TOKEN`)."),
+    Problem("local-model-untracked", "model", "is outside models/local/, the folder dvc.yaml tracks",
+            "Move or copy the model folder into `models/local/` (large: `dvc add models/local/<name>`)."),
     Problem("model-without-weights", "model", "has no weights", "Point `model.name` at a folder with *.safetensors."),
     Problem("bitsandbytes-missing", "model", "quantization.load_in_4bit: true, but bitsandbytes cannot load here",
             "`pip install bitsandbytes`, or set `quantization.load_in_4bit: false` for full precision."),
@@ -77,4 +93,11 @@ def render_markdown() -> str:
     ]
     for p in CATALOGUE:
         lines.append(f"| {p.area} | `{p.message}` | {p.fix} |")
+    lines += [
+        "",
+        "A stage that fails under `dvc repro` has already lost its outputs: DVC removes them before running the "
+        "stage's command. Check params first (`qlora-sentiment check`, which `make run` does), and after a failure "
+        "restore the git-tracked outputs with `git checkout -- <the files git status lists>` and the cached ones "
+        "with `dvc checkout`.",
+    ]
     return "\n".join(lines) + "\n"

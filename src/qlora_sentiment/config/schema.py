@@ -1,0 +1,229 @@
+"""Typed mirror of params.yaml: types, ranges and docs, and no default values.
+
+conf/ is the one source of values (Hydra composes it into params.yaml); every field here is required, so an
+empty or partial params.yaml is an error naming what is missing instead of a second, silent recipe. Loading
+and the one-line error messages live in `load.py`.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+LABEL_SETS = {2: ["negative", "positive"], 3: ["negative", "neutral", "positive"]}
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd")
+TEMPLATE_FIELDS = ("text", "labels")
+
+
+def _number(value):
+    # PyYAML reads `2e-4` (no dot) as a string; users write it that way, so accept numeric spellings.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _string_keys(value):
+    # YAML keys such as `1:` or `true:` arrive as int/bool; label_map compares raw values as strings.
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+Float = Annotated[float, BeforeValidator(_number)]
+PositiveInt = Annotated[int, Field(gt=0)]
+# numpy's and torch's seeding both accept [0, 2**32 - 1]; outside it they fail only when the stage runs
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+LabelName = Annotated[str, Field(min_length=1, pattern=r"\S")]
+
+
+class Section(BaseModel):
+    # strict: no "8" for 8 or 1 for true; no inf/nan anywhere (they would only fail mid-training)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class RuntimeConfig(Section):
+    torch_threads: PositiveInt  # CPU threads for the whole stage (split between processes)
+    num_processes: PositiveInt  # data-parallel training processes (accelerate launch): GPUs, or gloo on CPU
+
+
+class ModelConfig(Section):
+    source: Literal["offline", "hub", "local"]
+    # offline: a packaged model (model.base.OFFLINE_MODELS); hub: a repo id; local: a folder under models/local/
+    name: Annotated[str, Field(min_length=1, pattern=r"\S")]
+    revision: str | None  # hub only: branch, tag or commit; the resolved commit is recorded
+    head: Literal["generative", "classifier"]
+
+    @model_validator(mode="after")
+    def _revision_only_for_hub(self):
+        if self.revision is not None and self.source != "hub":
+            raise ValueError(f"revision: only applies to source 'hub' (source is '{self.source}'); set it to null")
+        return self
+
+
+class QuantizationConfig(Section):
+    load_in_4bit: bool  # real bitsandbytes 4-bit layers (CPU and CUDA); false = full-precision LoRA
+    quant_type: Literal["nf4", "fp4"]
+    double_quant: bool
+    compute_dtype: Literal["float32", "bfloat16", "float16"]
+
+
+class LoraConfig(Section):
+    r: Annotated[int, Field(gt=0, le=4096)]
+    alpha: Annotated[Float, Field(gt=0)]
+    dropout: Annotated[Float, Field(ge=0, lt=1)]
+    target_modules: str | list[Annotated[str, Field(min_length=1)]]
+    # LoRA on the last N transformer blocks only: backward stops there, so each step is cheaper
+    last_n_layers: PositiveInt | None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.target_modules:
+            raise ValueError("target_modules: must name modules or be 'all-linear'")
+        if self.last_n_layers is not None and not isinstance(self.target_modules, list):
+            raise ValueError("last_n_layers: needs lora.target_modules as a list of module names "
+                             "(PEFT cannot restrict 'all-linear' to layers)")
+        return self
+
+
+class SplitConfig(Section):
+    train: Annotated[Float, Field(gt=0, lt=1)]
+    validation: Annotated[Float, Field(gt=0, lt=1)]
+    test: Annotated[Float, Field(gt=0, lt=1)]
+
+    @model_validator(mode="after")
+    def _sums_to_one(self):
+        total = self.train + self.validation + self.test
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"train + validation + test must sum to 1 (got {total:g})")
+        return self
+
+
+class CleanConfig(Section):
+    html: bool  # strip tags and unescape entities (IMDB's <br />, drug reviews' &#039;)
+    unicode: Literal["NFKC", "NFC", "none"]  # NFKC also folds ligatures, full-width letters, "…"
+    min_chars: PositiveInt  # shorter texts are dropped and counted
+    max_chars: PositiveInt  # longer texts are handled by too_long
+    too_long: Literal["error", "truncate", "drop"]
+    dedup: Literal["near", "exact", "none"]  # near: equal after case folding and dropping punctuation/spaces
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.max_chars < self.min_chars:
+            raise ValueError(f"max_chars: must be >= min_chars ({self.min_chars}) (got {self.max_chars})")
+        return self
+
+
+class DataConfig(Section):
+    source: Literal["offline", "hub", "local"]
+    # offline: a packaged corpus (data.sources.OFFLINE_CORPORA); hub: a dataset id or a save_to_disk folder;
+    # local: a csv/tsv/jsonl/json/parquet file under data/raw/, or a folder there with data.splits naming files
+    name: Annotated[str, Field(min_length=1)]
+    config: str | None  # hub configuration, e.g. "sst2" for glue
+    revision: str | None  # hub only: branch, tag or commit; the resolved commit is recorded in the report
+    # The source's own splits (hub split names, corpus split names or file names in the `name` folder);
+    # splits left out are carved from train by data.split; null = pool everything
+    splits: dict[Literal["train", "validation", "test"], str] | None
+    text_column: str
+    label_column: str
+    group_column: str | None  # rows sharing a group never straddle two carved splits
+    labels: list[LabelName]
+    # raw value -> label name (or null: drop those rows), on top of the built-in spellings
+    label_map: Annotated[dict[str, str | None], BeforeValidator(_string_keys)]
+    # numeric ratings -> labels: inclusive upper bounds of every label but the last, e.g. [4, 6] on 1-10 stars
+    rating_thresholds: list[Float] | None
+    confidence_column: str | None  # annotator agreement column, with min_confidence
+    min_confidence: Float | None  # rows below it (or without a value) are dropped and counted
+    clean: CleanConfig
+    split: SplitConfig
+    max_train: PositiveInt | None
+    max_validation: PositiveInt | None
+    max_test: PositiveInt | None
+    balance: bool  # undersample train to the rarest label (seeded)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if len(self.labels) not in (2, 3):
+            raise ValueError(f"labels: needs 2 or 3 labels (got {self.labels})")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels: has duplicates ({self.labels})")
+        for raw, label in self.label_map.items():
+            if label is not None and label not in self.labels:
+                raise ValueError(f"label_map.{raw}: maps to '{label}', not one of {self.labels} (or null to drop)")
+        if self.splits is not None and "train" not in self.splits:
+            raise ValueError("splits: needs a train entry (the others can be carved from it)")
+        if self.revision is not None and self.source != "hub":
+            raise ValueError(f"revision: only applies to source 'hub' (source is '{self.source}'); set it to null")
+        t = self.rating_thresholds
+        if t is not None:
+            if len(t) != len(self.labels) - 1:
+                raise ValueError(f"rating_thresholds: needs {len(self.labels) - 1} bounds for "
+                                 f"{len(self.labels)} labels (got {t})")
+            if t != sorted(t) or len(set(t)) != len(t):
+                raise ValueError(f"rating_thresholds: must increase (got {t})")
+        if (self.confidence_column is None) != (self.min_confidence is None):
+            raise ValueError("min_confidence: set data.confidence_column and data.min_confidence together "
+                             "(or both null)")
+        return self
+
+
+class PromptConfig(Section):
+    # The generative head learns to answer " <label>" after this prompt; {text} is the review, {labels} the
+    # label names ("negative or positive")
+    template: str
+
+    @model_validator(mode="after")
+    def _fields(self):
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"template: not a valid format string ({exc}); write literal braces as {{{{ }}}}")
+        for name in fields:
+            if name not in TEMPLATE_FIELDS:  # also rejects {text[0]}, {labels.x}, {} and {0}
+                raise ValueError(f"template: only {{text}} and {{labels}} may appear in braces (found {{{name}}})")
+        if "text" not in fields:
+            raise ValueError("template: must contain the placeholder {text}")
+        return self
+
+
+class TrainConfig(Section):
+    epochs: Annotated[Float, Field(gt=0)]
+    max_steps: Annotated[int, Field(ge=-1)]  # > 0 overrides epochs; -1 uses epochs
+    batch_size: PositiveInt
+    grad_accum: PositiveInt
+    learning_rate: Annotated[Float, Field(gt=0, lt=1)]
+    scheduler: Literal[SCHEDULERS]
+    warmup_steps: Annotated[int, Field(ge=0)]
+    weight_decay: Annotated[Float, Field(ge=0)]
+    optimizer: Literal[OPTIMIZERS]
+    max_length: PositiveInt
+    # group_by_length batches reviews of similar length (less padding); random is the plain shuffle
+    sampling: Literal["random", "group_by_length"]
+    gradient_checkpointing: bool
+    save_steps: PositiveInt
+    logging_steps: PositiveInt
+
+    @model_validator(mode="after")
+    def _steps(self):
+        if self.max_steps == 0:
+            raise ValueError("max_steps: must be -1 (use epochs) or > 0")
+        return self
+
+
+class EvalConfig(Section):
+    batch_size: PositiveInt
+
+
+class Params(Section):
+    seed: Seed
+    runtime: RuntimeConfig
+    model: ModelConfig
+    quantization: QuantizationConfig
+    lora: LoraConfig
+    data: DataConfig
+    prompt: PromptConfig
+    train: TrainConfig
+    eval: EvalConfig

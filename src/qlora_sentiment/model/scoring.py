@@ -1,0 +1,102 @@
+"""Per-label probabilities for a batch of texts: the one scoring implementation behind evaluate and predict.
+
+Generative head: no free generation. Every label's answer tokens are scored in one forward pass and a softmax
+over the labels' log-likelihoods gives probabilities. When each answer is a single token (the usual case) the
+forward pass covers the prompts only and reads the next-token logits; otherwise each (prompt, answer) pair is
+one row of the same batch. Classifier head: softmax of the head's logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qlora_sentiment.model.prompts import PromptFormatter
+
+
+def _batches(lengths: list[int], batch_size: int):
+    """Index batches of similar length (less padding); the caller restores the original order."""
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def _pad(rows: list[list[int]], pad_id: int, left: bool):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(r)
+        mask[i, span] = 1
+    return ids, mask
+
+
+class LabelScorer:
+    def __init__(self, model, tokenizer, head: str, labels: list[str], template: str, max_length: int):
+        self.model, self.tokenizer, self.head, self.labels = model, tokenizer, head, labels
+        self.max_length = max_length
+        if head == "generative":
+            self.formatter = PromptFormatter(tokenizer, template, labels, max_length)
+            self.answers = [self.formatter.label_token_ids(lab) for lab in labels]
+            self.single_token = all(len(a) == 1 for a in self.answers) and len({a[0] for a in self.answers}) == len(labels)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        if self.head == "generative":
+            return self.tokenizer(self.formatter.prompts(texts))["input_ids"]
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def predict_proba(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+        import torch
+
+        encoded = self._encode(list(texts))
+        out = np.zeros((len(encoded), len(self.labels)), dtype=np.float64)
+        self.model.eval()
+        with torch.inference_mode():
+            for index in _batches([len(e) for e in encoded], batch_size):
+                rows = [encoded[i] for i in index]
+                if self.head == "classifier":
+                    scores = self._classifier_logits(rows)
+                elif self.single_token:
+                    scores = self._next_token_logprobs(rows)
+                else:
+                    scores = self._answer_logprobs(rows)
+                # float64 so each row sums to 1 within what scikit-learn checks
+                out[index] = torch.softmax(scores.double(), dim=-1).cpu().numpy()
+        return out
+
+    def _device(self):
+        return next(self.model.parameters()).device
+
+    def _classifier_logits(self, rows):
+        ids, mask = _pad(rows, self.tokenizer.pad_token_id, left=False)
+        return self.model(input_ids=ids.to(self._device()), attention_mask=mask.to(self._device())).logits
+
+    def _next_token_logprobs(self, rows):
+        import torch
+
+        # Left padding puts every prompt's last token in the last column, so only that column's logits are made.
+        ids, mask = _pad(rows, self.tokenizer.pad_token_id, left=True)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        device = self._device()
+        logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                            position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :]
+        answer_ids = torch.tensor([a[0] for a in self.answers], device=logits.device)
+        return torch.log_softmax(logits.float(), dim=-1)[:, answer_ids]
+
+    def _answer_logprobs(self, rows):
+        import torch
+
+        # One row per (prompt, answer); the summed log-probability of the answer tokens is that label's score.
+        pairs = [r + a for r in rows for a in self.answers]
+        ids, mask = _pad(pairs, self.tokenizer.pad_token_id, left=False)
+        device = self._device()
+        logprobs = torch.log_softmax(self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1)
+        scores = torch.zeros(len(pairs), device=logprobs.device)
+        for p, pair in enumerate(pairs):
+            answer = self.answers[p % len(self.answers)]
+            start = len(pair) - len(answer)
+            targets = torch.tensor(answer, device=logprobs.device)
+            scores[p] = logprobs[p, start - 1:len(pair) - 1].gather(-1, targets[:, None]).sum()
+        return scores.view(len(rows), len(self.answers))

@@ -1,0 +1,101 @@
+"""`train()`: fit LoRA on the base model and return what was learned; the train stage writes it out.
+
+Nothing here writes outputs: the adapter, the curves and the record are saved by the stage (training/outputs.py),
+so an interrupted run leaves no half-written output. Only the Trainer's resumable checkpoints are written, into
+a scratch folder that is not a DVC output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qlora_sentiment.config import Params
+from qlora_sentiment.model.base import BaseRef
+from qlora_sentiment.model.loading import load_model, load_tokenizer
+from qlora_sentiment.model.record import ModelRecord, OptimizerUse
+from qlora_sentiment.training.checkpoints import fingerprint, resume_point
+from qlora_sentiment.training.trainer import (add_lora, build_trainer, effective_optimizer, set_adapter_dtype,
+                                              trainer_args)
+
+
+@dataclass
+class TrainResult:
+    record: ModelRecord | None  # None on the non-zero ranks of a data-parallel run (they write nothing)
+    model: object
+    tokenizer: object
+    log_history: list[dict]     # the Trainer's logged entries (losses per step, the final evaluation)
+    global_step: int
+
+
+def mean_logged_loss(log_history: list[dict]) -> float | None:
+    """Mean of the logged training losses: the same whether or not the run was resumed."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return sum(losses) / len(losses) if losses else None
+
+
+def training_params(params: Params) -> dict:
+    """Everything that changes the trained weights (threads and paths do not)."""
+    full = params.model_dump(mode="json")
+    return {"seed": full["seed"], "model": full["model"], "quantization": full["quantization"], "lora": full["lora"],
+            "prompt": full["prompt"], "train": full["train"], "labels": full["data"]["labels"],
+            "eval_batch_size": full["eval"]["batch_size"]}
+
+
+def validation_scores(model, tokenizer, params: Params, val_rows: list[dict]) -> dict:
+    """Label accuracy and macro F1 on the validation split, scored as evaluate scores the test split.
+
+    The validation loss says how well the answer tokens are predicted; these say how well the labels are, and
+    are what a hyper-parameter search should pick by (the test split stays unseen until evaluate).
+    """
+    from qlora_sentiment.evaluation.metrics import classification_metrics
+    from qlora_sentiment.model.scoring import LabelScorer
+
+    labels = params.data.labels
+    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt.template, params.train.max_length)
+    proba = scorer.predict_proba([r["text"] for r in val_rows], batch_size=params.eval.batch_size)
+    scores = classification_metrics([r["label"] for r in val_rows], proba, labels)
+    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
+
+
+def device_description() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[dict],
+          checkpoint_dir: Path) -> TrainResult:
+    """Fit the adapter (resuming from `checkpoint_dir` when the same run was interrupted) and score validation."""
+    import torch
+    from accelerate import PartialState
+
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, params.model.head, params.data.labels, params.quantization, tokenizer.pad_token_id)
+    model = add_lora(model, params)
+    optimizer = effective_optimizer(params.train.optimizer, torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process  # with N processes, only rank 0 scores validation and returns a record
+    # The Trainer evaluates in file order, padding each batch to its longest row: shortest-first batches pad less.
+    eval_rows = sorted(val_rows, key=lambda r: len(r["text"]))
+    trainer = build_trainer(model, tokenizer, params, train_rows, eval_rows,
+                            trainer_args(params, checkpoint_dir, optimizer))
+    set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
+    run_id = fingerprint(training_params(params), ref.info, train_rows, val_rows)
+    with state.main_process_first():  # rank 0 tidies the checkpoint folder, the others then read the same answer
+        start = resume_point(checkpoint_dir, run_id, tidy=main)
+    result = trainer.train(resume_from_checkpoint=start)
+    final_eval = trainer.evaluate()  # every process takes part (it is sharded); logged into log_history
+    history = list(trainer.state.log_history)
+    if not main:
+        return TrainResult(None, trainer.model, tokenizer, history, result.global_step)
+    trainable, total = model.get_nb_trainable_parameters()
+    record = ModelRecord(
+        head=params.model.head, labels=list(params.data.labels), prompt_template=params.prompt.template,
+        max_length=params.train.max_length, quantization=params.quantization, base_model=ref.info,
+        optimizer=OptimizerUse(requested=params.train.optimizer, used=optimizer), device=device_description(),
+        trainable_parameters=trainable, total_parameters=total, global_step=result.global_step,
+        processes=state.num_processes, train_loss=mean_logged_loss(history), eval_loss=final_eval.get("eval_loss"),
+        validation=validation_scores(trainer.model, tokenizer, params, val_rows),
+    )
+    return TrainResult(record, trainer.model, tokenizer, history, result.global_step)

@@ -1,0 +1,176 @@
+"""Helpers shared by the tests (fixtures live in conftest.py): the tiny random llama, tiny params, a tiny
+project in a temporary git repo, and typed config sections built from conf/ (the one source of defaults)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=None)
+def conf_defaults() -> dict:
+    """conf/ composed with no overrides: what params.yaml holds."""
+    from qlora_sentiment.config import compose
+
+    return compose(ROOT / "conf")
+
+
+def section(name: str, **overrides):
+    """A typed config section with conf/'s values, some replaced; nested mappings (data.clean) are merged."""
+    import qlora_sentiment.config as config
+
+    classes = {"model": config.ModelConfig, "quantization": config.QuantizationConfig, "data": config.DataConfig,
+               "lora": config.LoraConfig, "train": config.TrainConfig, "prompt": config.PromptConfig}
+    values = dict(conf_defaults()[name])
+    for key, value in overrides.items():
+        values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) \
+            and key != "label_map" and key != "splits" else value
+    return classes[name].model_validate(values)
+
+
+def data_config(**overrides):
+    """conf/data/_defaults.yaml (every data key; presets start from it) without the size caps, some keys replaced."""
+    from qlora_sentiment.config import DataConfig
+
+    values = {**yaml.safe_load((ROOT / "conf/data/_defaults.yaml").read_text()),
+              "max_train": None, "max_validation": None, "max_test": None}
+    for key, value in overrides.items():
+        values[key] = {**values[key], **value} if key in ("clean", "split") else value
+    return DataConfig.model_validate(values)
+
+
+WORDS = ("positive negative neutral review movie film sentiment classify instruction great awful boring "
+         "brilliant dull fun bad good love hate but not very").split()
+
+
+def _tokenizer_corpus() -> list[str]:
+    from qlora_sentiment.core.packages import package_file
+    from qlora_sentiment.data.sources import OFFLINE_CORPORA
+
+    import pandas as pd
+
+    corpus = OFFLINE_CORPORA["rotten_tomatoes"]
+    texts = pd.read_csv(package_file(corpus.package, corpus.files["all"]))["text"].astype(str).tolist()[:1500]
+    # Repeat the label words so ' positive' etc. become single tokens, as in real LLM vocabularies.
+    return texts + [" ".join(WORDS)] * 200 + ["### Instruction:\n### Review:\n### Sentiment: positive"] * 50
+
+
+def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    raw.train_from_iterator(_tokenizer_corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_params(model_dir: Path, **overrides) -> dict:
+    """params.yaml for a run of a few seconds: tiny local model, small offline data, a few steps."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["runtime"]["torch_threads"] = 1
+    params["lora"]["last_n_layers"] = 1  # the tiny llama has 2 blocks
+    params["model"].update(source="local", name=str(model_dir))
+    params["data"].update(max_train=64, max_validation=16, max_test=32)
+    params["train"].update(max_steps=6, batch_size=8, learning_rate=5.0e-3, warmup_steps=0, save_steps=3,
+                           logging_steps=1, max_length=96)
+    params["eval"]["batch_size"] = 16
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    return params
+
+
+PROJECT_FILES = ["dvc.yaml", "stages", "src", "assets", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore",
+                 "data/raw/README.md", "models/local/README.md", "models/.gitignore"]
+TINY_MODEL = "models/local/tiny-llama"  # where make_project puts the tiny model (a base_model dep)
+
+
+def run(cmd, cwd, env, check=True, text=True):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=text, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]!s}\n{result.stderr[-3000:]!s}")
+    return result
+
+
+def make_project(repo, tiny_llama, env, **overrides):
+    from qlora_sentiment.config import compose, to_yaml
+
+    repo.mkdir(exist_ok=True)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif source.exists():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    # A local base model lives in models/local/, a dependency of the base_model stage.
+    shutil.copytree(tiny_llama, repo / TINY_MODEL)
+    # DVC composes params.yaml from conf/ (Hydra) on `dvc exp run -S`: the tiny project's conf is its params.
+    (repo / "conf").mkdir()
+    (repo / "conf/config.yaml").write_text(yaml.safe_dump(tiny_params(TINY_MODEL, **overrides), sort_keys=False))
+    (repo / "params.yaml").write_text(to_yaml(compose(repo / "conf")))
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "tiny project"], repo, env)
+    return repo
+
+
+def easy_reviews(path):
+    """A learnable signal for a random tiny model: the sentiment word decides the label."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(240):
+        label = "positive" if i % 2 else "negative"
+        word = rng.choice(["great", "brilliant", "fun", "good"] if i % 2 else ["awful", "dull", "boring", "bad"])
+        rows.append({"text": f"review {i}: the {rng.choice(['movie', 'film'])} was {word}", "label": label})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def train_tiny(tmp_path, model_dir, **overrides):
+    from qlora_sentiment.config import params_from_dict
+    from qlora_sentiment.core.runtime import setup_torch
+    from qlora_sentiment.data.prepare import prepare
+    from qlora_sentiment.model.base import load_ref, materialize
+    from qlora_sentiment.training.outputs import save_adapter, write_curves
+    from qlora_sentiment.training.run import train
+
+    os.chdir(tmp_path)  # DVCLive inspects the git repo of the working directory; keep it out of ours
+    raw = tiny_params(model_dir, **overrides)
+    raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
+                       group_column=None)
+    params = params_from_dict(raw)
+    setup_torch(1, params.seed)
+    materialize(params.model, tmp_path / "base")
+    records, _ = prepare(params.data, params.seed)
+    result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],
+                   tmp_path / "checkpoints")
+    # what the train stage writes
+    save_adapter(result.model, result.tokenizer, tmp_path / "adapter", result.record)
+    write_curves(tmp_path / "live", result.log_history, result.record)
+    return params, records, result
