@@ -37,7 +37,8 @@ run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc metrics show
 
 test: install browser
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -v --durations=15
+	# two workers: most tests are single-threaded (one torch thread each), so two of them use both cores
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 -v --durations=15
 
 # Speed and memory, project vs the notebook way, side by side (needs `make run` first); see BENCHMARKS.md.
 bench: install

@@ -71,7 +71,7 @@ def _base_ref(args):
 
 def _scorer(params, args):
     """The trained adapter on its base; with --model, a fresh LoRA on that model (speed does not need training)."""
-    from qlora_sentiment.evaluation.analysis import load_scorer
+    from qlora_sentiment.model.adapter import load_scorer
     from qlora_sentiment.model.loading import load_model, load_tokenizer
     from qlora_sentiment.model.scoring import LabelScorer
     from qlora_sentiment.training.trainer import add_lora
@@ -104,13 +104,13 @@ def _real_tokens(tokenizer, texts: list[str]) -> int:
 def train_project(params, rows, scratch: Path, ref) -> dict:
     from qlora_sentiment.model.loading import load_model, load_tokenizer
     from qlora_sentiment.model.prompts import PromptFormatter, completion
-    from qlora_sentiment.training.trainer import _generative_trainer, add_lora, set_adapter_dtype, trainer_args
+    from qlora_sentiment.training.trainer import add_lora, build_trainer, set_adapter_dtype, trainer_args
 
     tokenizer = load_tokenizer(ref)
     model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id), params)
     args = dict(trainer_args(params, scratch, params.train.optimizer), save_strategy="no", max_steps=-1,
                 num_train_epochs=1, warmup_steps=0, logging_steps=10_000)
-    trainer = _generative_trainer(model, tokenizer, params, rows, rows[:8], args, [])
+    trainer = build_trainer(model, tokenizer, params, rows, rows[:8], args)
     set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
     formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
     texts = [p + completion(r["label"]) for p, r in zip(formatter.prompts([r["text"] for r in rows]), rows)]
@@ -121,8 +121,6 @@ def train_project(params, rows, scratch: Path, ref) -> dict:
 
 
 def train_reference(params, rows, scratch: Path, ref) -> dict:
-    import dataclasses
-
     from datasets import Dataset
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
@@ -131,7 +129,7 @@ def train_reference(params, rows, scratch: Path, ref) -> dict:
     from qlora_sentiment.training.trainer import add_lora, trainer_args
 
     tokenizer = load_tokenizer(ref)
-    every_block = dataclasses.replace(params, lora=dataclasses.replace(params.lora, last_n_layers=None))
+    every_block = params.model_copy(update={"lora": params.lora.model_copy(update={"last_n_layers": None})})
     model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id),
                      every_block)
     texts = [params.prompt.template.format(text=r["text"], labels=label_phrase(params.data.labels)) + " " + r["label"]

@@ -26,7 +26,7 @@ def main(argv):
     params = load_params(args.params)
     if params.model.source == "local":
         require_tracked(params.model.name, MODEL_FOLDER, "model.name")
-    setup_torch(params.runtime.torch_threads, params.seed)
+    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
     with atomic_dir(args.out) as tmp:
         info = base_model.materialize(params.model, tmp)
     log.info("base model: %s", info)

@@ -24,7 +24,7 @@ def main(argv):
     parser.add_argument("--reliability", required=True, help="reliability-diagram rows (json)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed)
+    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
     labels = list(params.data.labels)
     predictions = predict_split(load_baseline_scorer(args.base, params), read_jsonl(args.test), params.eval.batch_size)
     metrics = summarize(predictions, labels, params.seed)

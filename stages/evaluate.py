@@ -56,7 +56,7 @@ def main(argv):
     parser.add_argument("--plots", required=True, help="folder for plot data and PNGs")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed)
+    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
     scorer = load_scorer(args.adapter, args.base)
     predictions = predict_split(scorer, read_jsonl(args.test), params.eval.batch_size)
     result = analyze(predictions, read_jsonl(args.baseline), scorer.labels, params.seed)

@@ -1,5 +1,5 @@
-"""DVC stage `export`: the adapter merged into its de-quantized base, as a standard Hugging Face folder with a
-model card and the test metrics it shipped with."""
+"""DVC stage `export`: the adapter merged into its de-quantized base, as a standard Hugging Face sequence
+classifier (`pipeline("text-classification")` loads it) with a model card and the test metrics it shipped with."""
 
 import argparse
 from pathlib import Path
@@ -23,15 +23,20 @@ def main(argv):
     parser.add_argument("--base", required=True)
     parser.add_argument("--adapter", required=True)
     parser.add_argument("--metrics", required=True, help="test metrics to ship in the folder and its model card")
+    parser.add_argument("--error-analysis", required=True, help="error rates by cue, for the card's limitations")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed)
+    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
     adapter = Path(args.adapter)
     record = read_record(adapter)
     merged, tokenizer = merge_adapter(adapter, adapter_base(adapter, record, args.base), record)
+    data = params.data
+    dataset = {"id": data.name, "name": data.name if data.source == "hub" else f"{data.name} ({data.source})",
+               "config": data.config}
     with atomic_dir(args.out) as tmp:
-        write_export(merged, tokenizer, record, tmp, read_json(args.metrics), adapter)
+        write_export(merged, tokenizer, record, tmp, read_json(args.metrics), adapter, dataset,
+                     read_json(args.error_analysis))
     log.info("exported the merged model to %s", args.out)
 
 

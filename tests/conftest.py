@@ -4,7 +4,9 @@ project. Plain helpers live in helpers.py."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import build_tiny_llama, make_project  # noqa: E402
+from helpers import CLI, build_tiny_llama, free_port, make_project, train_tiny  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
@@ -37,3 +39,52 @@ def python_bin_env() -> dict:
 def project(tmp_path, tiny_llama, python_bin_env):
     """A tiny project in a temporary git repo (see helpers.make_project) and its subprocess environment."""
     return make_project(tmp_path / "project", tiny_llama, python_bin_env), python_bin_env
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_llama):
+    """A tiny adapter (a few steps), its base folder and a merged export beside it."""
+    root = tmp_path_factory.mktemp("trained")
+    cwd = os.getcwd()
+    try:
+        params, records, result = train_tiny(root, tiny_llama, **{"train.max_steps": 4})
+    finally:
+        os.chdir(cwd)
+    from qlora_sentiment.model.export import merge_adapter, write_export
+    from qlora_sentiment.model.record import read_record
+
+    adapter = root / "adapter"
+    record = read_record(adapter)
+    from qlora_sentiment.model.base import load_ref
+
+    merged, tokenizer = merge_adapter(adapter, load_ref(root / "base"), record)
+    write_export(merged, tokenizer, record, root / "export", {"n": 10, "accuracy": 0.9, "macro": {"f1": 0.9}}, adapter)
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(trained):
+    port = free_port()
+    proc = subprocess.Popen([CLI, "serve", "--model", str(trained / "adapter"), "--base", str(trained / "base"),
+                             "--threads", "1", "--port", str(port), "--max-items", "8", "--max-chars", "200",
+                             "--max-wait-ms", "20", "--metrics", str(trained / "export" / "metrics.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:  # /health answers while it loads
+                break
+            time.sleep(0.2)
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read()}")
+    else:
+        proc.kill()
+        raise AssertionError("server did not come up in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "qlora-sentiment")
 
 
 @lru_cache(maxsize=None)
@@ -22,7 +25,7 @@ def conf_defaults() -> dict:
     return compose(ROOT / "conf")
 
 
-def section(name: str, **overrides):
+def section(name: str, /, **overrides):
     """A typed config section with conf/'s values, some replaced; nested mappings (data.clean) are merged."""
     import qlora_sentiment.config as config
 
@@ -170,7 +173,18 @@ def train_tiny(tmp_path, model_dir, **overrides):
     records, _ = prepare(params.data, params.seed)
     result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],
                    tmp_path / "checkpoints")
-    # what the train stage writes
+    # what the train stage writes (and removes: the scratch checkpoints)
     save_adapter(result.model, result.tokenizer, tmp_path / "adapter", result.record)
     write_curves(tmp_path / "live", result.log_history, result.record)
+    shutil.rmtree(tmp_path / "checkpoints", ignore_errors=True)
     return params, records, result
+
+
+def cli(*args, stdin=None, cwd=None):
+    return subprocess.run([CLI, *args], input=stdin, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -146,8 +146,10 @@ def trigger(problem_id, tmp, tiny_llama):
                       "--report", "prepared/report.json", "--images", "images"], tmp)
         assert not (tmp / "prepared").exists() and not (tmp / "images").exists(), "half-written outputs"
         return result
-    if problem_id in ("hub-model-unreachable", "model-without-weights", "local-model-untracked"):
-        if problem_id == "hub-model-unreachable":
+    if problem_id in ("hub-model-unreachable", "model-without-weights", "local-model-untracked", "no-cuda"):
+        if problem_id == "no-cuda":  # a GPU preset on this CPU-only torch: stops before resolving any model
+            changes = [("runtime.device", "cuda"), ("model.source", "hub"), ("model.name", "acme/some-7b")]
+        elif problem_id == "hub-model-unreachable":
             changes = [("model.source", "hub"), ("model.name", "qlora-sentiment-tests/no-such-model")]
         elif problem_id == "local-model-untracked":
             changes = [("model.source", "local"), ("model.name", str(tiny_llama))]
@@ -192,6 +194,44 @@ def trigger(problem_id, tmp, tiny_llama):
         script = tmp / "entry.py"
         script.write_text(code + "from qlora_sentiment.core.runtime import stage_entry\nstage_entry(main)()\n")
         return run([py, str(script)], tmp)
+    # predict, serve and compare: each input error before any model loads (--model names no folder at all)
+    cli = str(BIN / "qlora-sentiment")
+    if problem_id == "adapter-without-weights":
+        (tmp / "adapter").mkdir()
+        for name in ("qlora_sentiment.json", "adapter_config.json"):
+            (tmp / "adapter" / name).write_text("{}")
+        return run([cli, "predict", "--model", str(tmp / "adapter"), "a review"], tmp)
+    files = {"predict-long-line": ("in.txt", "".join(f"review {i}\n" for i in range(1, 150)) + "a" * 30_000 + "\n"),
+             "predict-empty-row": ("in.txt", "good\n\nbad\n"), "predict-invisible-text": ("in.txt", "\u200b\u200b\n"),
+             "predict-lone-surrogate": ("in.jsonl", '{"text": "\\ud800"}\n'),
+             "predict-nan-text": ("in.jsonl", '{"text": NaN}\n')}
+    if problem_id in files:
+        name, content = files[problem_id]
+        (tmp / name).write_text(content, encoding="utf-8")
+        return run([cli, "predict", "--model", "no-model", "--file", str(tmp / name)], tmp)
+    commands = {
+        "predict-batch-size": [cli, "predict", "--batch-size", "-1", "a review"],  # it once exited 0, writing nothing
+        "predict-threads": [cli, "predict", "--threads", "-1", "a review"],
+        "predict-stdin-closed": ["sh", "-c", 'exec "$0" predict --model no-model <&-', cli],
+        "predict-stdin-not-utf8": ["sh", "-c", 'printf "good\\nt\\351t\\351\\n" | "$0" predict --model no-model', cli],
+        "predict-argv-not-utf8": [cli, "predict", "--model", "no-model", "caf\udce9"],  # argv bytes b"caf\xe9"
+        "serve-bad-port": [cli, "serve", "--model", "no-model", "--port", "70000"],
+        "serve-max-batch": [cli, "serve", "--model", "no-model", "--max-batch", "0"],
+        "compare-input-missing": [cli, "compare", "--input", "missing.json"],
+    }
+    if problem_id in commands:
+        return run(commands[problem_id], tmp)
+    if problem_id == "compare-without-dvc":
+        return run([cli, "compare"], tmp, {"PATH": str(tmp)})
+    if problem_id == "serve-port-in-use":
+        import socket
+
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            result = run([cli, "serve", "--model", "no-model", "--port", str(busy.getsockname()[1])], tmp)
+        assert result.returncode == 4, result.stderr
+        return result
     raise KeyError(problem_id)
 
 

@@ -75,3 +75,21 @@ def test_unknown_offline_model(tmp_path):
 def test_missing_reference(tmp_path):
     with pytest.raises(ModelError, match="run the base_model stage first"):
         load_ref(tmp_path)
+
+
+def test_hub_errors_give_the_right_advice():
+    import httpx
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from qlora_sentiment.core.hub import explain_hub_error
+
+    def answer(cls, status):
+        request = httpx.Request("GET", "https://huggingface.co/api/models/acme/x")
+        return cls(f"{status} Client Error", response=httpx.Response(status, request=request))
+
+    gated = explain_hub_error(answer(GatedRepoError, 403), "model.name", "'acme/x'", "model")
+    assert "accept its terms on the model page" in gated and "HF_TOKEN" in gated and "OFFLINE" not in gated
+    missing = explain_hub_error(answer(RepositoryNotFoundError, 404), "model.name", "'acme/x'", "model")
+    assert "does not exist" in missing and "OFFLINE" not in missing
+    offline = explain_hub_error(LocalEntryNotFoundError("not in the cache"), "model.name", "'acme/x'", "model")
+    assert "HF_HUB_OFFLINE=1" in offline and "model.source: local" in offline

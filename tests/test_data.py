@@ -268,3 +268,51 @@ def test_bad_local_data(tmp_path, case, message):
     cfg = data_config(source="local", name=str(path), text_column="review", label_column="stars")
     with pytest.raises(DataError, match=re.escape(message)):
         prepare(cfg, seed=0)
+
+
+def test_gated_hub_dataset_says_log_in_not_offline(monkeypatch):
+    """A gated dataset (mocked hub answer 403): accept the terms and log in; no offline advice."""
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError
+
+    def refuse(self, repo_id, **kwargs):
+        request = httpx.Request("GET", f"https://huggingface.co/api/datasets/{repo_id}")
+        raise GatedRepoError(f"403 Client Error: cannot access gated repo {repo_id}",
+                             response=httpx.Response(403, request=request))
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "dataset_info", refuse)
+    with pytest.raises(DataError) as info:
+        prepare(data_config(source="hub", name="acme/gated-reviews"), seed=0)
+    message = str(info.value)
+    assert "gated or private" in message and "hf auth login" in message and "HF_HUB_OFFLINE" not in message
+
+
+def test_hub_dataset_revision_is_recorded_and_pinned(monkeypatch):
+    """The commit a hub id resolves to is passed to load_dataset and written into the data report."""
+    import datasets
+    from huggingface_hub import HfApi
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    seen = {}
+
+    class Info:
+        pass
+
+    def info(self, repo_id, revision=None, **kwargs):
+        result = Info()
+        result.sha = sha
+        return result
+
+    def load(name, config=None, revision=None, **kwargs):
+        seen["revision"] = revision
+        rows = {"text": [f"review {i} was {'good' if i % 2 else 'bad'}" for i in range(40)],
+                "label": ["positive" if i % 2 else "negative" for i in range(40)]}
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)})
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "dataset_info", info)
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    _, report = prepare(data_config(source="hub", name="acme/reviews", revision="main"), seed=0)
+    assert seen["revision"] == sha and report["source"]["revision"] == sha

@@ -27,7 +27,7 @@ def test_two_cpu_processes_match_one(tmp_path, tiny_llama, python_bin_env):
     run(["git", "commit", "-qm", "one process"], repo, env)
 
     result = run(["dvc", "exp", "run", "train", "-S", "runtime.num_processes=2"], repo, env)
-    assert "data-parallel training on 2 processes" in result.stderr + result.stdout
+    assert "ddp training on 2 processes" in result.stderr + result.stdout
     assert json.loads((repo / "models/adapter/qlora_sentiment.json").read_text())["processes"] == 2
     double = adapter_weights(repo)
     double_metrics = json.loads((repo / "metrics/train/metrics.json").read_text())
@@ -38,3 +38,40 @@ def test_two_cpu_processes_match_one(tmp_path, tiny_llama, python_bin_env):
     assert worst <= 1e-3 * scale, (worst, scale)  # all-reduced gradients: equal up to float summation order
     assert double_metrics["train"]["train_loss"] == pytest.approx(single_metrics["train"]["train_loss"], rel=1e-3)
     assert double_metrics["validation"] == pytest.approx(single_metrics["validation"], abs=1e-9)
+
+
+def test_fsdp_launch_and_quantization_storage():
+    """FSDP + QLoRA cannot run here (FSDP with bitsandbytes layers needs CUDA GPUs): what the train stage would
+    launch, and how it would quantize, are checked instead."""
+    import torch
+
+    from helpers import section
+    from qlora_sentiment.config import params_from_dict
+    from qlora_sentiment.core.errors import ConfigError
+    from qlora_sentiment.core.runtime import launch_command
+    from qlora_sentiment.model.loading import bnb_config
+
+    cmd = launch_command(2, "fsdp", "stages/train.py", ["--params", "params.yaml"])
+    flags = dict(zip(cmd, cmd[1:]))
+    assert "--use_fsdp" in cmd and "--multi_gpu" not in cmd and flags["--num_processes"] == "2"
+    assert flags["--fsdp_sharding_strategy"] == "FULL_SHARD"
+    assert flags["--fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert flags["--fsdp_cpu_ram_efficient_loading"] == "true" and flags["--fsdp_sync_module_states"] == "true"
+    assert flags["--fsdp_use_orig_params"] == "false"
+    assert cmd[-3:] == ["stages/train.py", "--params", "params.yaml"]
+    # accelerate accepts every flag: its own parser reads the command
+    from accelerate.commands.launch import launch_command_parser
+
+    parsed = launch_command_parser().parse_args(cmd[3:])
+    assert parsed.use_fsdp and parsed.num_processes == 2 and parsed.training_script == "stages/train.py"
+    ddp = launch_command(2, "ddp", "stages/train.py", [])
+    assert "--multi_gpu" in ddp and "--use_fsdp" not in ddp
+
+    q = section("quantization", compute_dtype="bfloat16")
+    assert bnb_config(q, sharded=True).bnb_4bit_quant_storage == torch.bfloat16  # FSDP shards float tensors
+    assert bnb_config(q).bnb_4bit_quant_storage == torch.uint8
+
+    from helpers import conf_defaults
+    raw = {**conf_defaults(), "runtime": {**conf_defaults()["runtime"], "strategy": "fsdp", "num_processes": 1}}
+    with pytest.raises(ConfigError, match="runtime.strategy: fsdp shards the model across processes"):
+        params_from_dict(raw)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers import ROOT
-from helpers import make_project, run
+from helpers import TINY_MODEL, make_project, run
 
 SELECT = "metrics/train/metrics.json"
 
@@ -95,6 +95,22 @@ def test_queue_search_compare_report_and_remote(tmp_path, tiny_llama, python_bin
     assert "Running stage 'export'" in rebuilt and "Running stage 'train'" not in rebuilt, rebuilt
     assert "up to date" in run(["dvc", "status"], clone, env).stdout
     assert run(["dvc", "metrics", "diff", "HEAD"], clone, env).stdout.strip() == ""
+
+    # The model registry: the adapter is a DVC artifact; a version is a git tag (what `gto register` writes),
+    # and `dvc artifacts get` fetches it from the project's remote into any folder, no clone needed.
+    run(["git", "tag", "-a", "sentiment-adapter@v0.1.0", "-m", "Registering artifact sentiment-adapter version 0.1.0"],
+        repo, env)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run(["dvc", "artifacts", "get", str(repo), "sentiment-adapter"], elsewhere, env)
+    got = elsewhere / "adapter"
+    assert (got / "adapter_model.safetensors").read_bytes() == (repo / adapter).read_bytes()
+    from qlora_sentiment.model.adapter import load_scorer
+
+    scorer = load_scorer(got, repo / "models/base")  # what it got loads and scores as the original does
+    original = load_scorer(repo / "models/adapter", repo / "models/base")
+    texts = ["a warm, funny film", "a joyless, overlong mess"]
+    assert (scorer.predict_proba(texts) == original.predict_proba(texts)).all()
     shutil.rmtree(remote)
 
 
@@ -107,7 +123,7 @@ def test_three_class_preset_end_to_end(tmp_path, tiny_llama, python_bin_env):
     shutil.copytree(ROOT / "conf", repo / "conf")
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "the real presets"], repo, env)
-    tiny = ["model.source=local", f"model.name={tiny_llama}", "runtime.torch_threads=1", "lora.last_n_layers=1",
+    tiny = ["model.source=local", f"model.name={TINY_MODEL}", "runtime.torch_threads=1", "lora.last_n_layers=1",
             "data.max_train=96", "data.max_validation=24", "data.max_test=60", "train.max_steps=4",
             "train.warmup_steps=0", "train.max_length=96", "train.save_steps=4", "eval.batch_size=16"]
     run(["dvc", "exp", "run", "-S", "experiment=tweets_3class", *(a for kv in tiny for a in ("-S", kv))], repo, env)

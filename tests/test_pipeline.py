@@ -180,16 +180,17 @@ def test_bad_params_before_dvc_and_the_one_line_recovery(project):
     run(["git", "commit", "-qm", "prepared"], repo, env)
     tracked = ["data/prepared/report.json", "plots/data/train.png"]
     good = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text("")
+    (repo / "params.yaml").write_text(good.replace("test: 0.1", "test: 0.5"))  # the split no longer sums to 1
 
     check = run(["qlora-sentiment", "check"], repo, env, check=False)
-    assert check.returncode == 2 and check.stderr.strip().startswith("error: params.yaml: empty"), check.stderr
+    assert check.returncode == 2, check.stderr
+    assert check.stderr.strip() == "error: params: data.split: train + validation + test must sum to 1 (got 1.4)"
     assert all((repo / path).is_file() for path in tracked)
 
     failed = run(["dvc", "repro", "prepare"], repo, env, check=False)
-    assert failed.returncode != 0 and "params.yaml: empty" in failed.stderr, failed.stderr[-2000:]
+    assert failed.returncode != 0 and "must sum to 1" in failed.stderr, failed.stderr[-2000:]
     assert not any((repo / path).exists() for path in tracked)  # DVC removed them before the stage ran
     (repo / "params.yaml").write_text(good)
     run(["git", "checkout", "--", "data/prepared/report.json", "plots/data"], repo, env)
-    run(["dvc", "checkout"], repo, env)
+    run(["dvc", "checkout", "prepare"], repo, env)
     assert "up to date" in run(["dvc", "status", "prepare"], repo, env).stdout

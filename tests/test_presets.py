@@ -4,7 +4,6 @@ Hub presets cannot reach the hub here, so each runs on a dataset saved locally i
 (same columns, ClassLabel names and splits, unlabelled splits included) through the same loader.
 """
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -64,12 +63,10 @@ def _save_hub_shaped(folder: Path, text: str, extra: dict, names: list[str], spl
 
 @pytest.mark.parametrize("preset", sorted(HUB_SHAPES))
 def test_hub_preset_on_a_dataset_of_its_shape(preset, tmp_path):
-    import dataclasses
-
     text, extra, names, splits = HUB_SHAPES[preset]
     params = composed(f"data={preset}")
     assert params.data.source == "hub"
-    local = dataclasses.replace(params.data, name=_save_hub_shaped(tmp_path / preset, text, extra, names, splits))
+    local = params.data.model_copy(update={"name": _save_hub_shaped(tmp_path / preset, text, extra, names, splits)})
     records, report = prepare(local, seed=0)
     for ours, theirs in params.data.splits.items():
         assert report["rows_read"][ours] == abs(splits[theirs]), (ours, theirs)
@@ -94,7 +91,7 @@ def test_three_class_experiment_switches_data_and_prompt():
     assert "tweet" in params.prompt.template
     # the recipe its README figures were measured with; the rest of train follows the default
     assert (params.lora.dropout, params.train.learning_rate) == (0.05, 2e-4)
-    assert dataclasses.replace(params.train, learning_rate=composed().train.learning_rate) == composed().train
+    assert params.train.model_copy(update={"learning_rate": composed().train.learning_rate}) == composed().train
     # any key still overrides on top of a preset, as with dvc exp run -S
     assert composed("experiment=tweets_3class", "train.learning_rate=1e-4").train.learning_rate == 1e-4
 

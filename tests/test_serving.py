@@ -1,43 +1,16 @@
 """Using a trained model: Python API, merged export, predict CLI, and the web API over real HTTP."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import train_tiny
+from helpers import cli
 from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 from qlora_sentiment.core.errors import DataError, ModelError
-from qlora_sentiment.model.record import read_record
-from qlora_sentiment.model.export import merge_adapter, write_export
 
-CLI = str(Path(sys.executable).parent / "qlora-sentiment")
 TEXTS = ["the film was great", "the movie was awful", "brilliant fun", "dull and boring", "good", "bad film"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_llama):
-    """A tiny adapter (a few steps), its base folder and a merged export beside it."""
-    root = tmp_path_factory.mktemp("trained")
-    cwd = os.getcwd()
-    try:
-        params, records, result = train_tiny(root, tiny_llama, **{"train.max_steps": 4})
-    finally:
-        os.chdir(cwd)
-    adapter = root / "adapter"
-    record = read_record(adapter)
-    from qlora_sentiment.model.base import load_ref
-
-    merged, tokenizer = merge_adapter(adapter, load_ref(root / "base"), record)
-    write_export(merged, tokenizer, record, root / "export", {"n": 10, "accuracy": 0.9, "macro": {"f1": 0.9}}, adapter)
-    return root
 
 
 def test_python_api_adapter_and_merged_export_agree(trained):
@@ -57,14 +30,14 @@ def test_python_api_adapter_and_merged_export_agree(trained):
 
 
 def test_export_is_a_plain_transformers_folder_with_a_model_card(trained):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForSequenceClassification
 
     folder = trained / "export"
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
     assert not any("4bit" in type(m).__name__ or "lora" in type(m).__name__.lower() for m in model.modules())
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     card = (folder / "README.md").read_text()
-    for part in ("base_model:", "## Test metrics", "| accuracy | 0.9 |", "## How to load", "AutoModelForCausalLM"):
+    for part in ("base_model:", "## Test results", "| accuracy | 0.9000 |", "## How to use", "pipeline("):
         assert part in card
     assert json.loads((folder / "metrics.json").read_text())["accuracy"] == 0.9
 
@@ -85,10 +58,6 @@ def test_bad_model_folders_fail_clearly(trained, tmp_path):
         SentimentAnalyzer.from_pretrained(trained / "adapter", base=other_base)
 
 
-def cli(*args, stdin=None, cwd=None):
-    return subprocess.run([CLI, *args], input=stdin, capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
 def test_predict_cli_arguments_files_stdin_and_formats(trained, tmp_path):
     model = ["--model", str(trained / "adapter"), "--base", str(trained / "base"), "--threads", "1"]
     out = cli("predict", *model, "the film was great", "dull and boring")
@@ -105,7 +74,7 @@ def test_predict_cli_arguments_files_stdin_and_formats(trained, tmp_path):
     assert lines[0] == "text,label,p_negative,p_positive" and len(lines) == 4
     assert "text/s" in out.stderr or "100%" in out.stderr  # the progress bar
 
-    out = cli("predict", *model, "--format", "table", stdin="good\n\nbad film\n")
+    out = cli("predict", *model, "--format", "table", stdin="good\r\nbad film\n\n")  # CRLF, trailing blank line
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].split()[:3] == ["label", "negative", "positive"]
     assert len(out.stdout.splitlines()) == 3
@@ -114,7 +83,9 @@ def test_predict_cli_arguments_files_stdin_and_formats(trained, tmp_path):
 @pytest.mark.parametrize("content,name,extra,message", [
     (None, "missing.txt", [], "missing.txt: no such file"),
     ("id,body\n1,x\n", "r.csv", [], "r.csv: no column 'text' (columns: ['id', 'body']); use --text-column"),
-    ("text\nfine\n\"  \"\n", "r.csv", [], "r.csv: row 3: empty text"),
+    ("text\nfine\n\"  \"\n", "r.csv", [], "r.csv: line 3: empty text"),
+    ("text\n\"two\nlines\"\n\"\"\n", "r.csv", [], "r.csv: line 4: empty text"),  # a record's first line
+    ("good\n\nbad\n", "r.txt", [], "r.txt: line 2: empty text"),  # a blank row is an error, not skipped
     (b"good\n\xff\xfebad\n", "r.txt", [], "r.txt: line 2 is not UTF-8"),
     ('{"text": "ok"}\n{"txt": "x"}\n', "r.jsonl", [], "r.jsonl: line 2 has no 'text' field"),
     ("x", "r.xlsx", [], "unsupported file type '.xlsx'"),
@@ -141,39 +112,6 @@ def test_predict_cli_exit_code_and_message(trained, tmp_path):
     assert out.returncode == 2 and "nope.txt: no such file" in out.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(trained):
-    port = free_port()
-    proc = subprocess.Popen([CLI, "serve", "--model", str(trained / "adapter"), "--base", str(trained / "base"),
-                             "--threads", "1", "--port", str(port), "--max-items", "8", "--max-chars", "200",
-                             "--max-wait-ms", "20", "--metrics", str(trained / "export" / "metrics.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import httpx
-
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read()}")
-    else:
-        proc.kill()
-        raise AssertionError("server did not come up in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 def test_web_api_predicts_and_describes_itself(server, trained):
     import httpx
 
@@ -197,7 +135,7 @@ def test_web_api_predicts_and_describes_itself(server, trained):
     ({"text": ""}, "text: empty text"),
     ({"text": "   "}, "text: empty text"),
     ({"text": "x" * 201}, "text: 201 characters; at most 200"),
-    ({"texts": ["ok"] * 9}, "texts: 9 items; at most 8"),
+    ({"texts": ["ok"] * 9}, "texts: 9 items; give 1 to 8 per request"),
     ({"texts": []}, "texts: empty list"),
     ({"texts": ["ok", ""]}, "texts[1]: empty text"),
     ({}, "exactly one of 'text'"),

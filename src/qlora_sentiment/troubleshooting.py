@@ -72,6 +72,9 @@ CATALOGUE = [
             "Accept the licence on the model's page, then `hf auth login` (or set `HF_TOKEN`)."),
     Problem("local-model-untracked", "model", "is outside models/local/, the folder dvc.yaml tracks",
             "Move or copy the model folder into `models/local/` (large: `dvc add models/local/<name>`)."),
+    Problem("no-cuda", "model", "runtime.device: cuda, but this torch",
+            "A GPU preset on a machine without a usable GPU: install a CUDA build of torch (`make run CONSTRAINTS=`) "
+            "on a GPU machine, or set `runtime.device: cpu` to run it on the CPU anyway."),
     Problem("model-without-weights", "model", "has no weights", "Point `model.name` at a folder with *.safetensors."),
     Problem("bitsandbytes-missing", "model", "quantization.load_in_4bit: true, but bitsandbytes cannot load here",
             "`pip install bitsandbytes`, or set `quantization.load_in_4bit: false` for full precision."),
@@ -79,13 +82,45 @@ CATALOGUE = [
             "Lower the batch size or max length, or turn on gradient checkpointing (exit code 3)."),
     Problem("not-an-adapter", "model", "not an adapter or export written by qlora-sentiment",
             "Point `--model` at `models/adapter` or `models/export`."),
+    Problem("adapter-without-weights", "model", "the adapter has no weights (adapter_model.safetensors is missing)",
+            "Copy the whole adapter folder (`dvc pull`), or rebuild it with `dvc repro`."),
+    Problem("predict-batch-size", "predict", "argument --batch-size: must be >= 1, got -1",
+            "Use a positive batch size; checked before the model loads."),
+    Problem("predict-threads", "predict", "argument --threads: must be >= 1, got -1",
+            "Use a positive thread count (more than the CPU cores only prints a warning)."),
+    Problem("predict-long-line", "predict", "in.txt: line 150: 30,000 characters; at most 20,000 per text",
+            "That row holds more than one review (a missing newline or an unclosed quote?); fix it at the line shown."),
+    Problem("predict-empty-row", "predict", "in.txt: line 2: empty text",
+            "Every row is labelled, one output row per input row: delete the blank row (blank lines at the very end "
+            "are fine)."),
+    Problem("predict-invisible-text", "predict", "line 1: empty text (only invisible or control characters)",
+            "The row holds only whitespace, control or format characters (NUL, zero-width space): drop it."),
+    Problem("predict-lone-surrogate", "predict", "in.jsonl: line 1: not valid Unicode: a lone surrogate U+D800",
+            "The file escapes half of a UTF-16 pair (`\\ud800`); re-export it from the source with proper Unicode."),
+    Problem("predict-nan-text", "predict", "in.jsonl: line 1: 'text' is NaN (not valid JSON), not a string",
+            "The text field must be a JSON string; NaN, numbers and null are not texts."),
+    Problem("predict-stdin-closed", "predict", "no texts: stdin is closed",
+            "Pipe texts in, or give them as arguments or with `--file`."),
+    Problem("predict-stdin-not-utf8", "predict", "stdin: line 2 is not UTF-8",
+            "Convert the input first: `iconv -f latin1 -t utf-8 reviews.txt | qlora-sentiment predict`."),
+    Problem("predict-argv-not-utf8", "predict", "argument 1 is not UTF-8 (byte 0xe9",
+            "Pass UTF-8 text (a UTF-8 terminal/locale), or put the texts in a UTF-8 file and use `--file`."),
+    Problem("serve-port-in-use", "serve", "is already in use (another server?); stop it or pick another --port",
+            "Stop the other server or pass another `--port` (exit code 4)."),
+    Problem("serve-bad-port", "serve", "argument --port: must be in 1..65535, got 70000", "Use a port in 1..65535."),
+    Problem("serve-max-batch", "serve", "argument --max-batch: must be >= 1, got 0",
+            "Use at least 1 text per forward pass."),
+    Problem("compare-input-missing", "compare", "missing.json: no such file (--input takes saved",
+            "Save it first: `dvc exp show --json > exps.json`, then `--input exps.json`."),
+    Problem("compare-without-dvc", "compare", "dvc is not on PATH",
+            "Activate the environment that has DVC (`pip install 'dvc[hydra]'`), or pass `--input`."),
 ]
 
 
 def render_markdown() -> str:
     lines = [
         "Every error is one line starting with `error:` that names the key, file or row; the exit code is 2 "
-        "(3 for out of memory) and no traceback is shown unless you add `--debug` or set `QLORA_DEBUG=1`. "
+        "(3 for out of memory, 4 when `serve`'s port is in use) and no traceback is shown unless you add `--debug` or set `QLORA_DEBUG=1`. "
         "Each row below is triggered for real by `tests/test_bad_inputs.py`.",
         "",
         "| area | the error says | what to do |",

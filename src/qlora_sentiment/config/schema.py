@@ -46,8 +46,21 @@ class Section(BaseModel):
 
 
 class RuntimeConfig(Section):
+    # auto: CUDA when a usable GPU is there, else the CPU; cuda: stop with the reason when there is none (the GPU
+    # presets: a 7B model never quietly runs on a CPU); cpu: the CPU even beside a GPU
+    device: Literal["auto", "cuda", "cpu"]
     torch_threads: PositiveInt  # CPU threads for the whole stage (split between processes)
-    num_processes: PositiveInt  # data-parallel training processes (accelerate launch): GPUs, or gloo on CPU
+    num_processes: PositiveInt  # training processes (accelerate launch): GPUs, or gloo on CPU cores
+    # ddp: each process holds the whole (4-bit) model; fsdp: the 4-bit base is sharded across the processes
+    # (FSDP + QLoRA: bnb_4bit_quant_storage = compute dtype), for models too large for one GPU
+    strategy: Literal["ddp", "fsdp"]
+
+    @model_validator(mode="after")
+    def _fsdp_needs_processes(self):
+        if self.strategy == "fsdp" and self.num_processes < 2:
+            raise ValueError("strategy: fsdp shards the model across processes; set runtime.num_processes to the "
+                             "number of GPUs (>= 2), or use ddp")
+        return self
 
 
 class ModelConfig(Section):
@@ -174,6 +187,9 @@ class PromptConfig(Section):
     # The generative head learns to answer " <label>" after this prompt; {text} is the review, {labels} the
     # label names ("negative or positive")
     template: str
+    # true: the rendered template becomes the user turn of the model's own chat template (with the assistant
+    # header after it), as instruct models were tuned to see; false: the template alone
+    chat_template: bool
 
     @model_validator(mode="after")
     def _fields(self):

@@ -20,19 +20,33 @@ def configure_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # deterministic cuBLAS kernels (torch.use_deterministic_algorithms, through set_seed(deterministic=True))
+    # refuse to run on CUDA >= 10.2 without a fixed workspace
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; its own CPU path is
     # used instead. The line would sit above every error message, so keep it out.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
-def setup_torch(threads: int | None, seed: int) -> None:
+def setup_torch(threads: int | None, seed: int, device: str = "auto", compute_dtype: str | None = None) -> str:
+    """Threads, seeds and the device (runtime.device resolved: 'cuda' or 'cpu', or a one-line error)."""
+    if device == "cpu":
+        # Before torch touches CUDA: every library below then sees no GPU, so nothing lands on one by default.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
     from transformers import set_seed
 
+    from qlora_sentiment.core.device import check_compute_dtype, resolve_device
+
+    resolved = resolve_device(device)
+    if compute_dtype is not None:
+        check_compute_dtype(resolved, compute_dtype)
     if threads is not None:
         torch.set_num_threads(threads)
-    # deterministic=True makes CUDA kernels reproducible too (CPU runs are byte-identical with or without it)
+    # deterministic=True makes CUDA kernels reproducible too (CPU runs are byte-identical with or without it);
+    # cuBLAS needs CUBLAS_WORKSPACE_CONFIG for that, set in configure_environment()
     set_seed(seed, deterministic=True)
+    return resolved
 
 
 def is_main_process() -> bool:
@@ -40,24 +54,34 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def relaunch_distributed(num_processes: int, script: str, argv: list[str]) -> int:
-    """Run `script` again under `accelerate launch` with `num_processes` data-parallel workers.
+# FSDP-QLoRA (bitsandbytes' and PEFT's recipe): whole blocks wrapped (the model's own no-split classes), the
+# weights loaded once on rank 0 and broadcast, sharded checkpoints, parameters flattened per block.
+FSDP_FLAGS = ["--use_fsdp", "--fsdp_version", "1", "--fsdp_sharding_strategy", "FULL_SHARD",
+              "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_backward_prefetch", "BACKWARD_PRE",
+              "--fsdp_state_dict_type", "SHARDED_STATE_DICT", "--fsdp_offload_params", "false",
+              "--fsdp_cpu_ram_efficient_loading", "true", "--fsdp_sync_module_states", "true",
+              "--fsdp_use_orig_params", "false"]
 
-    accelerate's multi-process launcher (torchrun) serves GPUs (NCCL, one process per GPU) and CPUs alike: on a
-    machine without CUDA the Trainer (use_cpu) joins the processes with gloo. Returns the launcher's exit code.
+
+def launch_command(num_processes: int, strategy: str, script: str, argv: list[str]) -> list[str]:
+    """`accelerate launch` for runtime.num_processes and runtime.strategy (ddp | fsdp)."""
+    mode = FSDP_FLAGS if strategy == "fsdp" else ["--multi_gpu"]
+    return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *argv]
+
+
+def relaunch_distributed(num_processes: int, script: str, argv: list[str], strategy: str = "ddp") -> int:
+    """Run `script` again under `accelerate launch` with `num_processes` workers; returns its exit code.
+
+    ddp: accelerate's multi-process launcher (torchrun) serves GPUs (NCCL, one process per GPU) and CPUs alike: on
+    a machine without CUDA the Trainer (use_cpu) joins the processes with gloo. fsdp: the 4-bit base is sharded
+    across the processes (GPUs).
     """
     import subprocess
 
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *argv]
-    log.info("data-parallel training on %d processes: %s", num_processes, " ".join(cmd[1:]))
+    cmd = launch_command(num_processes, strategy, script, argv)
+    log.info("%s training on %d processes: %s", strategy, num_processes, " ".join(cmd[1:]))
     return subprocess.run(cmd).returncode
-
-
-def device_name() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 OUT_OF_MEMORY = (

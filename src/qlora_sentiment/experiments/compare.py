@@ -66,10 +66,28 @@ def parse_exp_show(show: list[dict]) -> list[Experiment]:
 
 
 def exp_show(repo: Path = Path(".")) -> list[dict]:
-    result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    try:
+        result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise QloraError("dvc is not on PATH: install it (pip install 'dvc[hydra]') or activate the environment "
+                         "that has it, or pass --input with saved `dvc exp show --json` output") from None
     if result.returncode != 0:
         raise QloraError(f"dvc exp show --json failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout)
+
+
+def read_exp_show(path: Path) -> list[dict]:
+    """Saved `dvc exp show --json` output (compare --input), or one line naming the file."""
+    try:
+        show = json.loads(path.read_bytes())
+        if not isinstance(show, list) or not all(isinstance(row, dict) for row in show):
+            raise ValueError("expected a list of revisions")
+        return show
+    except FileNotFoundError:
+        raise QloraError(f"{path}: no such file (--input takes saved `dvc exp show --json` output)") from None
+    except (OSError, ValueError) as exc:  # a folder, unreadable, not UTF-8, not JSON
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+        raise QloraError(f"{path}: not `dvc exp show --json` output ({reason})") from None
 
 
 def varying_params(experiments: list[Experiment]) -> list[str]:

@@ -37,7 +37,8 @@ def load_scorer(adapter_dir: str | Path, base_dir: str | Path | None = None) -> 
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, record.head, record.labels, record.quantization, tokenizer.pad_token_id)
     model = PeftModel.from_pretrained(model, str(adapter_dir))
-    return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length)
+    return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length,
+                       record.chat_template)
 
 
 def load_baseline_scorer(base_dir: str | Path, params: Params) -> LabelScorer:
@@ -47,4 +48,4 @@ def load_baseline_scorer(base_dir: str | Path, params: Params) -> LabelScorer:
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, params.model.head, list(params.data.labels), params.quantization, tokenizer.pad_token_id)
     return LabelScorer(model, tokenizer, params.model.head, list(params.data.labels), params.prompt.template,
-                       params.train.max_length)
+                       params.train.max_length, params.prompt.chat_template)

@@ -198,6 +198,9 @@ def ref_from_info(info: dict, base_dir: Path | None = None) -> BaseRef:
     if info["source"] == "hub":
         return BaseRef(info["repo_id"], info["commit"], info)
     folder = Path(info["path"])
+    if not folder.is_absolute() and base_dir is not None and not folder.is_dir():
+        # recorded relative to the project (models/local/...), and the project is where models/base lives
+        folder = Path(base_dir).resolve().parent.parent / folder
     check_model_folder(folder)
     if folder_fingerprint(folder) != info["fingerprint"]:
         raise ModelError(f"{folder}: changed since the base_model stage ran; run dvc repro to record the new weights")

@@ -1,17 +1,23 @@
-"""Merge a LoRA adapter into its de-quantized base: a standard Hugging Face folder anyone can load with
-`AutoModelForCausalLM` / `AutoModelForSequenceClassification`, with a model card and the metrics it shipped with."""
+"""Merge a LoRA adapter into its de-quantized base and export a standard Hugging Face sequence classifier (both
+heads: the generative one through model/classifier.py), with a model card and the metrics it shipped with.
+`merge_adapter` alone gives the causal LM, for those who want generation."""
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 from qlora_sentiment.model.base import BaseRef
-from qlora_sentiment.core.io import write_json, write_text
+from qlora_sentiment.core.io import write_json
+from qlora_sentiment.model.card import model_card
 from qlora_sentiment.model.loading import load_model, load_tokenizer, torch_dtype
 from qlora_sentiment.model.tokenizer import save_tokenizer
 from qlora_sentiment.model.scoring import LabelScorer
+from qlora_sentiment.model.classifier import soft_capped, to_classifier
 from qlora_sentiment.model.record import ModelRecord, write_record
+
+log = logging.getLogger(__name__)
+
 
 def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
     """The base loaded exactly as in training (4-bit when it was), de-quantized to the compute dtype, then the
@@ -31,91 +37,39 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
 
 
 def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dict | None,
-                 adapter_dir: Path) -> ModelRecord:
-    merged.save_pretrained(out)
+                 adapter_dir: Path, dataset: dict | None = None, errors: dict | None = None) -> ModelRecord:
+    """`out`: an AutoModelForSequenceClassification folder whose tokenizer wraps raw text in the prompt."""
+    auto_class = "AutoModelForSequenceClassification"
+    if record.head == "generative" and soft_capped(merged.config):
+        auto_class = "AutoModelForCausalLM"
+        log.warning("export: %s soft-caps its final logits, which a classification head cannot reproduce; the "
+                    "export is the merged causal LM (recorded in %s and its model card)",
+                    type(merged).__name__, "qlora_sentiment.json")
+    elif record.head == "generative":
+        merged, tokenizer = to_classifier(merged, tokenizer, record)
+    # shards of at most 5 GB: a merged 7B (14.5 GB in bf16) in one file is hard to upload, mirror or memory-map
+    merged.save_pretrained(out, max_shard_size="5GB")
     save_tokenizer(tokenizer, out)
-    exported = record.exported(adapter_dir)
+    exported = record.exported(adapter_dir, auto_class)
     write_record(out, exported)
     if metrics is not None:
         write_json(out / "metrics.json", metrics)
-    write_text(out / "README.md", model_card(exported, metrics))
+    model_card(exported, metrics, dataset, errors).save(out / "README.md")
     return exported
 
 
 def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
-    """A merged export, in its saved precision, no bitsandbytes needed."""
+    """A merged export, in its saved precision, no bitsandbytes or PEFT needed: a plain sequence classifier whose
+    tokenizer already wraps the text in the prompt (what `pipeline("text-classification")` runs)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    import transformers
 
-    cls = AutoModelForCausalLM if record.head == "generative" else AutoModelForSequenceClassification
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = cls.from_pretrained(folder, dtype=torch_dtype(record.export.dtype))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    auto = getattr(transformers, record.export.auto_class)
+    model = auto.from_pretrained(folder, dtype=torch_dtype(record.export.dtype))
     if torch.cuda.is_available():
         model = model.to("cuda")
-    return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length)
-
-
-def model_card(record: ModelRecord, metrics: dict | None) -> str:
-    base = record.base_model
-    base_name = base.get("upstream") or base.get("repo_id") or base.get("name")
-    auto = record.export.auto_class
-    lines = [
-        "---",
-        f"base_model: {base_name}",
-        "library_name: transformers",
-        "tags: [sentiment-analysis, qlora, lora, dvc]",
-        "---",
-        "",
-        f"# Sentiment classifier ({record.head} head) fine-tuned from {base_name}",
-        "",
-        "Made by qlora-sentiment: a LoRA adapter trained on the "
-        f"{'NF4 4-bit' if record.quantization.load_in_4bit else 'full-precision'} base, merged into the "
-        f"de-quantized weights ({record.export.dtype}). Labels: {', '.join(record.labels)}.",
-        "",
-        "## Base model",
-        "",
-        "```json",
-        json.dumps(base, indent=2),
-        "```",
-        "",
-        "## Training",
-        "",
-        f"- trainable LoRA parameters: {record.trainable_parameters} of {record.total_parameters}",
-        f"- steps: {record.global_step}, final train loss {record.train_loss}, "
-        f"validation loss {record.eval_loss}",
-        f"- optimizer: {record.optimizer.used} (asked for {record.optimizer.requested}), trained on {record.device}",
-        f"- max length: {record.max_length} tokens",
-        "",
-    ]
-    if record.head == "generative":
-        lines += ["Prompt (the label is scored as the next token(s), never generated freely):", "", "```",
-                  record.prompt_template, "```", ""]
-    if metrics:
-        lines += ["## Test metrics", "", "| metric | value |", "|---|---|"]
-        for key in ("n", "accuracy", "roc_auc", "log_loss"):
-            if key in metrics:
-                lines.append(f"| {key} | {metrics[key]:.4g} |")
-        if "macro" in metrics:
-            lines.append(f"| macro F1 | {metrics['macro']['f1']:.4g} |")
-        if "baseline" in metrics:
-            lines.append(f"| accuracy of the untuned base | {metrics['baseline']['metrics']['accuracy']:.4g} |")
-        lines.append("")
-    lines += [
-        "## How to load",
-        "",
-        "```python",
-        "from qlora_sentiment import SentimentAnalyzer",
-        "analyzer = SentimentAnalyzer.from_pretrained('path/to/this/folder')",
-        "analyzer.predict(['A joyless, overlong mess.'])",
-        "```",
-        "",
-        "or with transformers alone:",
-        "",
-        "```python",
-        f"from transformers import {auto}, AutoTokenizer",
-        f"model = {auto}.from_pretrained('path/to/this/folder')",
-        "tokenizer = AutoTokenizer.from_pretrained('path/to/this/folder')",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    if record.export.auto_class == "AutoModelForCausalLM":  # soft-capped logits: scored as in training
+        return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length,
+                           record.chat_template)
+    return LabelScorer(model, tokenizer, "classifier", record.labels, record.prompt_template, record.max_length)

@@ -22,8 +22,11 @@ def torch_dtype(name: str):
 HEAD_MODULES = ["classifier", "score"]
 
 
-def bnb_config(q: QuantizationConfig, keep_full: list[str] | None = None):
-    """BitsAndBytesConfig from params, or None for full precision. Fails loudly if 4-bit cannot run here."""
+def bnb_config(q: QuantizationConfig, keep_full: list[str] | None = None, sharded: bool = False):
+    """BitsAndBytesConfig from params, or None for full precision. Fails loudly if 4-bit cannot run here.
+
+    sharded (runtime.strategy: fsdp): FSDP shards only floating-point tensors of one dtype, so the packed 4-bit
+    weights are stored in the compute dtype instead of uint8 (bitsandbytes' quant_storage, FSDP-QLoRA)."""
     if not q.load_in_4bit:
         return None
     try:
@@ -40,7 +43,12 @@ def bnb_config(q: QuantizationConfig, keep_full: list[str] | None = None):
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=torch_dtype(q.compute_dtype),
         llm_int8_skip_modules=keep_full,  # None: transformers' own choice (lm_head stays full precision)
+        **({"bnb_4bit_quant_storage": torch_dtype(q.compute_dtype)} if sharded else {}),
     )
+
+
+# Tokens some vocabularies reserve for padding without naming them the pad token (Llama 3.1: the first).
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "[PAD]")
 
 
 def load_tokenizer(ref: BaseRef):
@@ -48,21 +56,26 @@ def load_tokenizer(ref: BaseRef):
 
     tokenizer = AutoTokenizer.from_pretrained(ref.path, **ref.kwargs)
     if tokenizer.pad_token is None:
-        # Llama-family tokenizers ship without a pad token; EOS is masked out by attention_mask anyway.
-        tokenizer.pad_token = tokenizer.eos_token
+        # Llama and Mistral tokenizers ship without a pad token. A reserved padding token when the vocabulary has
+        # one, else EOS: padded positions are masked out by the attention mask either way.
+        vocab = tokenizer.get_vocab()
+        tokenizer.pad_token = next((t for t in PAD_CANDIDATES if t in vocab), tokenizer.eos_token)
     return tokenizer
 
 
-def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig, pad_token_id: int):
-    """The base model on the best device, quantized as params ask, with the head params ask."""
+def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig, pad_token_id: int,
+               sharded: bool = False):
+    """The base model quantized as params ask, with the head params ask: on the GPU when CUDA is usable (one
+    per process under a data-parallel launch; runtime.device: cpu hides the GPUs, see core.runtime), placed by
+    FSDP itself when `sharded`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    quant = bnb_config(q, keep_full=HEAD_MODULES if head == "classifier" else None)
+    quant = bnb_config(q, keep_full=HEAD_MODULES if head == "classifier" else None, sharded=sharded)
     kwargs = dict(ref.kwargs, dtype=torch_dtype(q.compute_dtype))
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if torch.cuda.is_available():  # one GPU per process under a data-parallel launch
+    if torch.cuda.is_available() and not sharded:
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     try:
         if head == "generative":

@@ -17,11 +17,15 @@ def completion(label: str) -> str:
 class PromptFormatter:
     """Renders prompts, truncating the review (never the instruction or answer) to fit max_length tokens."""
 
-    def __init__(self, tokenizer, template: str, labels: list[str], max_length: int):
+    def __init__(self, tokenizer, template: str, labels: list[str], max_length: int, chat: bool = False):
         self.tokenizer = tokenizer
         self.template = template
         self.labels = labels
         self.max_length = max_length
+        self.chat = chat
+        if chat and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("params: prompt.chat_template: true, but this model's tokenizer has no chat template; "
+                              "set prompt.chat_template: false")
         empty = self.render_raw("")
         longest_answer = max(len(self.label_token_ids(lab)) for lab in labels)
         # +1 for the EOS that TRL appends to the completion, +2 slack for re-tokenisation at the cut.
@@ -33,7 +37,22 @@ class PromptFormatter:
             )
 
     def render_raw(self, text: str) -> str:
-        return self.template.format(text=text, labels=label_phrase(self.labels))
+        body = self.template.format(text=text, labels=label_phrase(self.labels))
+        if not self.chat:
+            return body
+        # The model's own chat template, ending with the assistant header: the answer follows it.
+        rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
+                                                      add_generation_prompt=True)
+        # Templates that write BOS themselves would get a second one when the text is tokenized (TRL and the
+        # scorer tokenize with special tokens): keep the one the tokenizer adds.
+        bos = self.tokenizer.bos_token
+        if bos and rendered.startswith(bos) and self._tokenizer_adds_bos():
+            rendered = rendered[len(bos):]
+        return rendered
+
+    def _tokenizer_adds_bos(self) -> bool:
+        ids = self.tokenizer("a")["input_ids"]
+        return bool(ids) and ids[0] == self.tokenizer.bos_token_id
 
     def label_token_ids(self, label: str) -> list[int]:
         """Tokens of ' label' as they appear after a prompt (tokenised jointly, like TRL does)."""

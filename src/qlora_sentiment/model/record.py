@@ -13,7 +13,6 @@ from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.core.io import write_text
 
 RECORD_FILE = "qlora_sentiment.json"
-AUTO_CLASS = {"generative": "AutoModelForCausalLM", "classifier": "AutoModelForSequenceClassification"}
 
 
 class _Record(BaseModel):
@@ -28,13 +27,17 @@ class OptimizerUse(_Record):
 class ExportInfo(_Record):
     merged_from: str   # the adapter folder
     dtype: Literal["float32", "bfloat16", "float16"]  # precision of the merged weights
-    auto_class: str    # the transformers Auto class that loads the folder
+    # the transformers Auto class that loads the folder: a sequence classifier for both heads (the generative
+    # head's label tokens become its score rows, the prompt moves into the tokenizer), except for models that
+    # soft-cap their final logits (Gemma 2), whose generative head is exported as the causal LM it is
+    auto_class: Literal["AutoModelForSequenceClassification", "AutoModelForCausalLM"]
 
 
 class ModelRecord(_Record):
     head: Literal["generative", "classifier"]
     labels: list[str]
     prompt_template: str
+    chat_template: bool  # the prompt was wrapped in the model's own chat template
     max_length: int
     quantization: QuantizationConfig
     base_model: dict  # models/base/base_model.json: what the base resolved to (hub commit, fingerprint, sha256)
@@ -53,10 +56,10 @@ class ModelRecord(_Record):
     def is_export(self) -> bool:
         return self.export is not None
 
-    def exported(self, adapter_dir: Path) -> "ModelRecord":
+    def exported(self, adapter_dir: Path, auto_class: str = "AutoModelForSequenceClassification") -> "ModelRecord":
         dtype = self.quantization.compute_dtype
         return self.model_copy(update={"export": ExportInfo(merged_from=str(adapter_dir), dtype=dtype,
-                                                            auto_class=AUTO_CLASS[self.head])})
+                                                            auto_class=auto_class)})
 
 
 def write_record(folder: str | Path, record: ModelRecord) -> None:
@@ -75,6 +78,8 @@ def read_record(folder: str | Path) -> ModelRecord:
         return ModelRecord.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise ModelError(f"{path}: unreadable (not JSON: {first['msg']}); rebuild it with dvc repro") from None
         where = ".".join(str(p) for p in first["loc"])
         raise ModelError(f"{path}: {where}: {first['msg']}; written by another version of qlora-sentiment? "
                          "run dvc repro to rebuild it") from None

@@ -34,11 +34,12 @@ def _pad(rows: list[list[int]], pad_id: int, left: bool):
 
 
 class LabelScorer:
-    def __init__(self, model, tokenizer, head: str, labels: list[str], template: str, max_length: int):
+    def __init__(self, model, tokenizer, head: str, labels: list[str], template: str, max_length: int,
+                 chat: bool = False):
         self.model, self.tokenizer, self.head, self.labels = model, tokenizer, head, labels
         self.max_length = max_length
         if head == "generative":
-            self.formatter = PromptFormatter(tokenizer, template, labels, max_length)
+            self.formatter = PromptFormatter(tokenizer, template, labels, max_length, chat)
             self.answers = [self.formatter.label_token_ids(lab) for lab in labels]
             self.single_token = all(len(a) == 1 for a in self.answers) and len({a[0] for a in self.answers}) == len(labels)
 

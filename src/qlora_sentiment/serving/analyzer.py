@@ -8,27 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.model.adapter import load_scorer
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
-
-MAX_TEXT_CHARS = 20_000  # far beyond max_length tokens; longer is a mistake (a whole file as one text)
-
-
-def check_texts(texts, max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-    """One clear error naming the first bad item."""
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise DataError(f"texts[{i}]: expected a string, got {type(text).__name__}")
-        if not text.strip():
-            raise DataError(f"texts[{i}]: empty text")
-        if len(text) > max_chars:
-            raise DataError(f"texts[{i}]: {len(text)} characters; at most {max_chars} per text")
-    return texts
+from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_texts  # noqa: F401 (the API's names)
 
 
 class SentimentAnalyzer:

@@ -15,8 +15,8 @@ from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.model.loading import load_model, load_tokenizer
 from qlora_sentiment.model.record import ModelRecord, OptimizerUse
 from qlora_sentiment.training.checkpoints import fingerprint, resume_point
-from qlora_sentiment.training.trainer import (add_lora, build_trainer, effective_optimizer, set_adapter_dtype,
-                                              trainer_args)
+from qlora_sentiment.training.trainer import (add_lora, build_trainer, effective_optimizer, lora_layers,
+                                              set_adapter_dtype, trainer_args)
 
 
 @dataclass
@@ -52,7 +52,8 @@ def validation_scores(model, tokenizer, params: Params, val_rows: list[dict]) ->
     from qlora_sentiment.model.scoring import LabelScorer
 
     labels = params.data.labels
-    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt.template, params.train.max_length)
+    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt.template, params.train.max_length,
+                         params.prompt.chat_template)
     proba = scorer.predict_proba([r["text"] for r in val_rows], batch_size=params.eval.batch_size)
     scores = classification_metrics([r["label"] for r in val_rows], proba, labels)
     return {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
@@ -70,8 +71,13 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     import torch
     from accelerate import PartialState
 
+    from transformers import AutoConfig
+
+    lora_layers(params.lora, AutoConfig.from_pretrained(ref.path, **ref.kwargs))  # bad rank or depth: before loading
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, params.model.head, params.data.labels, params.quantization, tokenizer.pad_token_id)
+    sharded = params.runtime.strategy == "fsdp"
+    model = load_model(ref, params.model.head, params.data.labels, params.quantization, tokenizer.pad_token_id,
+                       sharded=sharded)
     model = add_lora(model, params)
     optimizer = effective_optimizer(params.train.optimizer, torch.cuda.is_available())
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -92,6 +98,7 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     trainable, total = model.get_nb_trainable_parameters()
     record = ModelRecord(
         head=params.model.head, labels=list(params.data.labels), prompt_template=params.prompt.template,
+        chat_template=params.prompt.chat_template,
         max_length=params.train.max_length, quantization=params.quantization, base_model=ref.info,
         optimizer=OptimizerUse(requested=params.train.optimizer, used=optimizer), device=device_description(),
         trainable_parameters=trainable, total_parameters=total, global_step=result.global_step,

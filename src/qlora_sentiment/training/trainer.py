@@ -26,29 +26,36 @@ def effective_optimizer(requested: str, cuda: bool) -> str:
     return used
 
 
-def add_lora(model, params: Params):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if params.quantization.load_in_4bit:
-        # Casts norms to fp32 and enables input grads so LoRA trains through frozen 4-bit layers.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.train.gradient_checkpointing)
-    elif params.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
-    lora = params.lora
-    layers = None
-    if lora.last_n_layers is not None:
-        total = model.config.num_hidden_layers
-        if lora.last_n_layers > total:
-            raise ConfigError(f"params: lora.last_n_layers: {lora.last_n_layers} > the model's {total} layers")
-        layers = list(range(total - lora.last_n_layers, total))
+def lora_layers(lora, config) -> list[int] | None:
+    """The blocks LoRA goes on, checked against the model's config before any weight is loaded."""
+    total = getattr(config, "num_hidden_layers", None)
+    if lora.last_n_layers is not None and total is not None and lora.last_n_layers > total:
+        raise ConfigError(f"params: lora.last_n_layers: {lora.last_n_layers} > the model's {total} layers")
     # A rank at or above the layer width is no low-rank update (and multiplies memory): refuse it up front.
-    width = getattr(model.config, "hidden_size", None)
+    width = getattr(config, "hidden_size", None)
     if width is not None and lora.r >= width:
         raise ConfigError(f"params: lora.r: {lora.r} is not below the model's hidden size {width}; use a rank such "
                           "as 8, 16 or 64")
+    if lora.last_n_layers is None:
+        return None
+    return list(range(total - lora.last_n_layers, total))
+
+
+def add_lora(model, params: Params):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    checkpointing = params.train.gradient_checkpointing
+    if params.quantization.load_in_4bit and params.runtime.strategy != "fsdp":
+        # Casts norms to fp32 and enables input grads so LoRA trains through frozen 4-bit layers.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    else:
+        # FSDP flattens each block's parameters into one tensor of one dtype: no fp32 upcast of the norms there.
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.enable_input_require_grads()
+    lora = params.lora
     config = LoraConfig(
-        layers_to_transform=layers,
+        layers_to_transform=lora_layers(lora, model.config),
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
         task_type="CAUSAL_LM" if params.model.head == "generative" else "SEQ_CLS", bias="none",
     )
@@ -90,6 +97,8 @@ def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, save_total_limit=2,
         eval_strategy="no", report_to="none", disable_tqdm=True,
         gradient_checkpointing=t.gradient_checkpointing, train_sampling_strategy=t.sampling,
+        # FSDP-QLoRA recomputes through reentrant checkpoints (PEFT's recipe); otherwise the non-reentrant kind
+        gradient_checkpointing_kwargs={"use_reentrant": params.runtime.strategy == "fsdp"},
         bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16", use_cpu=not cuda,
         dataloader_pin_memory=cuda,
     )
@@ -127,7 +136,8 @@ def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
+    formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length,
+                                params.prompt.chat_template)
 
     def to_dataset(rows):
         prompts = formatter.prompts([r["text"] for r in rows])

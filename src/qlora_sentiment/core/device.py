@@ -1,0 +1,69 @@
+"""Where a stage runs: `runtime.device` resolved against what this machine can really do, or one line saying
+why not. A GPU recipe never quietly falls back to the CPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from qlora_sentiment.core.errors import ConfigError
+
+
+def cuda_problem() -> str | None:
+    """Why CUDA cannot be used here (None when it can): no CUDA build of torch, no driver or one too old, no
+    visible device."""
+    import torch
+
+    if torch.version.cuda is None:
+        return (f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build "
+                "(`make run CONSTRAINTS=`, or pip install torch from https://download.pytorch.org/whl/<cuda>)")
+    try:
+        torch.cuda.init()  # raises with the driver's own words: none found, or too old for this torch's CUDA
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"CUDA cannot start ({first})"
+    if torch.cuda.device_count() == 0:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return "no CUDA device is visible" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+    return None
+
+
+def resolve_device(requested: str) -> str:
+    """'cuda' or 'cpu' for runtime.device auto | cuda | cpu."""
+    if requested == "cpu":
+        return "cpu"
+    problem = cuda_problem()
+    if problem is None:
+        return "cuda"
+    if requested == "cuda":
+        raise ConfigError(f"runtime.device: cuda, but {problem}. This recipe is meant for a GPU; to run it on the "
+                          "CPU anyway (very slow for a 7B model) set runtime.device: cpu")
+    return "cpu"
+
+
+def check_compute_dtype(device: str, compute_dtype: str) -> None:
+    """bf16 needs an Ampere or newer GPU (compute capability 8.0); on older ones float16 is the choice."""
+    if device != "cuda" or compute_dtype != "bfloat16":
+        return
+    import torch
+
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        major, minor = torch.cuda.get_device_capability()
+        raise ConfigError(f"quantization.compute_dtype: bfloat16, but {torch.cuda.get_device_name()} (compute "
+                          f"capability {major}.{minor}) has no bf16 support; set quantization.compute_dtype: float16")
+
+
+def check_c_compiler(device: str) -> None:
+    """On CUDA, TRL's loss kernels are Triton kernels compiled at first use, which needs a C compiler; slim
+    images without one fail at step 1 with "Failed to find C compiler". Say so before loading a 7B model."""
+    if device != "cuda":
+        return
+    from transformers.utils import is_triton_available
+
+    if not is_triton_available():
+        return
+    compilers = [os.environ.get("CC"), "cc", "gcc", "clang"]
+    if not any(c and shutil.which(c) for c in compilers):
+        raise ConfigError("runtime.device: cuda: TRL compiles Triton kernels on the GPU at the first step and "
+                          "needs a C compiler, none found (CC, cc, gcc, clang); install one (apt-get install gcc) "
+                          "or set CC to its path")

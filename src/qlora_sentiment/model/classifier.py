@@ -1,0 +1,102 @@
+"""The generative head as a standard sequence classifier, so `pipeline("text-classification")` works on the export.
+
+Label scoring reads the next-token logits of the label tokens after the prompt and takes a softmax over them.
+That is exactly a `*ForSequenceClassification` model whose score layer holds the label tokens' rows of the LM
+head: it reads the last (non-pad) position's hidden state and multiplies it by those rows. The prompt moves into
+the tokenizer: its post-processor puts the prompt's tokens around the review's, so raw text goes in and nothing
+outside the folder needs to know the prompt.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.model.prompts import PromptFormatter
+from qlora_sentiment.model.record import ModelRecord
+
+SENTINEL = "\u2063qlora-sentiment-text\u2063"  # stands for the review while the prompt is split around it
+CHECK_TEXTS = ("A warm, funny film.", "A joyless, overlong mess.", "not bad at all -- 3/5", "Ça m'a plu !",
+               "two\nlines", "\"quoted\" (and bracketed)")
+
+
+def label_rows(formatter: PromptFormatter, labels: list[str]) -> list[int]:
+    answers = [formatter.label_token_ids(label) for label in labels]
+    if any(len(a) != 1 for a in answers) or len({a[0] for a in answers}) != len(labels):
+        spelled = {label: len(a) for label, a in zip(labels, answers)}
+        raise ModelError(f"export: a classification head reads one token per label, but the labels take {spelled} "
+                         "tokens after the prompt; use single-token label names (data.labels), or the causal-LM "
+                         "export (qlora_sentiment.model.export.merge_adapter) and the project's scorer")
+    return [a[0] for a in answers]
+
+
+def wrap_tokenizer(tokenizer, formatter: PromptFormatter):
+    """A copy of `tokenizer` that turns raw text into the training prompt's tokens."""
+    from tokenizers import normalizers, processors
+
+    prefix, suffix = formatter.render_raw(SENTINEL).split(SENTINEL)
+    space = prefix.endswith(" ")  # "Review: {text}": the space belongs to the review's first token
+    prefix_ids = tokenizer(prefix.removesuffix(" ") if space else prefix)["input_ids"]  # BOS included if added
+    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    wrapped = copy.deepcopy(tokenizer)
+    backend = wrapped.backend_tokenizer
+    if space:
+        steps = [backend.normalizer] if backend.normalizer is not None else []
+        backend.normalizer = normalizers.Sequence([*steps, normalizers.Prepend(" ")])
+
+    def special(name, ids):
+        return {"id": name, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}
+
+    parts = [("[PROMPT]", prefix_ids), ("[ANSWER]", suffix_ids)]
+    template = " ".join([*(["[PROMPT]"] if prefix_ids else []), "$A", *(["[ANSWER]"] if suffix_ids else [])])
+    backend.post_processor = processors.TemplateProcessing(
+        single=template, pair=f"{template} $B", special_tokens=[special(n, ids) for n, ids in parts if ids])
+    wrapped.model_max_length = formatter.max_length
+    return wrapped
+
+
+def check_wrapping(tokenizer, wrapped, formatter: PromptFormatter, texts=CHECK_TEXTS) -> None:
+    """The wrapped tokenizer must give the scorer's exact tokens, or the export would score another prompt."""
+    for text in texts:
+        expected = tokenizer(formatter.prompts([text])[0])["input_ids"]
+        got = wrapped(text)["input_ids"]
+        if got != expected:
+            raise ModelError(f"export: the tokenizer cannot reproduce the prompt's tokens for {text!r} "
+                             f"({len(got)} vs {len(expected)} tokens); keep the causal-LM export for this model")
+
+
+def soft_capped(config) -> bool:
+    """Gemma 2 squashes its final logits (c * tanh(logit / c)); a score layer cannot, so no exact classifier."""
+    return bool(getattr(config, "final_logit_softcapping", None))
+
+
+def to_classifier(merged, tokenizer, record: ModelRecord):
+    """(sequence-classification model, wrapping tokenizer) computing what LabelScorer computes on `merged`."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = merged.config
+    if soft_capped(config):
+        raise ModelError("export: this model soft-caps its final logits (Gemma 2), which a sequence-classification "
+                         "head does not; keep the causal-LM export for it")
+    formatter = PromptFormatter(tokenizer, record.prompt_template, record.labels, record.max_length,
+                                record.chat_template)
+    rows = label_rows(formatter, record.labels)
+    wrapped = wrap_tokenizer(tokenizer, formatter)
+    check_wrapping(tokenizer, wrapped, formatter)
+    if wrapped(CHECK_TEXTS[0])["input_ids"][-1] == tokenizer.pad_token_id:
+        raise ModelError("export: the prompt ends with the pad token, which the classifier would skip as padding")
+    head = merged.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise ModelError("export: the LM head has a bias, which a score layer has not; keep the causal-LM export")
+    cls_config = copy.deepcopy(config)
+    cls_config.num_labels = len(record.labels)
+    cls_config.id2label = dict(enumerate(record.labels))
+    cls_config.label2id = {label: i for i, label in enumerate(record.labels)}
+    cls_config.pad_token_id = tokenizer.pad_token_id
+    cls_config.architectures = None
+    model = AutoModelForSequenceClassification.from_config(cls_config, dtype=merged.dtype)
+    model.base_model.load_state_dict(merged.base_model.state_dict())
+    if not hasattr(model, "score"):
+        raise ModelError(f"export: {type(model).__name__} has no score layer to hold the label rows")
+    model.score.weight.data = head.weight.data[rows].clone()
+    return model.eval(), wrapped

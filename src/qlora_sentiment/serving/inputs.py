@@ -1,0 +1,117 @@
+"""What `predict` and `serve` check before any model loads: argument values, the texts (arguments, --file or
+stdin) and the model folder. Every problem is one line naming the argument, file and line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+from qlora_sentiment.core.errors import DataError, ModelError
+from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, text_problem
+from qlora_sentiment.serving.textfiles import decode, parse_texts, read_texts
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, keeping the CLI's error contract: one line `error: <command>: <message>`, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def at_least(minimum, kind=int, maximum=None):
+    """An argparse `type`: a number in [minimum, maximum]."""
+    def parse(text: str):
+        value = _number(text, kind)
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    return parse
+
+
+positive_int = at_least(1)
+port_number = at_least(1, int, 65535)
+max_chars = at_least(1, int, MAX_TEXT_CHARS)
+
+
+def positive_seconds(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def warn_about_threads(threads: int | None) -> None:
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        print(f"warning: --threads {threads} is more than the {cores} CPU cores here; torch threads will compete "
+              f"for them (slower, not faster)", file=sys.stderr, flush=True)
+
+
+_ARGV_ESCAPE = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as Python decodes argv (surrogateescape)
+
+
+def predict_texts(texts: list[str], file: str | None, column: str) -> list[str]:
+    """The texts to label, from the arguments, --file or stdin, each row one text, in order."""
+    if file and texts:
+        raise DataError("give texts as arguments or --file, not both")
+    if file:
+        return read_texts(file, column)
+    if texts:
+        for i, text in enumerate(texts, 1):
+            bad = _ARGV_ESCAPE.search(text)
+            if bad:
+                raise DataError(f"argument {i} is not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at character "
+                                f"{bad.start() + 1}); pass UTF-8 text")
+            problem = text_problem(text)
+            if problem:
+                raise DataError(f"argument {i}: {problem}")
+        return list(texts)
+    return parse_texts(decode(_read_stdin(), "stdin"), "stdin")
+
+
+def _read_stdin() -> bytes:
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        if stream is None or sys.stdin.closed:
+            raise OSError
+        data = stream.read()
+    except (OSError, ValueError):
+        raise DataError("no texts: stdin is closed; give texts as arguments, with --file, or one per line on "
+                        "stdin") from None
+    if not data.strip():
+        raise DataError("no texts: give them as arguments, with --file, or one per line on stdin")
+    return data
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """An adapter or export folder that can load: its weights are there and its record reads."""
+    from qlora_sentiment.model.record import RECORD_FILE, read_record
+
+    folder = Path(folder)
+    if (folder / RECORD_FILE).is_file():
+        if (folder / "adapter_config.json").is_file():
+            kind, wanted = "adapter", "adapter_model.safetensors"
+            weights = [p for p in (folder / wanted, folder / "adapter_model.bin") if p.is_file()]
+        else:
+            kind, wanted = "export", "model.safetensors"
+            weights = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
+        if not weights:
+            raise ModelError(f"{folder}: the {kind} has no weights ({wanted} is missing); copy the whole folder, "
+                             "or rebuild it with dvc repro")
+    read_record(folder)

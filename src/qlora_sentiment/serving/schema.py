@@ -1,0 +1,100 @@
+"""The web API's OpenAPI contract: every rule the server enforces on a request is stated here (exactly one of
+`text`/`texts`, item count, length, a visible character), and every error has one body shape, `Error`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qlora_sentiment.serving.validation import VISIBLE_PATTERN
+
+
+class Error(BaseModel):
+    """Every 4xx/5xx body."""
+    detail: str = Field(description="one line: what is wrong, starting with the field or item at fault "
+                                    "(`texts[3]: empty text`)")
+    field: str | None = Field(description="the field or item at fault (`text`, `texts[3]`, `body`), or null")
+
+
+class Prediction(BaseModel):
+    text: str
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="one per text, in order")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok"]
+    ready: bool = Field(description="the model is loaded and the queue has room (GET /ready)")
+    queue_depth: int = Field(description="requests waiting for the model")
+    max_queue: int
+    requests: int = Field(description="requests answered by the model")
+    texts: int
+    forward_batches: int
+    failures: int = Field(description="requests whose forward pass failed (500)")
+    rejected: int = Field(description="requests refused with 503: queue full or model not loaded")
+    timeouts: int = Field(description="requests without an answer within the request timeout (503)")
+    disconnected: int = Field(description="clients that left before their answer")
+    dropped: int = Field(description="of timeouts and disconnected, requests removed before their forward pass")
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    queue_depth: int
+
+
+class Info(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    labels: list[str]
+    kind: str
+    head: str
+    metrics: dict | None
+    limits: dict
+
+
+TEXT_RULE = ("at most {max_chars} characters (Unicode code points), valid Unicode (no lone surrogates), with at "
+             "least one visible character: whitespace, control and format characters (NUL, U+200B, …) alone are "
+             "an empty text")
+
+ERRORS = {
+    408: "the request body did not arrive within the body timeout",
+    413: "the request body is larger than the limits allow",
+    415: "the body is not JSON (content-type must be application/json)",
+    422: "invalid request: `field` names the field or item, `detail` says why",
+    500: "the model failed on this request's texts (other requests are not affected)",
+    503: "busy (queue full), the model not loaded yet, or no answer within the request timeout: retry after "
+         "Retry-After seconds",
+}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
+                               "schema": {"type": "integer", "minimum": 1}}}
+
+
+def error_responses(*codes: int) -> dict:
+    return {code: {"model": Error, "description": ERRORS[code], **({"headers": RETRY_AFTER} if code == 503 else {})}
+            for code in codes}
+
+
+def predict_request_body(max_items: int, max_chars: int) -> dict:
+    """The request body of POST /predict, as the server checks it."""
+    text = {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": VISIBLE_PATTERN,
+            "description": TEXT_RULE.format(max_chars=max_chars)}
+    schema = {
+        "title": "PredictRequest",
+        "description": "exactly one of `text` (one review) or `texts` (several); no other field",
+        "type": "object",
+        "properties": {
+            "text": {**text, "description": "one review: " + text["description"]},
+            "texts": {"type": "array", "minItems": 1, "maxItems": max_items, "items": text,
+                      "description": f"1 to {max_items} reviews, each as `text`"},
+        },
+        "additionalProperties": False,
+        "oneOf": [{"required": ["text"], "not": {"required": ["texts"]}},
+                  {"required": ["texts"], "not": {"required": ["text"]}}],
+        "examples": [{"text": "A warm, funny film."}, {"texts": ["Great.", "A joyless, overlong mess."]}],
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}

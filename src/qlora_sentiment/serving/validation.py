@@ -1,0 +1,91 @@
+"""What a text to label must be, in one place: the Python API, the CLI and the web API (whose OpenAPI schema states
+the same rule as a pattern) accept and refuse exactly the same texts.
+
+A text is a Unicode string (no lone surrogates: they cannot be encoded, and a batch containing one would fail),
+of at most `max_chars` characters, with at least one visible character: whitespace, control characters (NUL, …),
+format characters (zero-width space U+200B, BOM, bidi marks, …) and the Hangul fillers alone are an empty text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+MAX_TEXT_CHARS = 20_000  # far beyond max_length tokens; longer is a mistake (a whole file as one text)
+
+
+def _invisible_ranges() -> list[tuple[int, int]]:
+    """BMP code points that draw nothing (astral ones, such as U+E0020 tags, count as visible everywhere)."""
+    codes = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF
+             and (chr(c).isspace() or unicodedata.category(chr(c)) in ("Cc", "Cf", "Zs", "Zl", "Zp"))]
+    codes = sorted({*codes, 0x115F, 0x1160, 0x3164, 0xFFA0})  # Hangul fillers: letters that draw nothing
+    ranges: list[list[int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return [(a, b) for a, b in ranges]
+
+
+# One visible character: the OpenAPI schema's `pattern` (ECMA-262 and Python read it alike: BMP escapes only)
+VISIBLE_PATTERN = "[^" + "".join(f"\\u{a:04X}" if a == b else f"\\u{a:04X}-\\u{b:04X}"
+                                 for a, b in _invisible_ranges()) + "]"
+_VISIBLE = re.compile(VISIBLE_PATTERN)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class NonFinite(float):
+    """NaN / Infinity / -Infinity in a JSON document (`json.loads(..., parse_constant=NonFinite.parse)`): not valid
+    JSON, kept as a marker so that the error can name the field that held it."""
+
+    name: str
+
+    @classmethod
+    def parse(cls, name: str) -> "NonFinite":
+        value = cls(name.replace("Infinity", "inf"))
+        value.name = name
+        return value
+
+
+def describe(value) -> str:
+    if isinstance(value, NonFinite):
+        return f"{value.name} (not valid JSON)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    names = {int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def text_problem(text, max_chars: int = MAX_TEXT_CHARS) -> str | None:
+    """Why `text` cannot be labelled (one phrase), or None."""
+    if not isinstance(text, str):
+        return f"expected a string, got {describe(text)}"
+    if len(text) > max_chars:
+        return f"{len(text):,} characters; at most {max_chars:,} per text"
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        return (f"not valid Unicode: a lone surrogate U+{ord(surrogate.group()):04X} at character "
+                f"{surrogate.start() + 1}")
+    if not _VISIBLE.search(text):
+        return "empty text" if not text.strip() else "empty text (only invisible or control characters)"
+    return None
+
+
+def check_texts(texts, max_chars: int = MAX_TEXT_CHARS) -> list[str]:
+    """The texts as a list, or one DataError naming the first bad item (`texts[3]: empty text`)."""
+    from qlora_sentiment.core.errors import DataError
+
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        problem = text_problem(text, max_chars)
+        if problem:
+            raise DataError(f"texts[{i}]: {problem}")
+    return texts

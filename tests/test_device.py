@@ -1,0 +1,90 @@
+"""runtime.device and the GPU checks, on this CPU-only machine: the reasons CUDA cannot be used are told apart
+(torch's own answers mocked where they need a GPU), and nothing falls back to the CPU unasked."""
+
+import pytest
+
+from qlora_sentiment.core import device
+from qlora_sentiment.core.errors import ConfigError
+
+
+def test_cpu_only_torch_is_named_and_auto_falls_back_only_when_asked():
+    import torch
+
+    assert torch.version.cuda is None  # the CPU wheel this project pins
+    assert "CPU-only build" in device.cuda_problem()
+    assert device.resolve_device("auto") == "cpu" and device.resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="runtime.device: cuda, but this torch .* is a CPU-only build"):
+        device.resolve_device("cuda")
+
+
+def test_old_driver_and_no_visible_device(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+
+    def too_old():
+        raise RuntimeError("The NVIDIA driver on your system is too old (found version 11040).")
+
+    monkeypatch.setattr(torch.cuda, "init", too_old)
+    with pytest.raises(ConfigError, match=r"CUDA cannot start \(The NVIDIA driver on your system is too old"):
+        device.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "init", lambda: None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert device.cuda_problem() == "no CUDA device is visible (CUDA_VISIBLE_DEVICES='')"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert device.resolve_device("auto") == "cuda"
+
+
+def test_bf16_on_a_pre_ampere_gpu_suggests_float16(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    with pytest.raises(ConfigError, match=r"Tesla T4 \(compute capability 7.5\) has no bf16 support; set "
+                                          "quantization.compute_dtype: float16"):
+        device.check_compute_dtype("cuda", "bfloat16")
+    device.check_compute_dtype("cpu", "bfloat16")  # the CPU's bf16 is another matter: no GPU check there
+    device.check_compute_dtype("cuda", "float16")
+
+
+def test_missing_c_compiler_is_said_before_training(monkeypatch):
+    import transformers.utils
+
+    monkeypatch.setattr(transformers.utils, "is_triton_available", lambda: True)
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="needs a C compiler, none found"):
+        device.check_c_compiler("cuda")
+    device.check_c_compiler("cpu")  # no Triton kernels on the CPU
+    monkeypatch.setattr(device.shutil, "which", lambda name: "/usr/bin/gcc" if name == "gcc" else None)
+    device.check_c_compiler("cuda")
+
+
+def test_cublas_workspace_is_set_for_deterministic_kernels(monkeypatch):
+    import os
+
+    from qlora_sentiment.core.runtime import configure_environment
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    configure_environment()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_export_writes_shards_of_at_most_5_gb(monkeypatch, tmp_path):
+    """A merged 7B is 14.5 GB in bf16: the export asks save_pretrained for 5 GB shards."""
+    from qlora_sentiment.model import export
+
+    seen = {}
+
+    class Merged:
+        config = type("C", (), {})()
+
+        def save_pretrained(self, out, **kwargs):
+            seen.update(kwargs)
+            raise StopIteration  # the rest of the export is not this test's business
+
+    record = type("R", (), {"head": "classifier"})()
+    with pytest.raises(StopIteration):
+        export.write_export(Merged(), None, record, tmp_path, None, tmp_path)
+    assert seen["max_shard_size"] == "5GB"

@@ -1,0 +1,123 @@
+"""The export is a standard Hugging Face sequence classifier for both heads: `pipeline("text-classification")` on
+raw text gives the project's own labels and probabilities, and the model card is one the Hub understands."""
+
+import os
+
+import numpy as np
+import pytest
+
+from helpers import train_tiny
+
+METRICS = {"n": 32, "accuracy": 0.75, "macro": {"f1": 0.74}, "baseline": {"metrics": {"accuracy": 0.5}}}
+ERRORS = {"overall": {"n": 32, "errors": 8, "error_rate": 0.25},
+          "cues": {"negation": {"with": {"n": 20, "errors": 8, "error_rate": 0.4},
+                                "without": {"n": 12, "errors": 0, "error_rate": 0.0}}}}
+DATASET = {"id": "rotten_tomatoes_full", "name": "rotten_tomatoes_full (offline)", "config": None}
+
+
+@pytest.fixture(scope="module", params=["generative", "classifier"])
+def exported(request, tmp_path_factory, tiny_llama):
+    from qlora_sentiment.model.base import load_ref
+    from qlora_sentiment.model.export import merge_adapter, write_export
+    from qlora_sentiment.model.record import read_record
+    from qlora_sentiment.model.scoring import LabelScorer
+
+    root = tmp_path_factory.mktemp(f"export-{request.param}")
+    cwd = os.getcwd()
+    try:
+        params, records, _ = train_tiny(root, tiny_llama, **{"train.max_steps": 4, "model.head": request.param})
+    finally:
+        os.chdir(cwd)
+    record = read_record(root / "adapter")
+    merged, tokenizer = merge_adapter(root / "adapter", load_ref(root / "base"), record)
+    # the de-quantized reference: the project's scorer on the merged model, before it is converted
+    reference = LabelScorer(merged, tokenizer, record.head, record.labels, record.prompt_template, record.max_length)
+    texts = [r["text"] for r in records["test"]]
+    expected = reference.predict_proba(texts)
+    write_export(merged, tokenizer, record, root / "export", METRICS, root / "adapter", DATASET, ERRORS)
+    return root / "export", record, texts, expected
+
+
+def test_pipeline_on_raw_text_matches_the_scorer(exported):
+    from transformers import AutoConfig, pipeline
+
+    folder, record, texts, expected = exported
+    config = AutoConfig.from_pretrained(folder)
+    assert config.architectures == ["LlamaForSequenceClassification"]
+    assert config.id2label == dict(enumerate(record.labels)) and config.label2id["positive"] == 1
+    classify = pipeline("text-classification", model=str(folder), top_k=None)
+    got = classify(texts)
+    proba = np.array([[{d["label"]: d["score"] for d in row}[label] for label in record.labels] for row in got])
+    assert (proba.argmax(1) == expected.argmax(1)).all()
+    assert np.abs(proba - expected).max() <= 1e-4, np.abs(proba - expected).max()
+
+
+def test_the_project_api_on_the_export_uses_the_same_classifier(exported):
+    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+
+    folder, record, texts, expected = exported
+    rows = SentimentAnalyzer.from_pretrained(folder).predict(texts[:8])
+    proba = np.array([[r["probabilities"][label] for label in record.labels] for r in rows])
+    assert np.abs(proba - expected[:8]).max() <= 1e-4
+
+
+def test_model_card_metadata_the_hub_reads(exported):
+    from huggingface_hub import ModelCard
+
+    folder, record, _, _ = exported
+    card = ModelCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["pipeline_tag"] == "text-classification" and data["library_name"] == "transformers"
+    assert data["datasets"] == ["rotten_tomatoes_full"] and "base_model" in data
+    results = data["model-index"][0]["results"][0]
+    metrics = {m["type"]: m["value"] for m in results["metrics"]}
+    assert metrics == {"accuracy": 0.75, "f1": 0.74} and results["dataset"]["split"] == "test"
+    assert "pipeline(\"text-classification\"" in card.text and "Reviews with negations: 40.0% errors" in card.text
+
+
+def test_multi_token_labels_are_refused_with_a_clear_message(tiny_llama):
+    from qlora_sentiment.core.errors import ModelError
+    from qlora_sentiment.model.base import BaseRef
+    from qlora_sentiment.model.classifier import label_rows
+    from qlora_sentiment.model.loading import load_tokenizer
+    from qlora_sentiment.model.prompts import PromptFormatter
+
+    tokenizer = load_tokenizer(BaseRef(str(tiny_llama), None, {}))
+    formatter = PromptFormatter(tokenizer, "Review: {text}\nSentiment:", ["unwatchable", "positive"], 96)
+    with pytest.raises(ModelError, match="reads one token per label"):
+        label_rows(formatter, ["unwatchable", "positive"])
+
+
+def test_push_uploads_the_folder_in_one_commit(exported):
+    """The Hub upload against a mocked HfApi (no network here): repo created if missing, folder uploaded."""
+    from qlora_sentiment.model.push import push
+
+    folder, record, _, _ = exported
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+
+            class Info:
+                commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"
+
+            return Info()
+
+    url = push(folder, "acme/sentiment", api=FakeApi())
+    assert url == "https://huggingface.co/acme/sentiment/commit/abc"
+    assert calls[0] == ("create_repo", "acme/sentiment", {"repo_type": "model", "private": True, "exist_ok": True})
+    upload = calls[1][1]
+    assert upload["folder_path"] == str(folder) and upload["repo_id"] == "acme/sentiment"
+    assert f"{record.head} head" in upload["commit_message"]
+
+
+def test_push_refuses_a_folder_this_project_did_not_write(tmp_path):
+    from qlora_sentiment.core.errors import ModelError
+    from qlora_sentiment.model.push import push
+
+    with pytest.raises(ModelError, match="not an adapter or export written by qlora-sentiment"):
+        push(tmp_path, "acme/sentiment", api=object())

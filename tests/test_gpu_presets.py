@@ -1,0 +1,96 @@
+"""Every GPU preset runs its real pipeline on the CPU: `dvc exp run -S experiment=<preset>` in a temporary repo,
+every stage, with the preset's own keys. Only the model (a tiny random model of the same architecture class,
+with a tokenizer of the same kind and the family's chat template, tools/random_model.py), the data (a small
+offline set) and the threads are swapped; `runtime.device: cpu` is the only CUDA-related key overridden."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from helpers import PROJECT_FILES, ROOT, run
+
+sys.path.insert(0, str(ROOT / "tools"))
+from random_model import FAMILIES, build  # noqa: E402
+
+# preset -> (tiny family, the pad token the project must end up with, whether the prompt is a chat turn)
+PRESETS = {
+    "mistral_7b": ("mistral-v01-tiny", "</s>", False),      # no pad token: EOS pads
+    "mistral_7b_v03": ("mistral-v03-tiny", "</s>", True),
+    "llama31_8b": ("llama3-tiny", "<|finetune_right_pad_id|>", True),  # the vocabulary's reserved pad token
+    "qwen25_7b": ("qwen2-tiny", "<|endoftext|>", True),      # its own pad token, no BOS
+    "gemma2_9b": ("gemma2-tiny", "<pad>", True),
+}
+SWAPS = ["runtime.device=cpu", "runtime.torch_threads=1", "data=rotten_tomatoes", "data.max_train=32",
+         "data.max_validation=8", "data.max_test=16"]
+
+
+def test_every_gpu_preset_has_a_cpu_test():
+    gpu = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml") if "device: cuda" in p.read_text())
+    assert gpu == sorted(PRESETS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
+    from qlora_sentiment.config import compose, to_yaml
+    from qlora_sentiment.model.base import BaseRef
+    from qlora_sentiment.model.loading import load_tokenizer
+    from qlora_sentiment.model.prompts import PromptFormatter
+    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+
+    family, pad, chat = PRESETS[preset]
+    env, repo = python_bin_env, tmp_path / "project"
+    for name in [*PROJECT_FILES, "conf"]:
+        source, target = ROOT / name, repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    model = f"models/local/{family}"
+    build(family, repo / model)
+    (repo / "params.yaml").write_text(to_yaml(compose(repo / "conf")))
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "project"], repo, env)
+
+    out = run(["dvc", "exp", "run", "-S", f"experiment={preset}", "-S", "model.source=local", "-S",
+               f"model.name={model}", *[a for s in SWAPS for a in ("-S", s)]], repo, env)
+    for stage in ("base_model", "prepare", "train", "baseline", "evaluate", "export"):
+        assert f"Running stage '{stage}'" in out.stdout, out.stdout[-3000:]
+    record = json.loads((repo / "models/adapter/qlora_sentiment.json").read_text())
+    assert record["device"] == "cpu" and record["chat_template"] is chat
+    assert record["quantization"]["compute_dtype"] == "bfloat16"  # the preset's own dtype, on the CPU
+    assert record["optimizer"] == {"requested": "paged_adamw_8bit", "used": "adamw_8bit"}
+
+    # Tokens as the family expects: one BOS where its tokenizer adds one (none for Qwen), the pad token, the
+    # prompt inside the family's chat template, answer tokens that follow the prompt unmerged.
+    spec = FAMILIES[family]
+    tokenizer = load_tokenizer(BaseRef(str(repo / model), None, {}))
+    assert tokenizer.pad_token == pad
+    formatter = PromptFormatter(tokenizer, record["prompt_template"], record["labels"], record["max_length"], chat)
+    ids = tokenizer(formatter.prompts(["a warm, funny film"]))["input_ids"][0]
+    bos = tokenizer.bos_token_id
+    assert ids.count(bos) == (1 if spec.bos else 0) if bos is not None else not spec.bos
+    if spec.bos:
+        assert ids[0] == bos
+    if chat:
+        assert formatter.prompts(["x"])[0].endswith(tokenizer.apply_chat_template(
+            [{"role": "user", "content": "y"}], tokenize=False, add_generation_prompt=True).split("y")[-1])
+    assert all(formatter.label_token_ids(label) for label in record["labels"])
+
+    # The merged export reloads with plain transformers and scores like the adapter did: a sequence classifier,
+    # except Gemma 2, whose soft-capped logits no classification head reproduces (the causal LM is exported).
+    exported_record = json.loads((repo / "models/export/qlora_sentiment.json").read_text())
+    expected_class = "AutoModelForCausalLM" if preset == "gemma2_9b" else "AutoModelForSequenceClassification"
+    assert exported_record["export"]["auto_class"] == expected_class
+    predictions = [json.loads(line) for line in (repo / "metrics/predictions.jsonl").read_text().splitlines()]
+    exported = SentimentAnalyzer.from_pretrained(repo / "models/export")
+    again = exported.predict([p["text"] for p in predictions[:8]])
+    for p, e in zip(predictions, again):
+        assert abs(p["probabilities"]["positive"] - e["probabilities"]["positive"]) < 0.05, (p, e)
+    assert len(list((repo / "models/export").glob("*.safetensors"))) >= 1
