@@ -11,6 +11,7 @@ from qlora_sentiment.core.runtime import configure_environment, stage_entry
 configure_environment()
 
 from qlora_sentiment.config import load_params  # noqa: E402
+from qlora_sentiment.core.errors import ConfigError  # noqa: E402
 from qlora_sentiment.core.device import check_c_compiler, resolve_device  # noqa: E402
 from qlora_sentiment.core.environment import describe_environment  # noqa: E402
 from qlora_sentiment.core.io import atomic_dir, read_jsonl, write_json  # noqa: E402
@@ -34,7 +35,11 @@ def main(argv):
     params = load_params(args.params)
     processes = params.runtime.num_processes
     if processes > 1 and "LOCAL_RANK" not in os.environ:  # not yet inside the launch: start the workers
-        resolve_device(params.runtime.device)  # a GPU recipe without a GPU stops here, not in every worker
+        device = resolve_device(params.runtime.device)  # a GPU recipe without a GPU stops here, not per worker
+        if params.runtime.strategy == "fsdp" and device != "cuda":
+            # accelerate's FSDP needs accelerator devices (measured: it refuses gloo on CPU processes)
+            raise ConfigError("runtime.strategy: fsdp shards the model across GPUs, and no usable GPU is here; "
+                              "use runtime.strategy: ddp on the CPU")
         sys.exit(relaunch_distributed(processes, __file__, argv, params.runtime.strategy))
     device = setup_torch(max(1, params.runtime.torch_threads // processes), params.seed, params.runtime.device,
                          params.quantization.compute_dtype)

@@ -75,3 +75,14 @@ def test_fsdp_launch_and_quantization_storage():
     raw = {**conf_defaults(), "runtime": {**conf_defaults()["runtime"], "strategy": "fsdp", "num_processes": 1}}
     with pytest.raises(ConfigError, match="runtime.strategy: fsdp shards the model across processes"):
         params_from_dict(raw)
+
+
+def test_fsdp_without_a_gpu_stops_with_one_line(tmp_path, tiny_llama, python_bin_env):
+    """accelerate's FSDP needs GPUs: on this CPU machine the train stage says so before launching anything."""
+    repo = make_project(tmp_path / "project", tiny_llama, python_bin_env,
+                        **{"runtime.strategy": "fsdp", "runtime.num_processes": 2})
+    result = run(["python", "stages/train.py", "--base", "models/base", "--data", "data/prepared", "--out",
+                  "models/adapter", "--live", "metrics/train", "--checkpoints", "models/checkpoints",
+                  "--environment", "metrics/train/environment.json"], repo, python_bin_env, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: runtime.strategy: fsdp shards the model across")
