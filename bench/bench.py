@@ -16,6 +16,8 @@ length, so both sides see the same text). tokens/s counts real (non-padding) tok
 
     python bench/bench.py                      # prints a table, writes bench/results.json
     python bench/bench.py --train-examples 64 --eval-examples 128
+    # recipes side by side (own process each, same batches), ratios to the first: bf16 vs fp32 here
+    python bench/bench.py --speed fp32:quantization.compute_dtype=float32 bf16:quantization.compute_dtype=bfloat16
 
     # GPU, no download: Mistral-7B's exact architecture with random weights, the GPU recipe's params, ~512 tokens
     python tools/random_model.py --arch mistral-7b --out /tmp/mistral-7b
@@ -52,11 +54,11 @@ def _peak_memory_mb() -> float:
 
 def _setup(params_path: str):
     from qlora_sentiment.config import load_params
-    from qlora_sentiment.core.runtime import configure_environment, setup_torch
+    from qlora_sentiment.core.runtime import configure_environment, setup_stage
 
     configure_environment()
     params = load_params(params_path)
-    setup_torch(params.runtime.torch_threads, params.seed)
+    _, params = setup_stage(params)
     return params
 
 
@@ -69,21 +71,23 @@ def _base_ref(args):
     return load_ref(ROOT / "models/base")
 
 
-def _scorer(params, args):
-    """The trained adapter on its base; with --model, a fresh LoRA on that model (speed does not need training)."""
+def _scorer(params, args, head: str):
+    """The trained adapter on its base when it has this head; otherwise (--model, or the notebook's generative
+    reference next to a classifier default) a fresh LoRA on the base: speed does not need training."""
     from qlora_sentiment.model.adapter import load_scorer
     from qlora_sentiment.model.loading import load_model, load_tokenizer
     from qlora_sentiment.model.scoring import LabelScorer
     from qlora_sentiment.training.trainer import add_lora
 
-    if not args.model:
+    if not args.model and head == params.model.head:
         return load_scorer(ROOT / "models/adapter", ROOT / "models/base")
     ref = _base_ref(args)
     tokenizer = load_tokenizer(ref)
-    model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id),
-                     params)
-    return LabelScorer(model, tokenizer, "generative", params.data.labels, params.prompt.template,
-                       params.train.max_length)
+    model = add_lora(load_model(ref, head, params.data.labels, params.quantization, tokenizer.pad_token_id),
+                     params.model_copy(update={"model": params.model.model_copy(update={"head": head})}))
+    scorer = LabelScorer(model, tokenizer, head, params.data.labels, params.prompt.template, params.train.max_length)
+    scorer.untrained = True
+    return scorer
 
 
 def _rows(path: Path, n: int, repeat: int) -> list[dict]:
@@ -104,16 +108,19 @@ def _real_tokens(tokenizer, texts: list[str]) -> int:
 def train_project(params, rows, scratch: Path, ref) -> dict:
     from qlora_sentiment.model.loading import load_model, load_tokenizer
     from qlora_sentiment.model.prompts import PromptFormatter, completion
-    from qlora_sentiment.training.trainer import add_lora, build_trainer, set_adapter_dtype, trainer_args
+    from qlora_sentiment.training.trainer import add_lora, build_trainer, keep_trainable_fp32, trainer_args
 
     tokenizer = load_tokenizer(ref)
-    model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id), params)
+    head = params.model.head  # the recipe the train stage runs: either head
+    model = add_lora(load_model(ref, head, params.data.labels, params.quantization, tokenizer.pad_token_id), params)
     args = dict(trainer_args(params, scratch, params.train.optimizer), save_strategy="no", max_steps=-1,
                 num_train_epochs=1, warmup_steps=0, logging_steps=10_000)
     trainer = build_trainer(model, tokenizer, params, rows, rows[:8], args)
-    set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
-    formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
-    texts = [p + completion(r["label"]) for p, r in zip(formatter.prompts([r["text"] for r in rows]), rows)]
+    keep_trainable_fp32(trainer.model)
+    texts = [r["text"] for r in rows]  # the classifier reads the raw review
+    if head == "generative":
+        formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
+        texts = [p + completion(r["label"]) for p, r in zip(formatter.prompts(texts), rows)]
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -129,7 +136,9 @@ def train_reference(params, rows, scratch: Path, ref) -> dict:
     from qlora_sentiment.training.trainer import add_lora, trainer_args
 
     tokenizer = load_tokenizer(ref)
-    every_block = params.model_copy(update={"lora": params.lora.model_copy(update={"last_n_layers": None})})
+    # the notebook recipe: the generative head, LoRA on every block (whatever the project's default head)
+    every_block = params.model_copy(update={"lora": params.lora.model_copy(update={"last_n_layers": None}),
+                                            "model": params.model.model_copy(update={"head": "generative"})})
     model = add_lora(load_model(ref, "generative", params.data.labels, params.quantization, tokenizer.pad_token_id),
                      every_block)
     texts = [params.prompt.template.format(text=r["text"], labels=label_phrase(params.data.labels)) + " " + r["label"]
@@ -151,7 +160,7 @@ def eval_project(params, rows, scorer) -> dict:
     proba = scorer.predict_proba(texts, batch_size=params.eval.batch_size)
     seconds = time.perf_counter() - start
     predicted = [scorer.labels[i] for i in proba.argmax(axis=1)]
-    prompts = scorer.formatter.prompts(texts)
+    prompts = scorer.formatter.prompts(texts) if scorer.head == "generative" else texts
     return {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(scorer.tokenizer, prompts),
             "accuracy": sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)}
 
@@ -173,9 +182,66 @@ def eval_reference(params, rows, scorer) -> dict:
             answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     seconds = time.perf_counter() - start
     parsed = [next((lab for lab in scorer.labels if lab in a.lower()), None) for a in answers]
-    return {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(tokenizer, prompts),
-            "accuracy": sum(p == r["label"] for p, r in zip(parsed, rows)) / len(rows),
-            "unparsed": sum(p is None for p in parsed)}
+    result = {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(tokenizer, prompts),
+              "unparsed": sum(p is None for p in parsed)}
+    if not getattr(scorer, "untrained", False):  # an untrained LoRA's answers say nothing about accuracy
+        result["accuracy"] = sum(p == r["label"] for p, r in zip(parsed, rows)) / len(rows)
+    return result
+
+
+def train_variant(overrides: list[str], args) -> dict:
+    """--speed: a recipe of conf/ (params.yaml's plus overrides) trained on the first --train-examples reviews of
+    data/prepared, then scored on its validation split: training speed and the accuracy it bought."""
+    from qlora_sentiment.config import compose, params_from_dict
+    from qlora_sentiment.core.io import read_jsonl
+    from qlora_sentiment.core.runtime import configure_environment, setup_stage
+
+    configure_environment()
+    _, params = setup_stage(params_from_dict(compose(ROOT / "conf", overrides)))
+    import tempfile
+
+    import torch
+
+    from qlora_sentiment.core.device import cpu_bf16_flags
+    from qlora_sentiment.training.run import train
+    from recipes import base  # the base model of the variant, converted once into bench/.cache
+
+    rows = read_jsonl(Path(args.data) / "train.jsonl")[:args.train_examples]
+    validation = read_jsonl(Path(args.data) / "validation.jsonl")
+    with tempfile.TemporaryDirectory() as scratch:
+        result = train(params, base(params), rows, validation, Path(scratch))
+    runtime = next(e["train_runtime"] for e in result.log_history if "train_runtime" in e)
+    return {"seconds": runtime, "examples": len(rows), "examples_per_s": len(rows) / runtime,
+            "validation_accuracy": result.record.validation["accuracy"], "validation_reviews": len(validation),
+            "compute_dtype": params.quantization.compute_dtype, "head": params.model.head, "model": params.model.name,
+            "peak_memory_mb": round(_peak_memory_mb(), 1), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_bf16_flags": cpu_bf16_flags()}
+
+
+def speed(args) -> int:
+    """Variants side by side in one run, each in its own process, on the same batches; ratios to the first."""
+    results = {}
+    for spec in args.speed:
+        name, _, overrides = spec.partition(":")
+        cmd = [sys.executable, __file__, "--variant", overrides, "--train-examples", str(args.train_examples),
+               "--data", args.data]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if done.returncode != 0 or line is None:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        results[name] = {"overrides": overrides, **json.loads(line[len("RESULT "):])}
+    first = next(iter(results.values()))
+    print(f"{'variant':12} {'dtype':9} {'examples/s':>10} {'ratio':>6} {'val acc':>8} {'peak MB':>8}  overrides")
+    for name, r in results.items():
+        r["ratio"] = r["examples_per_s"] / first["examples_per_s"]
+        print(f"{name:12} {r['compute_dtype']:9} {r['examples_per_s']:10.2f} {r['ratio']:5.2f}x "
+              f"{r['validation_accuracy']:8.3f} {r['peak_memory_mb']:8.0f}  {r['overrides'] or '(params.yaml)'}")
+    print(f"cpu: {first['cpu_capability']}, bf16 flags: {first['cpu_bf16_flags'] or 'none'}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"settings": vars(args), "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def run_case(case: str, args) -> dict:
@@ -191,7 +257,10 @@ def run_case(case: str, args) -> dict:
             result = fn(params, rows, Path(scratch), _base_ref(args))
     else:
         rows = _rows(Path(args.data) / "test.jsonl", args.eval_examples, args.text_repeat)
-        result = (eval_project if case == "eval-project" else eval_reference)(params, rows, _scorer(params, args))
+        if case == "eval-project":
+            result = eval_project(params, rows, _scorer(params, args, params.model.head))
+        else:  # the notebooks generate an answer: the generative head, whatever the project's default head
+            result = eval_reference(params, rows, _scorer(params, args, "generative"))
     return {**result, "peak_memory_mb": round(_peak_memory_mb(), 1),
             "examples_per_s": result["examples"] / result["seconds"], "tokens_per_s": result["tokens"] / result["seconds"]}
 
@@ -208,11 +277,24 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT / "data/prepared"), help="folder with train.jsonl and test.jsonl")
     parser.add_argument("--text-repeat", type=int, default=1, help="join this many reviews per example (long sequences)")
     parser.add_argument("--out", default=str(ROOT / "bench/results.json"))
+    parser.add_argument("--speed", nargs="+", metavar="NAME:OVERRIDES",
+                        help="instead of project vs reference: train variants of conf/ side by side, e.g. "
+                        "fp32:quantization.compute_dtype=float32 bf16:quantization.compute_dtype=bfloat16 "
+                        "(comma-separated Hydra overrides; empty = params.yaml's recipe); ratios to the first")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # internal: one case, JSON on stdout
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: one --speed variant, JSON on stdout
     args = parser.parse_args()
     if args.case:
         print("RESULT " + json.dumps(run_case(args.case, args)))
         return 0
+    if args.variant is not None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        print("RESULT " + json.dumps(train_variant([o for o in args.variant.split(",") if o], args)))
+        return 0
+    if args.speed:
+        if args.out == str(ROOT / "bench/results.json"):
+            args.out = str(ROOT / "bench/speed.json")
+        return speed(args)
     results = {}
     for case in CASES:  # one process per case: peak memory is the case's own, nothing is warm from another
         cmd = [sys.executable, __file__, "--case", case, "--params", args.params,

@@ -14,7 +14,7 @@ from qlora_sentiment.model import base as base_model  # noqa: E402
 from qlora_sentiment.config import load_params  # noqa: E402
 from qlora_sentiment.core.inputs import MODEL_FOLDER, require_tracked  # noqa: E402
 from qlora_sentiment.core.io import atomic_dir  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
 
 
 @stage_entry
@@ -26,7 +26,7 @@ def main(argv):
     params = load_params(args.params)
     if params.model.source == "local":
         require_tracked(params.model.name, MODEL_FOLDER, "model.name")
-    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
+    _, params = setup_stage(params)
     with atomic_dir(args.out) as tmp:
         info = base_model.materialize(params.model, tmp)
     log.info("base model: %s", info)

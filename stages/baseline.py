@@ -10,7 +10,7 @@ from qlora_sentiment.config import load_params  # noqa: E402
 from qlora_sentiment.evaluation.analysis import predict_split, reliability_rows, summarize  # noqa: E402
 from qlora_sentiment.model.adapter import load_baseline_scorer  # noqa: E402
 from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
 
 
 @stage_entry
@@ -24,7 +24,7 @@ def main(argv):
     parser.add_argument("--reliability", required=True, help="reliability-diagram rows (json)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
+    _, params = setup_stage(params)
     labels = list(params.data.labels)
     predictions = predict_split(load_baseline_scorer(args.base, params), read_jsonl(args.test), params.eval.batch_size)
     metrics = summarize(predictions, labels, params.seed)

@@ -19,7 +19,7 @@ from qlora_sentiment.evaluation.analysis import analyze, predict_split  # noqa: 
 from qlora_sentiment.model.adapter import load_scorer  # noqa: E402
 from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl, write_text  # noqa: E402
 from qlora_sentiment.evaluation.plots import confusion_png, curves_png, reliability_png  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
 
 
 def write_curves(folder: Path, curves: dict[str, list[dict]]) -> None:
@@ -56,7 +56,7 @@ def main(argv):
     parser.add_argument("--plots", required=True, help="folder for plot data and PNGs")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
+    _, params = setup_stage(params)
     scorer = load_scorer(args.adapter, args.base)
     predictions = predict_split(scorer, read_jsonl(args.test), params.eval.batch_size)
     result = analyze(predictions, read_jsonl(args.baseline), scorer.labels, params.seed)

@@ -13,7 +13,7 @@ from qlora_sentiment.model.adapter import adapter_base  # noqa: E402
 from qlora_sentiment.model.record import read_record  # noqa: E402
 from qlora_sentiment.model.export import merge_adapter, write_export  # noqa: E402
 from qlora_sentiment.core.io import atomic_dir, read_json  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_torch  # noqa: E402
+from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
 
 
 @stage_entry
@@ -27,7 +27,7 @@ def main(argv):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    setup_torch(params.runtime.torch_threads, params.seed, params.runtime.device, params.quantization.compute_dtype)
+    _, params = setup_stage(params)
     adapter = Path(args.adapter)
     record = read_record(adapter)
     merged, tokenizer = merge_adapter(adapter, adapter_base(adapter, record, args.base), record)

@@ -15,7 +15,7 @@ from qlora_sentiment.core.errors import ConfigError  # noqa: E402
 from qlora_sentiment.core.device import check_c_compiler, resolve_device  # noqa: E402
 from qlora_sentiment.core.environment import describe_environment  # noqa: E402
 from qlora_sentiment.core.io import atomic_dir, read_jsonl, write_json  # noqa: E402
-from qlora_sentiment.core.runtime import is_main_process, log, relaunch_distributed, setup_torch  # noqa: E402
+from qlora_sentiment.core.runtime import is_main_process, log, relaunch_distributed, setup_stage  # noqa: E402
 from qlora_sentiment.model.base import load_ref  # noqa: E402
 from qlora_sentiment.training.outputs import save_adapter, write_curves  # noqa: E402
 from qlora_sentiment.training.run import train  # noqa: E402
@@ -41,8 +41,7 @@ def main(argv):
             raise ConfigError("runtime.strategy: fsdp shards the model across GPUs, and no usable GPU is here; "
                               "use runtime.strategy: ddp on the CPU")
         sys.exit(relaunch_distributed(processes, __file__, argv, params.runtime.strategy))
-    device = setup_torch(max(1, params.runtime.torch_threads // processes), params.seed, params.runtime.device,
-                         params.quantization.compute_dtype)
+    device, params = setup_stage(params, threads=max(1, params.runtime.torch_threads // processes))
     check_c_compiler(device)
     data = Path(args.data)
     result = train(params, load_ref(args.base), read_jsonl(data / "train.jsonl"),
@@ -54,7 +53,7 @@ def main(argv):
         save_adapter(result.model, result.tokenizer, tmp, record)
     write_curves(Path(args.live), result.log_history, record)
     # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
-    write_json(args.environment, describe_environment())
+    write_json(args.environment, describe_environment(params.quantization.compute_dtype))
     shutil.rmtree(args.checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
     loss = "none logged" if record.train_loss is None else f"{record.train_loss:.4f}"
     log.info("trained %d steps on %d process(es), train loss %s, validation loss %s, validation accuracy %.4f",

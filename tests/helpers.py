@@ -93,6 +93,8 @@ def tiny_params(model_dir: Path, **overrides) -> dict:
     """params.yaml for a run of a few seconds: tiny local model, small offline data, a few steps."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["runtime"]["torch_threads"] = 1
+    # float32: test tolerances must not depend on the machine's bf16 flags (bf16 has its own tests)
+    params["quantization"]["compute_dtype"] = "float32"
     params["lora"]["last_n_layers"] = 1  # the tiny llama has 2 blocks
     params["model"].update(source="local", name=str(model_dir))
     params["data"].update(max_train=64, max_validation=16, max_test=32)
@@ -157,7 +159,7 @@ def easy_reviews(path):
 
 def train_tiny(tmp_path, model_dir, **overrides):
     from qlora_sentiment.config import params_from_dict
-    from qlora_sentiment.core.runtime import setup_torch
+    from qlora_sentiment.core.runtime import setup_stage
     from qlora_sentiment.data.prepare import prepare
     from qlora_sentiment.model.base import load_ref, materialize
     from qlora_sentiment.training.outputs import save_adapter, write_curves
@@ -168,7 +170,7 @@ def train_tiny(tmp_path, model_dir, **overrides):
     raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
                        group_column=None)
     params = params_from_dict(raw)
-    setup_torch(1, params.seed)
+    _, params = setup_stage(params, threads=1)
     materialize(params.model, tmp_path / "base")
     records, _ = prepare(params.data, params.seed)
     result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],

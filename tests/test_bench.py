@@ -24,7 +24,7 @@ def test_bench_on_a_random_mistral(tmp_path):
     config = json.loads((model / "config.json").read_text())
     assert config["model_type"] == "mistral" and config["vocab_size"] == 32000 and config["num_key_value_heads"] == 2
     # the GPU recipe's params, made CPU-sized
-    params = yaml.safe_load(compose(["experiment=mistral_7b", "quantization.compute_dtype=float32",
+    params = yaml.safe_load(compose(["experiment=mistral_7b", "runtime.device=cpu", "quantization.compute_dtype=float32",
                                      "train.optimizer=adamw_torch", "runtime.torch_threads=1", "train.batch_size=4",
                                      "train.max_length=160", "eval.batch_size=8"]))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

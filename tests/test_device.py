@@ -49,6 +49,46 @@ def test_bf16_on_a_pre_ampere_gpu_suggests_float16(monkeypatch):
     device.check_compute_dtype("cuda", "float16")
 
 
+CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
+
+
+@pytest.mark.parametrize("extra, expected", [("avx512_bf16", "bfloat16"), ("amx_bf16 amx_tile", "bfloat16"),
+                                             ("", "float32")])
+def test_auto_compute_dtype_follows_the_cpu_flags(monkeypatch, tmp_path, extra, expected):
+    """auto: bf16 only where the CPU computes it natively (several times slower where it is emulated)."""
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO.format(extra=extra))
+    monkeypatch.setattr(device, "CPUINFO", str(info))
+    assert device.resolve_compute_dtype("auto", "cpu") == expected
+    assert device.cpu_bf16_flags() == [f for f in device.BF16_CPU_FLAGS if f in extra.split()]
+    for pinned in ("float32", "bfloat16", "float16"):
+        assert device.resolve_compute_dtype(pinned, "cpu") == pinned  # a pinned dtype is never changed
+
+
+def test_auto_compute_dtype_on_gpus(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert device.resolve_compute_dtype("auto", "cuda") == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert device.resolve_compute_dtype("auto", "cuda") == "float16"  # pre-Ampere: fp16 mixed precision
+
+
+def test_setup_stage_resolves_auto_for_everything_downstream(monkeypatch):
+    from qlora_sentiment.config import compose, params_from_dict
+    from qlora_sentiment.core import runtime
+
+    from helpers import ROOT
+
+    params = params_from_dict(compose(ROOT / "conf", ["runtime.torch_threads=1"]))
+    assert params.quantization.compute_dtype == "auto"  # the default
+    for flags, expected in ((["avx512_bf16"], "bfloat16"), ([], "float32")):
+        monkeypatch.setattr(device, "cpu_bf16_flags", lambda flags=flags: flags)
+        dev, resolved = runtime.setup_stage(params)
+        assert (dev, resolved.quantization.compute_dtype) == ("cpu", expected)
+        assert resolved.lora == params.lora and params.quantization.compute_dtype == "auto"
+
+
 def test_missing_c_compiler_is_said_before_training(monkeypatch):
     import transformers.utils
 

@@ -121,3 +121,23 @@ def test_push_refuses_a_folder_this_project_did_not_write(tmp_path):
 
     with pytest.raises(ModelError, match="not an adapter or export written by qlora-sentiment"):
         push(tmp_path, "acme/sentiment", api=object())
+
+
+def test_out_of_domain_tool_scores_binary_tweets_and_drug_reviews(trained, tmp_path):
+    """tools/out_of_domain.py: the adapter on the offline tweets and drug reviews, neutral rows dropped."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    out = tmp_path / "ood.json"
+    done = subprocess.run([sys.executable, str(ROOT / "tools/out_of_domain.py"), "--model", str(trained / "adapter"),
+                           "--base", str(trained / "base"), "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"tweets (binary)", "drug reviews (binary)"}
+    # drug reviews: its own 379 test rows less the neutral ones; tweets: the preset's cap of 1,000 after that
+    assert results["tweets (binary)"]["n"] == 1000 and 100 < results["drug reviews (binary)"]["n"] < 379
+    assert all(0 <= r["accuracy"] <= 1 and r["n"] > 0 for r in results.values())

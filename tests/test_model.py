@@ -13,7 +13,7 @@ from qlora_sentiment.config import params_from_dict
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.evaluation.analysis import predict_split, summarize
 from qlora_sentiment.model.adapter import load_scorer
-from qlora_sentiment.core.runtime import setup_torch
+from qlora_sentiment.core.runtime import setup_stage
 from qlora_sentiment.model.scoring import LabelScorer
 
 
@@ -26,7 +26,8 @@ def _losses(live_dir):
                                                  ("classifier", "paged_adamw_8bit", "adamw_8bit")])
 def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, optimizer, used):
     params, records, result = train_tiny(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
-                                                              "train.optimizer": optimizer})
+                                                              "train.optimizer": optimizer,
+                                                              "quantization.compute_dtype": "float32"})
     assert result.record.optimizer.model_dump() == {"requested": optimizer, "used": used}
     assert result.record.device == "cpu" and result.record.global_step == 12
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules()), "no real 4-bit layers"
@@ -64,9 +65,33 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, o
     assert summary["validation"] == result.record.validation
 
 
+@pytest.mark.parametrize("head", ["generative", "classifier"])
+def test_bf16_mixed_precision_trains_scores_and_reloads(tmp_path, tiny_llama, head):
+    """compute_dtype bfloat16 on the CPU: 4-bit layers compute in bf16 under autocast, LoRA (and the classifier's
+    score layer) keep float32 weights; the classifier once crashed there (float != BFloat16 in the score layer)."""
+    import torch
+
+    params, records, result = train_tiny(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
+                                                              "quantization.compute_dtype": "bfloat16"})
+    assert result.record.quantization.compute_dtype == "bfloat16"
+    trainable = {p.dtype for p in result.model.parameters() if p.requires_grad}
+    assert trainable == {torch.float32}, trainable  # master weights: bf16 updates of 5e-3 would round away
+    losses = _losses(tmp_path / "live")
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    texts = [r["text"] for r in records["test"]]
+    in_memory = LabelScorer(result.model, result.tokenizer, head, params.data.labels, params.prompt.template,
+                            params.train.max_length).predict_proba(texts)
+    reloaded = load_scorer(tmp_path / "adapter", tmp_path / "base")
+    assert reloaded.model.dtype == torch.bfloat16 or any(p.dtype == torch.bfloat16 for p in reloaded.model.parameters())
+    again = reloaded.predict_proba(texts)
+    # the reload is all-bf16 around the float32 adapter; in training the norms were float32 (bf16 rounding: 2^-8)
+    np.testing.assert_allclose(again, in_memory, atol=0.05)
+    assert (again.argmax(1) == in_memory.argmax(1)).mean() >= 0.9
+
+
 def test_single_token_fast_path_equals_full_answer_scoring(tmp_path, tiny_llama):
     """The one-pass next-token shortcut must give the same probabilities as scoring whole answers."""
-    params, records, result = train_tiny(tmp_path, tiny_llama, **{"train.max_steps": 2})
+    params, records, result = train_tiny(tmp_path, tiny_llama, **{"train.max_steps": 2, "model.head": "generative"})
     scorer = LabelScorer(result.model, result.tokenizer, "generative", params.data.labels, params.prompt.template, 96)
     assert scorer.single_token
     texts = [r["text"] for r in records["test"]][:12]
@@ -114,7 +139,8 @@ def test_paged_optimizer_on_cpu_is_stated_not_silent(caplog):
 
 @pytest.mark.parametrize("head", ["generative", "classifier"])
 def test_baseline_is_the_untuned_4bit_base_and_reproducible(tmp_path, tiny_llama, head):
-    """The baseline scores the base model itself (no LoRA), in 4-bit, the same on every run of the same seed."""
+    """The baseline scores the base model itself (no LoRA), in 4-bit, the same on every run of the same seed; for
+    either head of a causal LM that is the zero-shot prompt answer."""
     from qlora_sentiment.model.adapter import load_baseline_scorer
 
     params = params_from_dict(tiny_params(tiny_llama, **{"model.head": head}))
@@ -122,10 +148,12 @@ def test_baseline_is_the_untuned_4bit_base_and_reproducible(tmp_path, tiny_llama
     texts = ["a brilliant film", "dull and bad", "not very good but fun"]
     runs = []
     for _ in range(2):
-        setup_torch(1, params.seed)
+        _, params = setup_stage(params, threads=1)
         scorer = load_baseline_scorer(tmp_path / "base", params)
         assert any(type(m).__name__ == "Linear4bit" for m in scorer.model.modules())
         assert not any("lora" in name for name, _ in scorer.model.named_modules())
+        # an untrained classifier head is a coin toss: on a causal LM the baseline is the zero-shot prompt answer
+        assert scorer.head == "generative" and type(scorer.model).__name__ == "LlamaForCausalLM"
         runs.append(scorer.predict_proba(texts))
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_allclose(runs[0].sum(axis=1), 1.0, atol=1e-9)

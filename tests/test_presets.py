@@ -100,7 +100,7 @@ def test_three_class_experiment_switches_data_and_prompt():
 def test_encoder_recipe_trains_the_offline_minilm_in_4bit(tmp_path, monkeypatch):
     """The encoder preset for real: offline MiniLM, NF4 layers, LoRA r=8, classification head, a few steps."""
     from qlora_sentiment.model.base import load_ref, materialize
-    from qlora_sentiment.core.runtime import setup_torch
+    from qlora_sentiment.core.runtime import setup_stage
     from qlora_sentiment.evaluation.analysis import predict_split
     from qlora_sentiment.model.adapter import load_scorer
     from qlora_sentiment.training.outputs import save_adapter
@@ -109,7 +109,7 @@ def test_encoder_recipe_trains_the_offline_minilm_in_4bit(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # DVCLive looks at the git repo of the working directory
     params = composed("experiment=encoder_minilm", "train.max_steps=6", "train.logging_steps=1",
                       "data.max_train=96", "data.max_validation=32", "data.max_test=32", "runtime.torch_threads=1")
-    setup_torch(1, params.seed)
+    _, params = setup_stage(params, threads=1)
     info = materialize(params.model, tmp_path / "base")
     assert info["upstream"] == "sentence-transformers/all-MiniLM-L6-v2" and len(info["folder_fingerprint"]) == 64
     records, _ = prepare(params.data, params.seed)

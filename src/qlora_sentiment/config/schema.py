@@ -81,7 +81,9 @@ class QuantizationConfig(Section):
     load_in_4bit: bool  # real bitsandbytes 4-bit layers (CPU and CUDA); false = full-precision LoRA
     quant_type: Literal["nf4", "fp4"]
     double_quant: bool
-    compute_dtype: Literal["float32", "bfloat16", "float16"]
+    # auto: bfloat16 where the hardware has it (CPU with AVX512-BF16/AMX, Ampere+ GPU), else float32 (CPU) or
+    # float16 (older GPU); the stages resolve it and record what ran
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class LoraConfig(Section):

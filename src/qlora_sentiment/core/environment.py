@@ -12,8 +12,11 @@ import platform
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "accelerate", "dvc", "dvclive")
 
 
-def describe_environment() -> dict:
+def describe_environment(compute_dtype: str | None = None) -> dict:
+    """compute_dtype: quantization.compute_dtype as it ran (`auto` resolved), with the CPU's bf16 flags behind it."""
     import torch
+
+    from qlora_sentiment.core.device import cpu_bf16_flags
 
     versions = {}
     for name in PACKAGES:
@@ -28,4 +31,8 @@ def describe_environment() -> dict:
         "packages": versions,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "torch_threads": torch.get_num_threads(),
+        # what decides `auto` and the speed of bf16 on a CPU: machines of one kind differ here
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_flags": cpu_bf16_flags(),
+        **({"compute_dtype": compute_dtype} if compute_dtype is not None else {}),
     }

@@ -28,7 +28,7 @@ def configure_environment() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
-def setup_torch(threads: int | None, seed: int, device: str = "auto", compute_dtype: str | None = None) -> str:
+def setup_torch(threads: int | None, seed: int, device: str = "auto") -> str:
     """Threads, seeds and the device (runtime.device resolved: 'cuda' or 'cpu', or a one-line error)."""
     if device == "cpu":
         # Before torch touches CUDA: every library below then sees no GPU, so nothing lands on one by default.
@@ -36,17 +36,31 @@ def setup_torch(threads: int | None, seed: int, device: str = "auto", compute_dt
     import torch
     from transformers import set_seed
 
-    from qlora_sentiment.core.device import check_compute_dtype, resolve_device
+    from qlora_sentiment.core.device import resolve_device
 
     resolved = resolve_device(device)
-    if compute_dtype is not None:
-        check_compute_dtype(resolved, compute_dtype)
     if threads is not None:
         torch.set_num_threads(threads)
     # deterministic=True makes CUDA kernels reproducible too (CPU runs are byte-identical with or without it);
     # cuBLAS needs CUBLAS_WORKSPACE_CONFIG for that, set in configure_environment()
     set_seed(seed, deterministic=True)
     return resolved
+
+
+def setup_stage(params, threads: int | None = None):
+    """(device, params as they run): setup_torch, then quantization.compute_dtype `auto` resolved for this
+    machine, so everything downstream (loading, the Trainer, the record) sees the dtype that really ran."""
+    from qlora_sentiment.core.device import check_compute_dtype, resolve_compute_dtype
+
+    device = setup_torch(params.runtime.torch_threads if threads is None else threads, params.seed,
+                         params.runtime.device)
+    dtype = resolve_compute_dtype(params.quantization.compute_dtype, device)
+    check_compute_dtype(device, dtype)
+    if dtype != params.quantization.compute_dtype:
+        log.info("quantization.compute_dtype: %s resolved to %s on this %s", params.quantization.compute_dtype,
+                 dtype, device)
+    quantization = params.quantization.model_copy(update={"compute_dtype": dtype})
+    return device, params.model_copy(update={"quantization": quantization})
 
 
 def is_main_process() -> bool:

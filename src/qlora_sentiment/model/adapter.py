@@ -41,11 +41,23 @@ def load_scorer(adapter_dir: str | Path, base_dir: str | Path | None = None) -> 
                        record.chat_template)
 
 
+def baseline_head(ref: BaseRef, head: str) -> str:
+    """The head the baseline scores with. A classifier head is untrained before training (a coin toss), so on a
+    causal LM the baseline is the base's own zero-shot answer: the label words' next-token scores after the prompt.
+    An encoder (BERT) has no such answer: its baseline is the seeded, untrained head."""
+    from transformers import AutoConfig
+
+    if head != "classifier":
+        return head
+    architectures = AutoConfig.from_pretrained(ref.path, **ref.kwargs).architectures or []
+    return "generative" if any(a.endswith("ForCausalLM") for a in architectures) else head
+
+
 def load_baseline_scorer(base_dir: str | Path, params: Params) -> LabelScorer:
-    """The untuned base, quantized and prompted as training will be: zero-shot label scoring for the generative
-    head, the freshly initialised (seeded) head for the classifier."""
+    """The untuned base, quantized as training will be, prompted as the generative head is (see baseline_head)."""
     ref = load_ref(base_dir)
+    head = baseline_head(ref, params.model.head)
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, params.model.head, list(params.data.labels), params.quantization, tokenizer.pad_token_id)
-    return LabelScorer(model, tokenizer, params.model.head, list(params.data.labels), params.prompt.template,
+    model = load_model(ref, head, list(params.data.labels), params.quantization, tokenizer.pad_token_id)
+    return LabelScorer(model, tokenizer, head, list(params.data.labels), params.prompt.template,
                        params.train.max_length, params.prompt.chat_template)

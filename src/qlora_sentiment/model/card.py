@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from qlora_sentiment.model.record import ModelRecord
 
-LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0", "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0"}
+LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0", "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0",
+            "google/gemma-3-270m": "gemma"}  # the Hub's licence id for the Gemma terms of use
 CUES = {"negation": "negations", "contrast": "contrast words (but, however)", "intensifier": "intensifiers",
         "question": "questions", "exclamation": "exclamations"}
 

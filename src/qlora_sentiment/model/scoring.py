@@ -54,7 +54,7 @@ class LabelScorer:
         encoded = self._encode(list(texts))
         out = np.zeros((len(encoded), len(self.labels)), dtype=np.float64)
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for index in _batches([len(e) for e in encoded], batch_size):
                 rows = [encoded[i] for i in index]
                 if self.head == "classifier":
@@ -66,6 +66,19 @@ class LabelScorer:
                 # float64 so each row sums to 1 within what scikit-learn checks
                 out[index] = torch.softmax(scores.double(), dim=-1).cpu().numpy()
         return out
+
+    def _autocast(self):
+        """Mixed precision as in training: a model holding both float32 and bf16/fp16 weights (4-bit base in a
+        half compute dtype, float32 LoRA or classifier head) runs under autocast, else a matmul meets two dtypes."""
+        import contextlib
+
+        import torch
+
+        dtypes = {p.dtype for p in self.model.parameters() if p.is_floating_point()}
+        half = dtypes & {torch.bfloat16, torch.float16}
+        if torch.float32 not in dtypes or not half:
+            return contextlib.nullcontext()
+        return torch.autocast(self._device().type, dtype=half.pop())
 
     def _device(self):
         return next(self.model.parameters()).device

@@ -16,7 +16,7 @@ from qlora_sentiment.model.loading import load_model, load_tokenizer
 from qlora_sentiment.model.record import ModelRecord, OptimizerUse
 from qlora_sentiment.training.checkpoints import fingerprint, resume_point
 from qlora_sentiment.training.trainer import (add_lora, build_trainer, effective_optimizer, lora_layers,
-                                              set_adapter_dtype, trainer_args)
+                                              keep_trainable_fp32, trainer_args)
 
 
 @dataclass
@@ -86,7 +86,7 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     eval_rows = sorted(val_rows, key=lambda r: len(r["text"]))
     trainer = build_trainer(model, tokenizer, params, train_rows, eval_rows,
                             trainer_args(params, checkpoint_dir, optimizer))
-    set_adapter_dtype(trainer.model, params.quantization.compute_dtype)
+    keep_trainable_fp32(trainer.model)
     run_id = fingerprint(training_params(params), ref.info, train_rows, val_rows)
     with state.main_process_first():  # rank 0 tidies the checkpoint folder, the others then read the same answer
         start = resume_point(checkpoint_dir, run_id, tidy=main)

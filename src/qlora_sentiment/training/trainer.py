@@ -62,18 +62,18 @@ def add_lora(model, params: Params):
     return get_peft_model(model, config)
 
 
-def set_adapter_dtype(model, compute_dtype: str) -> None:
-    """Keep LoRA weights in float32 unless bfloat16 compute was asked for.
+def keep_trainable_fp32(model) -> None:
+    """Trainable weights (LoRA, a classifier's score layer) stay float32 whatever the compute dtype: they are mixed
+    precision's master weights, and bf16/fp16 autocast runs their matmuls in the half dtype anyway.
 
-    TRL's SFTTrainer casts QLoRA adapter weights to bfloat16 whatever the compute dtype: on CPUs without bf16
-    instructions that is several times slower, and fp16 mixed precision cannot unscale bf16/fp16 gradients.
+    TRL's SFTTrainer casts QLoRA adapter weights to bfloat16: bf16 weights round away small updates, on CPUs
+    without bf16 instructions they are several times slower, and fp16 mixed precision cannot unscale them.
     """
     import torch
 
-    dtype = torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
     for param in model.parameters():
         if param.requires_grad:
-            param.data = param.data.to(dtype)
+            param.data = param.data.to(torch.float32)
 
 
 def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
@@ -99,7 +99,9 @@ def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
         gradient_checkpointing=t.gradient_checkpointing, train_sampling_strategy=t.sampling,
         # FSDP-QLoRA recomputes through reentrant checkpoints (PEFT's recipe); otherwise the non-reentrant kind
         gradient_checkpointing_kwargs={"use_reentrant": params.runtime.strategy == "fsdp"},
-        bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16", use_cpu=not cuda,
+        # bf16 mixed precision on CPUs too (torch.autocast("cpu")): the 4-bit layers then compute in bf16, and any
+        # full-precision layer (the classifier's score) takes bf16 inputs. fp16 needs a GPU (a grad scaler).
+        bf16=dtype == "bfloat16", fp16=cuda and dtype == "float16", use_cpu=not cuda,
         dataloader_pin_memory=cuda,
     )
 
@@ -158,6 +160,10 @@ def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args):
         enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=params.train.max_length)
         return Dataset.from_dict({**enc, "labels": [index[r["label"]] for r in rows]})
 
+    # The Trainer multiplies a loss-kwargs model's loss by the process count, expecting it to be summed over the
+    # global token count; a sequence-classification loss is a per-example mean, so with N processes the loss (and
+    # its gradient, before clipping) came out N times too large (measured: 2 processes logged 2x the loss).
+    args = dict(args, average_tokens_across_devices=False)
     return resumable(Trainer)(model=model, args=TrainingArguments(**args), train_dataset=to_dataset(train_rows),
                    eval_dataset=to_dataset(val_rows), data_collator=DataCollatorWithPadding(tokenizer),
                    processing_class=tokenizer)
