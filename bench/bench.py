@@ -18,6 +18,8 @@ length, so both sides see the same text). tokens/s counts real (non-padding) tok
     python bench/bench.py --train-examples 64 --eval-examples 128
     # recipes side by side (own process each, same batches), ratios to the first: bf16 vs fp32 here
     python bench/bench.py --speed fp32:quantization.compute_dtype=float32 bf16:quantization.compute_dtype=bfloat16
+    # UPPER_CASE=value items are the variant's environment: here the code's previous NaN fill (model/loading.py)
+    python bench/bench.py --speed before:QLORA_FILL_UNINITIALIZED=1 after:
 
     # GPU, no download: Mistral-7B's exact architecture with random weights, the GPU recipe's params, ~512 tokens
     python tools/random_model.py --arch mistral-7b --out /tmp/mistral-7b
@@ -33,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -218,25 +221,35 @@ def train_variant(overrides: list[str], args) -> dict:
             "cpu_bf16_flags": cpu_bf16_flags()}
 
 
+def variant_env(overrides: str) -> tuple[dict, str]:
+    """A --speed variant's items in UPPER_CASE=value form are environment variables of its process (e.g.
+    QLORA_FILL_UNINITIALIZED=1, the code's previous behaviour: model/loading.py); the rest are Hydra overrides."""
+    items = [o for o in overrides.split(",") if o]
+    env = dict(o.split("=", 1) for o in items if re.match(r"[A-Z][A-Z0-9_]*=", o))
+    return env, ",".join(o for o in items if not re.match(r"[A-Z][A-Z0-9_]*=", o))
+
+
 def speed(args) -> int:
     """Variants side by side in one run, each in its own process, on the same batches; ratios to the first."""
     results = {}
     for spec in args.speed:
         name, _, overrides = spec.partition(":")
+        env, overrides = variant_env(overrides)
         cmd = [sys.executable, __file__, "--variant", overrides, "--train-examples", str(args.train_examples),
                "--data", args.data]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
-        results[name] = {"overrides": overrides, **json.loads(line[len("RESULT "):])}
+        results[name] = {"overrides": overrides, "env": env, **json.loads(line[len("RESULT "):])}
     first = next(iter(results.values()))
     print(f"{'variant':12} {'dtype':9} {'examples/s':>10} {'ratio':>6} {'val acc':>8} {'peak MB':>8}  overrides")
     for name, r in results.items():
         r["ratio"] = r["examples_per_s"] / first["examples_per_s"]
         print(f"{name:12} {r['compute_dtype']:9} {r['examples_per_s']:10.2f} {r['ratio']:5.2f}x "
-              f"{r['validation_accuracy']:8.3f} {r['peak_memory_mb']:8.0f}  {r['overrides'] or '(params.yaml)'}")
+              f"{r['validation_accuracy']:8.3f} {r['peak_memory_mb']:8.0f}  "
+              f"{' '.join([*(f'{k}={v}' for k, v in r['env'].items()), r['overrides']]).strip() or '(params.yaml)'}")
     print(f"cpu: {first['cpu_capability']}, bf16 flags: {first['cpu_bf16_flags'] or 'none'}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": vars(args), "results": results}, indent=2) + "\n")

@@ -4,6 +4,7 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from qlora_sentiment.core.runtime import configure_environment, stage_entry
@@ -17,7 +18,7 @@ from qlora_sentiment.core.environment import describe_environment  # noqa: E402
 from qlora_sentiment.core.io import atomic_dir, read_jsonl, write_json  # noqa: E402
 from qlora_sentiment.core.runtime import is_main_process, log, relaunch_distributed, setup_stage  # noqa: E402
 from qlora_sentiment.model.base import load_ref  # noqa: E402
-from qlora_sentiment.training.outputs import save_adapter, write_curves  # noqa: E402
+from qlora_sentiment.training.outputs import TIMING_FILE, save_adapter, write_curves, write_timing  # noqa: E402
 from qlora_sentiment.training.run import train  # noqa: E402
 
 
@@ -41,6 +42,8 @@ def main(argv):
             raise ConfigError("runtime.strategy: fsdp shards the model across GPUs, and no usable GPU is here; "
                               "use runtime.strategy: ddp on the CPU")
         sys.exit(relaunch_distributed(processes, __file__, argv, params.runtime.strategy))
+    auto_dtype = params.quantization.compute_dtype == "auto"
+    started = time.perf_counter()
     device, params = setup_stage(params, threads=max(1, params.runtime.torch_threads // processes))
     check_c_compiler(device)
     data = Path(args.data)
@@ -53,8 +56,11 @@ def main(argv):
         save_adapter(result.model, result.tokenizer, tmp, record)
     write_curves(Path(args.live), result.log_history, record)
     # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
-    write_json(args.environment, describe_environment(params.quantization.compute_dtype))
+    write_json(args.environment, describe_environment(params.quantization.compute_dtype, auto_dtype))
     shutil.rmtree(args.checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
+    # untracked (see TIMING_FILE): timings differ between identical runs
+    write_timing(Path(args.live) / TIMING_FILE, Path(args.out), result.log_history, result.seconds,
+                 time.perf_counter() - started)
     loss = "none logged" if record.train_loss is None else f"{record.train_loss:.4f}"
     log.info("trained %d steps on %d process(es), train loss %s, validation loss %s, validation accuracy %.4f",
              record.global_step, record.processes, loss, record.eval_loss, record.validation["accuracy"])

@@ -1,5 +1,5 @@
 """The bad-input catalogue, triggered for real: every entry of qlora_sentiment.troubleshooting gives one `error:`
-line containing its message, a non-zero exit and no traceback; the README section is generated from it."""
+line containing its message, a non-zero exit and no traceback; docs/troubleshooting.md's table is generated from it."""
 
 import copy
 import os
@@ -182,6 +182,31 @@ def trigger(problem_id, tmp, tiny_llama):
         result = run([py, str(script)], tmp, {"HF_HUB_OFFLINE": "0"})
         assert not (tmp / "base").exists(), "half-written outputs"
         return result
+    if problem_id == "cpu-isa-missing":
+        # The real base_model stage on a CPU without AVX2 (its /proc/cpuinfo replaced): stops before torch loads.
+        fake = tmp / "cpuinfo"
+        fake.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx\n")
+        params = write_params(tmp, patched(("runtime.cpu_isa", "avx2")))
+        script = tmp / "entry.py"
+        script.write_text(
+            "import runpy, sys\n"
+            "import qlora_sentiment.core.device as device\n"
+            f"device.CPUINFO = {str(fake)!r}\n"
+            f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
+            f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
+        result = run([py, str(script)], tmp)
+        assert not (tmp / "base").exists(), "half-written outputs"
+        return result
+    if problem_id == "lock-mismatch":
+        # `make install` with a lock resolved for another Python: stopped before a venv is made.
+        lock = tmp / "cpu.lock"
+        other = "3.10" if sys.version_info[:2] != (3, 10) else "3.11"
+        text = (ROOT / "requirements/cpu.lock").read_text().replace("for Python 3.11", f"for Python {other}")
+        lock.write_text(text)
+        result = run(["make", "-s", "-C", str(ROOT), "install", f"LOCK={lock}", f"VENV={tmp / 'venv'}",
+                      f"PYTHON={sys.executable}"], tmp)
+        assert not (tmp / "venv").exists(), "half-made venv"
+        return result
     if problem_id == "gguf-parts-damaged":
         # The real base_model stage on the real packaged parts, one byte of the joined file changed on the way.
         params = write_params(tmp, patched(("model.name", "gemma3-270m")))
@@ -235,6 +260,7 @@ def trigger(problem_id, tmp, tiny_llama):
         "serve-bad-port": [cli, "serve", "--model", "no-model", "--port", "70000"],
         "serve-max-batch": [cli, "serve", "--model", "no-model", "--max-batch", "0"],
         "compare-input-missing": [cli, "compare", "--input", "missing.json"],
+        "summary-before-run": [cli, "summary"],  # an empty folder: nothing the pipeline writes
     }
     if problem_id in commands:
         return run(commands[problem_id], tmp)
@@ -264,10 +290,10 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 
-def test_catalogue_is_big_enough_and_the_readme_matches_it():
+def test_catalogue_is_big_enough_and_the_docs_page_matches_it():
     assert len(CATALOGUE) >= 20 and len({p.id for p in CATALOGUE}) == len(CATALOGUE)
     sys.path.insert(0, str(ROOT / "tools"))
     from troubleshooting import with_section
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert with_section(readme) == readme, "README is stale: run python tools/troubleshooting.py"
+    page = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    assert with_section(page) == page, "docs/troubleshooting.md is stale: run python tools/troubleshooting.py"

@@ -80,13 +80,31 @@ def test_setup_stage_resolves_auto_for_everything_downstream(monkeypatch):
 
     from helpers import ROOT
 
-    params = params_from_dict(compose(ROOT / "conf", ["runtime.torch_threads=1"]))
-    assert params.quantization.compute_dtype == "auto"  # the default
+    params = params_from_dict(compose(ROOT / "conf", ["runtime.torch_threads=1", "quantization.compute_dtype=auto"]))
     for flags, expected in ((["avx512_bf16"], "bfloat16"), ([], "float32")):
         monkeypatch.setattr(device, "cpu_bf16_flags", lambda flags=flags: flags)
         dev, resolved = runtime.setup_stage(params)
         assert (dev, resolved.quantization.compute_dtype) == ("cpu", expected)
         assert resolved.lora == params.lora and params.quantization.compute_dtype == "auto"
+
+
+@pytest.mark.parametrize("cpu", ["avx2 only", "avx512", "avx512 + bf16"])
+def test_the_default_resolves_the_same_on_every_cpu_of_our_kind(monkeypatch, tmp_path, cpu):
+    """The committed params must not depend on which machine of the kind runs them (dvc.lock would differ)."""
+    from qlora_sentiment.config import load_params
+    from qlora_sentiment.core import runtime
+
+    from helpers import ROOT
+
+    flags = {"avx2 only": "avx avx2 fma", "avx512": "avx avx2 fma avx512f avx512bw",
+             "avx512 + bf16": "avx avx2 fma avx512f avx512bw avx512_bf16 amx_bf16"}[cpu]
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\n")
+    monkeypatch.setattr(device, "CPUINFO", str(info))
+    params = load_params(ROOT / "params.yaml")
+    _, resolved = runtime.setup_stage(params, threads=1)
+    assert resolved == params  # nothing resolved differently here: float32 and AVX2 are pinned in params.yaml
+    assert (resolved.quantization.compute_dtype, resolved.runtime.cpu_isa) == ("float32", "avx2")
 
 
 def test_missing_c_compiler_is_said_before_training(monkeypatch):

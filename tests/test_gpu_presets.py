@@ -31,6 +31,8 @@ SWAPS = ["runtime.device=cpu", "runtime.torch_threads=1", "data=rotten_tomatoes"
 def test_every_gpu_preset_has_a_cpu_test():
     gpu = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml") if "device: cuda" in p.read_text())
     assert gpu == sorted(PRESETS)
+    for name in gpu:  # bf16 on Ampere and newer, float16 on a T4 or V100: the GPU decides, not the preset
+        assert "compute_dtype: auto" in (ROOT / f"conf/experiment/{name}.yaml").read_text(), name
 
 
 @pytest.mark.slow
@@ -64,7 +66,10 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
         assert f"Running stage '{stage}'" in out.stdout, out.stdout[-3000:]
     record = json.loads((repo / "models/adapter/qlora_sentiment.json").read_text())
     assert record["device"] == "cpu" and record["chat_template"] is chat
-    assert record["quantization"]["compute_dtype"] == "bfloat16"  # the preset's own dtype, on the CPU
+    # the presets' `auto`, resolved for this CPU (bf16 with avx512_bf16/AMX, else float32) and recorded as it ran
+    from qlora_sentiment.core.device import resolve_compute_dtype
+
+    assert record["quantization"]["compute_dtype"] == resolve_compute_dtype("auto", "cpu")
     assert record["optimizer"] == {"requested": "paged_adamw_8bit", "used": "adamw_8bit"}
 
     # Tokens as the family expects: one BOS where its tokenizer adds one (none for Qwen), the pad token, the

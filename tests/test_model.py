@@ -27,13 +27,24 @@ def _losses(live_dir):
 def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, optimizer, used):
     params, records, result = train_tiny(tmp_path, tiny_llama, **{"model.head": head, "train.max_steps": 12,
                                                               "train.optimizer": optimizer,
-                                                              "quantization.compute_dtype": "float32"})
+                                                              "quantization.compute_dtype": "float32",
+                                                              "train.validation_points": 4})
     assert result.record.optimizer.model_dump() == {"requested": optimizer, "used": used}
     assert result.record.device == "cpu" and result.record.global_step == 12
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules()), "no real 4-bit layers"
     losses = _losses(tmp_path / "live")
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    # Only curves that inform (`dvc plots show`): the loss per logged step, and validation loss and accuracy at
+    # train.validation_points (4) evenly spaced steps; no epoch, learning-rate or one-point panels.
+    plots = tmp_path / "live" / "plots" / "metrics"
+    assert sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.tsv")) == \
+        ["eval/accuracy.tsv", "eval/loss.tsv", "train/loss.tsv"]
+    with open(plots / "eval" / "accuracy.tsv") as handle:
+        curve = [(int(row["step"]), float(row["accuracy"])) for row in csv.DictReader(handle, delimiter="\t")]
+    assert [step for step, _ in curve] == [3, 6, 9, 12]
+    # the tiny validation split (16) is smaller than train.validation_subset: its last point is the final score
+    assert curve[-1][1] == pytest.approx(result.record.validation["accuracy"])
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "checkpoints").exists(), "scratch checkpoints left behind"
 
@@ -63,6 +74,7 @@ def test_train_4bit_loss_falls_and_adapter_reloads(tmp_path, tiny_llama, head, o
     assert result.record.validation["macro_f1"] == pytest.approx(val["macro"]["f1"])
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert summary["validation"] == result.record.validation
+    assert set(summary["train"]) == {"loss", "train_loss"} and set(summary["eval"]) == {"loss", "accuracy"}
 
 
 @pytest.mark.parametrize("head", ["generative", "classifier"])
@@ -157,3 +169,11 @@ def test_baseline_is_the_untuned_4bit_base_and_reproducible(tmp_path, tiny_llama
         runs.append(scorer.predict_proba(texts))
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_allclose(runs[0].sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_validation_curve_steps_are_evenly_spaced_and_end_at_the_last_step():
+    from qlora_sentiment.training.run import curve_steps
+
+    assert curve_steps(5, 375) == [75, 150, 225, 300, 375]
+    assert curve_steps(5, 3) == [1, 2, 3]  # fewer steps than points: each step once
+    assert curve_steps(0, 375) == [] and curve_steps(5, 0) == []

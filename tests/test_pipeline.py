@@ -30,6 +30,7 @@ DECLARED_VEGA_PLOTS = [
     "plots_confusion_json", "confusion_normalized", "plots_roc_positive_json", "plots_precision_recall_positive_json",
     "reliability",
     "metrics_train_plots_metrics_train_loss_tsv", "metrics_train_plots_metrics_eval_loss_tsv",
+    "metrics_train_plots_metrics_eval_accuracy_tsv",
 ]
 DECLARED_IMAGES = ["plots_confusion_matrix.png", "plots_roc.png", "plots_precision_recall.png", "plots_calibration.png",
                    "plots_data_train.png", "plots_data_validation.png", "plots_data_test.png"]
@@ -50,6 +51,18 @@ def test_repro_noop_experiment_and_metrics_diff(project):
     rows = json.loads((repo / "plots/confusion.json").read_text())
     assert len(rows) == 32 and set(rows[0]) == {"actual", "predicted"}
     assert (repo / "plots/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Training curves: only those that inform (loss per logged step; validation loss and accuracy at several steps).
+    curves = repo / "metrics/train/plots/metrics"
+    assert sorted(p.relative_to(curves).as_posix() for p in curves.rglob("*.tsv")) == \
+        ["eval/accuracy.tsv", "eval/loss.tsv", "train/loss.tsv"]
+    assert len((curves / "eval/accuracy.tsv").read_text().splitlines()) - 1 >= 4
+    # Training time: beside the curves, ignored by git and declared by no stage (it changes every run)...
+    timing = json.loads((repo / "metrics/train/timing.json").read_text())
+    assert timing["training_seconds"] > 0 and timing["reviews_per_second"] > 0
+    assert "timing.json" not in run(["git", "status", "--porcelain", "--ignored=no"], repo, env).stdout
+    # ...and the summary `make run` ends with says it.
+    summary = run(["qlora-sentiment", "summary"], repo, env).stdout
+    assert "reviews/s" in summary and len(summary.splitlines()) <= 12, summary
 
     # Nothing changed: no stage runs.
     again = run(["dvc", "repro"], repo, env)
@@ -173,7 +186,7 @@ def test_local_data_file_is_a_dependency_of_prepare(tmp_path, tiny_llama, python
 def test_bad_params_before_dvc_and_the_one_line_recovery(project):
     """`qlora-sentiment check` (make run's first step) stops bad params before DVC removes any output. Run
     straight through `dvc repro`, DVC deletes a stage's outputs before the stage fails: the git-tracked ones
-    come back with `git checkout`, the cached ones with `dvc checkout` (README, Troubleshooting)."""
+    come back with `git checkout`, the cached ones with `dvc checkout` (docs/troubleshooting.md)."""
     repo, env = project
     run(["dvc", "repro", "prepare"], repo, env)
     run(["git", "add", "-A"], repo, env)

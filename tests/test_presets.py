@@ -89,7 +89,7 @@ def test_three_class_experiment_switches_data_and_prompt():
     params = composed("experiment=tweets_3class")
     assert params.data.name == "tweets" and params.data.labels == ["negative", "neutral", "positive"]
     assert "tweet" in params.prompt.template
-    # the recipe its README figures were measured with; the rest of train follows the default
+    # the recipe its figures in docs/data.md were measured with; the rest of train follows the default
     assert (params.lora.dropout, params.train.learning_rate) == (0.05, 2e-4)
     assert params.train.model_copy(update={"learning_rate": composed().train.learning_rate}) == composed().train
     # any key still overrides on top of a preset, as with dvc exp run -S

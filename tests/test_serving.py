@@ -104,6 +104,35 @@ def test_predict_cli_bad_files_fail_with_one_line(trained, tmp_path, content, na
     assert "Traceback" not in out.stderr and out.stdout == ""
 
 
+def test_predict_cli_prints_no_library_noise(trained):
+    """transformers' LOAD REPORT calls the classifier head "MISSING ... newly initialized" before the adapter
+    supplies the trained one, and deprecated argument names print FutureWarnings: neither reaches the user."""
+    out = cli("predict", "--model", str(trained / "adapter"), "--base", str(trained / "base"), "--threads", "1",
+              "a fine film")
+    assert out.returncode == 0, out.stderr
+    for noise in ("LOAD REPORT", "MISSING", "newly initialized", "FutureWarning"):
+        assert noise not in out.stderr, out.stderr
+
+
+def test_load_report_is_kept_when_more_than_the_head_is_missing():
+    import logging
+
+    from qlora_sentiment.model.loading import _HeadOnlyReport
+
+    def report(*rows):
+        table = "Key          | Status  | \n-------------+---------+-\n" + "".join(f"{k} | {s} | \n" for k, s in rows)
+        message = f"\x1b[1mLlamaForSequenceClassification LOAD REPORT\x1b[0m from: base\n{table}Notes:\n- MISSING: ..."
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, __file__, 1, message, None, None)
+
+    quiet = _HeadOnlyReport()
+    assert not quiet.filter(report(("score.weight", "MISSING")))
+    assert not quiet.filter(report(("classifier.{weight, bias}", "MISSING")))
+    assert quiet.filter(report(("score.weight", "MISSING"), ("model.norm.weight", "MISSING")))
+    assert quiet.filter(report(("score.weight", "UNEXPECTED")))
+    assert quiet.filter(logging.LogRecord("transformers.modeling_utils", logging.WARNING, __file__, 1, "other", None,
+                                          None))
+
+
 def test_predict_cli_exit_code_and_message(trained, tmp_path):
     out = cli("predict", "--model", str(tmp_path), "some text")
     assert out.returncode == 2

@@ -1,6 +1,6 @@
 """GPU memory a preset needs, ESTIMATED from the models' published configs (no GPU was available to measure).
 
-    python tools/gpu_memory.py            # the table in README "Running on a GPU"
+    python tools/gpu_memory.py            # the table in docs/gpu.md
 
 Weights: linear layers in NF4 with double quantization (4.127 bits a parameter), embeddings and LM head in bf16.
 Training state: LoRA r=16 on every linear layer, fp32 weights and gradients, 8-bit AdamW (2 bytes a parameter).

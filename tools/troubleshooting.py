@@ -1,13 +1,13 @@
-"""Write the README's Troubleshooting section from src/qlora_sentiment/troubleshooting.py.
+"""Write docs/troubleshooting.md's table from src/qlora_sentiment/troubleshooting.py.
 
-    python tools/troubleshooting.py          # rewrite README.md between the markers
+    python tools/troubleshooting.py          # rewrite docs/troubleshooting.md between the markers
 """
 
 from pathlib import Path
 
 from qlora_sentiment.troubleshooting import render_markdown
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
 START, END = "<!-- troubleshooting:start -->", "<!-- troubleshooting:end -->"
 
 
@@ -18,5 +18,5 @@ def with_section(text: str) -> str:
 
 
 if __name__ == "__main__":
-    README.write_text(with_section(README.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"updated {README}")
+    PAGE.write_text(with_section(PAGE.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated {PAGE}")

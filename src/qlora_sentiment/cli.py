@@ -1,5 +1,6 @@
-"""`qlora-sentiment`: check params, show the environment, label texts (predict), serve a web API, pick the best
-experiment (compare), write a pull-request report (pr-report) and upload a model to the Hub (push)."""
+"""`qlora-sentiment`: check params, show the environment, label texts (predict), serve a web API, summarise the
+last run (summary), pick the best experiment (compare), write a pull-request report (pr-report) and upload a model
+to the Hub (push)."""
 
 from __future__ import annotations
 
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to receive a request's body; then 408")
     serve.set_defaults(func=_serve)
 
+    summary = sub.add_parser("summary", help="what the last dvc repro produced, in a dozen lines (make run's end)")
+    summary.set_defaults(func=_summary)
+
     compare = sub.add_parser("compare", help="pick the best DVC experiment by a validation metric; table + plot")
     compare.add_argument("--metric", default=None, help="file:dotted.key (default: validation macro F1 from train)")
     compare.add_argument("--out", default="reports/compare", help="folder for compare.md, compare.png, best.json")
@@ -190,6 +194,12 @@ def _pr_report(args):
     from qlora_sentiment.experiments.pr_report import write_report
 
     print(f"wrote {write_report(args.base, args.head, Path(args.out))}")
+
+
+def _summary(args):
+    from qlora_sentiment.experiments.summary import summary_lines
+
+    print("\n".join(summary_lines()))
 
 
 def _compare(args):

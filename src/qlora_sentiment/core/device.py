@@ -16,7 +16,7 @@ def cuda_problem() -> str | None:
 
     if torch.version.cuda is None:
         return (f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build "
-                "(`make run CONSTRAINTS=`, or pip install torch from https://download.pytorch.org/whl/<cuda>)")
+                "(`make run LOCK=requirements/cuda.lock`, or pip install torch from https://download.pytorch.org/whl/<cuda>)")
     try:
         torch.cuda.init()  # raises with the driver's own words: none found, or too old for this torch's CUDA
     except Exception as exc:

@@ -28,8 +28,12 @@ def configure_environment() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
-def setup_torch(threads: int | None, seed: int, device: str = "auto") -> str:
-    """Threads, seeds and the device (runtime.device resolved: 'cuda' or 'cpu', or a one-line error)."""
+def setup_torch(threads: int | None, seed: int, device: str = "auto", cpu_isa: str = "native") -> str:
+    """Threads, seeds, the CPU instruction set (runtime.cpu_isa, pinned before torch loads) and the device
+    (runtime.device resolved: 'cuda' or 'cpu', or a one-line error)."""
+    from qlora_sentiment.core.cpu_isa import pin_cpu_isa
+
+    pin_cpu_isa(cpu_isa)
     if device == "cpu":
         # Before torch touches CUDA: every library below then sees no GPU, so nothing lands on one by default.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -53,7 +57,7 @@ def setup_stage(params, threads: int | None = None):
     from qlora_sentiment.core.device import check_compute_dtype, resolve_compute_dtype
 
     device = setup_torch(params.runtime.torch_threads if threads is None else threads, params.seed,
-                         params.runtime.device)
+                         params.runtime.device, params.runtime.cpu_isa)
     dtype = resolve_compute_dtype(params.quantization.compute_dtype, device)
     check_compute_dtype(device, dtype)
     if dtype != params.quantization.compute_dtype:

@@ -69,8 +69,8 @@ def exp_show(repo: Path = Path(".")) -> list[dict]:
     try:
         result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
     except FileNotFoundError:
-        raise QloraError("dvc is not on PATH: install it (pip install 'dvc[hydra]') or activate the environment "
-                         "that has it, or pass --input with saved `dvc exp show --json` output") from None
+        raise QloraError("dvc is not on PATH: install it (make install, or pip install dvc hydra-core) or activate "
+                         "the environment that has it, or pass --input with saved `dvc exp show --json` output") from None
     if result.returncode != 0:
         raise QloraError(f"dvc exp show --json failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout)

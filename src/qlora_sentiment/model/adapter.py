@@ -8,7 +8,7 @@ from pathlib import Path
 from qlora_sentiment.config import Params
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.model.base import BaseRef, load_ref, ref_from_info
-from qlora_sentiment.model.loading import load_model, load_tokenizer
+from qlora_sentiment.model.loading import head_from_adapter, load_model, load_tokenizer, peft_quietly
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
 
@@ -35,8 +35,9 @@ def load_scorer(adapter_dir: str | Path, base_dir: str | Path | None = None) -> 
         raise ModelError(f"{adapter_dir}: no adapter_config.json; not a LoRA adapter folder")
     ref = adapter_base(adapter_dir, record, base_dir)
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, record.head, record.labels, record.quantization, tokenizer.pad_token_id)
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    with head_from_adapter(record.head), peft_quietly():  # the adapter supplies the trained head
+        model = load_model(ref, record.head, record.labels, record.quantization, tokenizer.pad_token_id)
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
     return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length,
                        record.chat_template)
 

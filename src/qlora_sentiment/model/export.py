@@ -10,7 +10,7 @@ from pathlib import Path
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.core.io import write_json
 from qlora_sentiment.model.card import model_card
-from qlora_sentiment.model.loading import load_model, load_tokenizer, torch_dtype
+from qlora_sentiment.model.loading import head_from_adapter, load_model, load_tokenizer, peft_quietly, torch_dtype
 from qlora_sentiment.model.tokenizer import save_tokenizer
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.model.classifier import soft_capped, to_classifier
@@ -27,10 +27,11 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
 
     q = record.quantization
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, record.head, record.labels, q, tokenizer.pad_token_id)
-    if q.load_in_4bit:
-        model = model.dequantize(dtype=torch_dtype(q.compute_dtype))
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with head_from_adapter(record.head), peft_quietly():  # the adapter supplies the trained head
+        model = load_model(ref, record.head, record.labels, q, tokenizer.pad_token_id)
+        if q.load_in_4bit:
+            model = model.dequantize(dtype=torch_dtype(q.compute_dtype))
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     if any(type(m).__name__ in ("Linear4bit", "Params4bit") for m in merged.modules()):
         raise RuntimeError("4-bit layers survived de-quantization; the export would not load without bitsandbytes")
     return merged, tokenizer

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.config import QuantizationConfig
@@ -63,6 +65,20 @@ def load_tokenizer(ref: BaseRef):
     return tokenizer
 
 
+def keep_uninitialized_memory() -> None:
+    """Stop torch filling every new tensor with NaN: what set_seed(deterministic=True) turns on with
+    torch.use_deterministic_algorithms, a debugging aid against reads of uninitialized memory, not part of
+    determinism (kernels overwrite what they allocate; the trained weights are byte-identical either way).
+    bitsandbytes allocates each de-quantized 4-bit weight with torch.empty: torch.profiler books the NaN fill as
+    21 % of a CPU training step (Gemma-3-270m, float32, AVX2), but most of that is the first touch of fresh pages,
+    which the de-quantization kernel then pays instead: 1.02-1.03x reviews/s measured (BENCHMARKS.md).
+    QLORA_FILL_UNINITIALIZED=1 keeps the fill (to hunt such a read, or to compare: bench/bench.py --speed)."""
+    import torch
+
+    if os.environ.get("QLORA_FILL_UNINITIALIZED") != "1":
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig, pad_token_id: int,
                sharded: bool = False):
     """The base model quantized as params ask, with the head params ask: on the GPU when CUDA is usable (one
@@ -71,6 +87,7 @@ def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    keep_uninitialized_memory()
     quant = bnb_config(q, keep_full=HEAD_MODULES if head == "classifier" else None, sharded=sharded)
     kwargs = dict(ref.kwargs, dtype=torch_dtype(q.compute_dtype))
     if quant is not None:
@@ -90,4 +107,66 @@ def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig
         raise ModelError(f"cannot load base model {ref.path}: {str(exc).splitlines()[0]}") from None
     if quant is not None and not any(type(m).__name__ == "Linear4bit" for m in model.modules()):
         raise ModelError(f"quantization.load_in_4bit: true, but {ref.path} loaded without 4-bit layers")
+    if quant is not None:
+        keep_cpu_bf16_kernel(model, q.compute_dtype)
     return model
+
+
+def keep_cpu_bf16_kernel(model, compute_dtype: str) -> None:
+    """bitsandbytes (0.50) swaps a Linear4bit's matmul for a fused bf16 kernel in eval mode wherever the CPU has
+    avx512_bf16, whatever the compute dtype: float32 asked, bf16 computed, and other scores than on an AVX2 CPU
+    (it reads the CPU itself, past runtime.cpu_isa). Only a bf16 run with runtime.cpu_isa: native keeps it."""
+    from qlora_sentiment.core.cpu_isa import pinned_isa
+
+    keep = compute_dtype == "bfloat16" and pinned_isa() is None
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = module.support_avx512bf16_for_cpu and keep
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _HeadOnlyReport(logging.Filter):
+    """Drops transformers' LOAD REPORT when all it reports is the classification head MISSING (newly initialized).
+
+    True at that moment, but an adapter loaded next replaces the head with the trained one (PEFT modules_to_save),
+    so printed on every predict/serve/evaluate/export it tells a user the opposite of what happened. A report
+    with anything else in it (another missing key, UNEXPECTED, MISMATCH, CONVERSION) passes through unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _ANSI.sub("", record.getMessage())
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [[cell.strip() for cell in line.split("|")] for line in message.splitlines() if "|" in line]
+        rows = [row for row in rows if len(row) >= 2 and row[0] != "Key"]
+        return not rows or not all(status == "MISSING" and key.split(".")[0] in HEAD_MODULES
+                                   for key, status, *_ in rows)
+
+
+@contextlib.contextmanager
+def head_from_adapter(head: str):
+    """Load a base whose head the adapter then supplies: no report of that head as missing (see _HeadOnlyReport)."""
+    if head != "classifier":
+        yield
+        return
+    report = logging.getLogger("transformers.modeling_utils")  # where from_pretrained logs its LOAD REPORT
+    quiet = _HeadOnlyReport()
+    report.addFilter(quiet)
+    try:
+        yield
+    finally:
+        report.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def peft_quietly():
+    """PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` property whenever it wraps a model (and
+    calls `gradient_checkpointing_enable` in prepare_model_for_kbit_training); transformers >= 5.24 warns about both,
+    FutureWarnings about PEFT's own code, not ours (ours uses the new names): those two warnings only."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`(is_gradient_checkpointing|gradient_checkpointing_enable)` is "
+                                "deprecated", category=FutureWarning)
+        yield

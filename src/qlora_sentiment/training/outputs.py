@@ -15,10 +15,14 @@ from pathlib import Path
 
 from qlora_sentiment.model.record import ModelRecord, write_record
 from qlora_sentiment.model.tokenizer import save_tokenizer
+from qlora_sentiment.training.run import CURVE_ACCURACY, CURVE_LOSS
 
-# Per-run timings would make the logged curves differ between identical runs; the Trainer's train_loss and TRL's
-# num_tokens count only the steps since a resume (the record holds the mean of the logged losses instead).
-UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss", "num_tokens")
+# The curves `dvc plots show` draws, only those that inform: the training loss at every logged step, and the
+# validation subset's loss (cross-entropy over the labels: the Trainer's own loss for the classifier head) and
+# accuracy at train.validation_points steps (training/run.py). Not drawn: the epoch and learning-rate ramps (the
+# params say them), grad norms, one-point panels (the mean train_loss is in the summary, the whole validation split's
+# loss in the adapter's record), per-run timings (they differ between identical runs: timing.json).
+CURVES = {"loss": "train/loss", CURVE_LOSS: "eval/loss", CURVE_ACCURACY: "eval/accuracy"}
 
 
 def save_adapter(model, tokenizer, out: Path, record: ModelRecord) -> None:
@@ -39,10 +43,8 @@ def _log_entries(live, history: list[dict]) -> None:
             continue
         live.step = entry["step"]
         for key, value in entry.items():
-            if key == "step" or not isinstance(value, (int, float)) or any(k in key for k in UNSTABLE_LOG_KEYS):
-                continue
-            name = key[5:] if key.startswith("eval_") else key
-            live.log_metric(f"{'eval' if key.startswith('eval_') else 'train'}/{name}", value)
+            if key in CURVES and isinstance(value, (int, float)):
+                live.log_metric(CURVES[key], value)
 
 
 def write_curves(live_dir: Path, history: list[dict], record: ModelRecord) -> None:
@@ -56,9 +58,10 @@ def write_curves(live_dir: Path, history: list[dict], record: ModelRecord) -> No
     try:
         live = Live(str(scratch), dvcyaml=False, save_dvc_exp=False, report=None)
         _log_entries(live, history)
+        # single figures: in metrics.json (`dvc metrics show/diff`), not drawn as one-point plots
         if record.train_loss is not None:
-            live.log_metric("train/train_loss", record.train_loss)
-        for name, value in record.validation.items():
+            live.log_metric("train/train_loss", record.train_loss, plot=False)  # mean of the logged losses
+        for name, value in record.validation.items():  # the whole validation split, scored once at the end
             live.log_metric(f"validation/{name}", value, plot=False)
         live.make_summary()
         live.end()
@@ -69,3 +72,41 @@ def write_curves(live_dir: Path, history: list[dict], record: ModelRecord) -> No
         os.replace(scratch / "metrics.json", live_dir / "metrics.json")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# Beside the curves, ignored by git and declared by no stage: training time changes every run, so in a tracked output
+# it would dirty `git status` and dvc.lock after every identical `dvc repro`. `qlora-sentiment summary` reads it.
+TIMING_FILE = "timing.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def adapter_digest(adapter_dir: Path) -> str | None:
+    """sha256 of the adapter's weights: ties timing.json to the adapter it timed (a DVC cache restore brings back
+    another adapter and leaves the old timing.json)."""
+    import hashlib
+
+    weights = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_timing(path: Path, adapter_dir: Path, history: list[dict], seconds: dict, stage_seconds: float) -> dict:
+    """metrics/train/timing.json: the Trainer's own training time and reviews/s (the steps run by this process when
+    it resumed), the validation curve's share, and the whole stage's wall time."""
+    final = next((e for e in reversed(history) if "train_runtime" in e), {})
+    timing = {
+        "adapter_sha256": adapter_digest(adapter_dir),
+        "training_seconds": final.get("train_runtime"),
+        "reviews_per_second": final.get("train_samples_per_second"),
+        "validation_curve_seconds": seconds.get("validation_curve"),
+        "stage_seconds": round(stage_seconds, 1),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(timing, indent=2) + "\n")
+    return timing

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from qlora_sentiment.config import Params
 from qlora_sentiment.core.errors import ConfigError
+from qlora_sentiment.model.loading import peft_quietly
 from qlora_sentiment.model.prompts import PromptFormatter, completion
 from qlora_sentiment.model.record import RECORD_FILE
 
@@ -47,10 +48,13 @@ def add_lora(model, params: Params):
     checkpointing = params.train.gradient_checkpointing
     if params.quantization.load_in_4bit and params.runtime.strategy != "fsdp":
         # Casts norms to fp32 and enables input grads so LoRA trains through frozen 4-bit layers.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        with peft_quietly():
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     else:
         # FSDP flattens each block's parameters into one tensor of one dtype: no fp32 upcast of the norms there.
-        if checkpointing:
+        if checkpointing and hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+        elif checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
     lora = params.lora
@@ -59,7 +63,8 @@ def add_lora(model, params: Params):
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
         task_type="CAUSAL_LM" if params.model.head == "generative" else "SEQ_CLS", bias="none",
     )
-    return get_peft_model(model, config)
+    with peft_quietly():
+        return get_peft_model(model, config)
 
 
 def keep_trainable_fp32(model) -> None:
@@ -74,6 +79,18 @@ def keep_trainable_fp32(model) -> None:
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.to(torch.float32)
+
+
+def checkpointing_args(enabled: bool, kwargs: dict) -> dict:
+    """Activation checkpointing under transformers >= 5.24's names (`gradient_checkpointing*` there are deprecated
+    aliases that print a FutureWarning), under the old names for earlier releases."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    new = "activation_checkpointing" in {f.name for f in fields(TrainingArguments)}
+    name = "activation_checkpointing" if new else "gradient_checkpointing"
+    return {name: enabled, f"{name}_kwargs": kwargs}
 
 
 def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
@@ -96,9 +113,9 @@ def trainer_args(params: Params, output_dir: Path, optimizer: str) -> dict:
         optim=optimizer, seed=params.seed, data_seed=params.seed,
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps, save_total_limit=2,
         eval_strategy="no", report_to="none", disable_tqdm=True,
-        gradient_checkpointing=t.gradient_checkpointing, train_sampling_strategy=t.sampling,
+        train_sampling_strategy=t.sampling,
         # FSDP-QLoRA recomputes through reentrant checkpoints (PEFT's recipe); otherwise the non-reentrant kind
-        gradient_checkpointing_kwargs={"use_reentrant": params.runtime.strategy == "fsdp"},
+        **checkpointing_args(t.gradient_checkpointing, {"use_reentrant": params.runtime.strategy == "fsdp"}),
         # bf16 mixed precision on CPUs too (torch.autocast("cpu")): the 4-bit layers then compute in bf16, and any
         # full-precision layer (the classifier's score) takes bf16 inputs. fp16 needs a GPU (a grad scaler).
         bf16=dtype == "bfloat16", fp16=cuda and dtype == "float16", use_cpu=not cuda,
