@@ -53,6 +53,7 @@ def base(params):
 
     folder = CACHE / f"base-{params.model.name.replace('/', '--')}"
     if not folder.is_dir():
+        CACHE.mkdir(parents=True, exist_ok=True)  # a fresh clone has no cache yet
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             materialize(params.model, Path(tmp))
             Path(tmp).rename(folder)
