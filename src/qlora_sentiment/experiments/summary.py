@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from qlora_sentiment.core.errors import QloraError
+from qlora_sentiment.core.io import read_json
 
 METRICS = Path("metrics/metrics.json")
 ENVIRONMENT = Path("metrics/train/environment.json")
@@ -25,7 +26,7 @@ def _read(path: Path, required: bool = True) -> dict | None:
             return None
         raise QloraError(f"{path}: not found; run `dvc repro` (or `make run`) in the project folder to produce it")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise QloraError(f"{path}: not valid JSON ({exc}); run `dvc repro` to write it again") from None
 
