@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from helpers import ROOT
+from test_serving_door import DOOR_CASES, door_answer, door_server  # noqa: F401 (door_server: a fixture)
 from qlora_sentiment.troubleshooting import CATALOGUE
 
 BIN = Path(sys.executable).parent
@@ -121,6 +122,27 @@ def write_params(tmp, params):
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def export_without_cleaning(folder, tiny_llama):
+    """An export's record (cleaning recorded) beside a tokenizer without the cleaning normalizer (the base's)."""
+    import shutil
+
+    from qlora_sentiment.config import QuantizationConfig
+    from qlora_sentiment.config.schema import TextCleaning
+    from qlora_sentiment.model.record import ExportInfo, ModelRecord, OptimizerUse, write_record
+
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_llama / name, folder / name)
+    write_record(folder, ModelRecord(
+        head="classifier", labels=["negative", "positive"], prompt_template="{text}", chat_template=False,
+        max_length=96, quantization=QuantizationConfig(**PARAMS["quantization"]), base_model={},
+        optimizer=OptimizerUse(requested="adamw_torch", used="adamw_torch"), device="cpu", trainable_parameters=1,
+        total_parameters=1, global_step=1, processes=1, train_loss=None, eval_loss=None, validation={},
+        export=ExportInfo(merged_from="adapter", dtype="float32", auto_class="AutoModelForSequenceClassification"),
+        clean=TextCleaning(html=True, unicode="NFKC", format_chars="remove")))
+    return folder
 
 
 def trigger(problem_id, tmp, tiny_llama):
@@ -238,6 +260,8 @@ def trigger(problem_id, tmp, tiny_llama):
         return run([py, str(script)], tmp)
     # predict, serve and compare: each input error before any model loads (--model names no folder at all)
     cli = str(BIN / "qlora-sentiment")
+    if problem_id == "export-tokenizer-not-cleaning":
+        return run([cli, "predict", "--model", str(export_without_cleaning(tmp / "export", tiny_llama)), "a review"], tmp)
     if problem_id == "adapter-without-weights":
         (tmp / "adapter").mkdir()
         for name in ("qlora_sentiment.json", "adapter_config.json"):
@@ -259,11 +283,20 @@ def trigger(problem_id, tmp, tiny_llama):
         "predict-argv-not-utf8": [cli, "predict", "--model", "no-model", "caf\udce9"],  # argv bytes b"caf\xe9"
         "serve-bad-port": [cli, "serve", "--model", "no-model", "--port", "70000"],
         "serve-max-batch": [cli, "serve", "--model", "no-model", "--max-batch", "0"],
+        "serve-max-wait-ms": [cli, "serve", "--model", "no-model", "--max-wait-ms", "1e300"],
+        "serve-body-timeout": [cli, "serve", "--model", "no-model", "--body-timeout", "60"],
+        "serve-wait-vs-timeout": [cli, "serve", "--model", "no-model", "--request-timeout", "0.5", "--max-wait-ms",
+                                  "500"],
+        "serve-allowed-hosts": [cli, "serve", "--model", "no-model", "--allowed-hosts", "localhost,exa mple"],
         "compare-input-missing": [cli, "compare", "--input", "missing.json"],
         "summary-before-run": [cli, "summary"],  # an empty folder: nothing the pipeline writes
     }
     if problem_id in commands:
         return run(commands[problem_id], tmp)
+    from test_labelling import OUTPUT_PROBLEMS, output_problem  # predict --output / --resume: there
+
+    if problem_id in OUTPUT_PROBLEMS:
+        return output_problem(problem_id, tmp, run)
     if problem_id == "compare-without-dvc":
         return run([cli, "compare"], tmp, {"PATH": str(tmp)})
     if problem_id == "serve-port-in-use":
@@ -279,7 +312,12 @@ def trigger(problem_id, tmp, tiny_llama):
 
 
 @pytest.mark.parametrize("problem", CATALOGUE, ids=[p.id for p in CATALOGUE])
-def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama):
+def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama, request):
+    if problem.id in DOOR_CASES:  # the web API: a real server's 4xx, its one-line detail the message
+        status, _, body = door_answer(request.getfixturevalue("door_server"), problem.id)
+        assert 400 <= status < 500 and set(body) == {"detail", "field"}, body
+        assert problem.message in body["detail"] and "\n" not in body["detail"], body
+        return
     result = trigger(problem.id, tmp_path, tiny_llama)
     assert_one_error_line(result, problem.message)
 

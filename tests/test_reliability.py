@@ -146,20 +146,33 @@ def test_serve_on_a_busy_port_fails_in_one_line_with_its_own_exit_code(trained):
 # --- in-process server, scripted model ----------------------------------------------------------------------------
 
 class ScriptedModel:
-    """Answers 'positive' once `gate` is open; raises on a text containing 'boom'; records what it saw."""
+    """Answers 'positive' once `gate` is open; raises on a text containing 'boom'; records what it saw and each
+    forward pass; a pass lasts `seconds_per_token` x its padded tokens (a word is a token, 128 at most)."""
     labels = ["negative", "positive"]
 
-    def __init__(self, open_gate=True):
-        self.gate, self.seen = threading.Event(), []
+    def __init__(self, open_gate=True, seconds_per_token=0.0):
+        self.gate, self.seen, self.passes = threading.Event(), [], []
+        self.seconds_per_token = seconds_per_token  # a forward pass takes time in proportion to its padded tokens
         if open_gate:
             self.gate.set()
 
+    def token_lengths(self, texts):
+        return [min(128, 1 + len(t.split())) for t in texts]
+
     def predict(self, texts, batch_size=16):
         self.seen.extend(texts)
+        self.passes.append(list(texts))
         assert self.gate.wait(30)
+        time.sleep(self.seconds_per_token * len(texts) * max(self.token_lengths(texts)))
         if any("boom" in t for t in texts):
             raise RuntimeError("boom")
-        return [{"label": "positive", "probabilities": {"negative": 0.25, "positive": 0.75}} for _ in texts]
+        return [self.answer(t) for t in texts]
+
+    @staticmethod
+    def answer(text):
+        """Each text its own probability, so that a result given to the wrong text or request shows."""
+        p = 0.5 + (sum(map(ord, text)) % 97) / 200
+        return {"label": "positive", "probabilities": {"negative": 1 - p, "positive": p}}
 
     def describe(self):
         return {"labels": self.labels, "kind": "adapter", "head": "generative"}
@@ -325,7 +338,8 @@ def test_predict_keeps_one_row_per_input_row_in_order(trained, tmp_path):
 
 
 @pytest.mark.parametrize("flag,value", [("--batch-size", "-1"), ("--batch-size", "0"), ("--batch-size", "two"),
-                                        ("--threads", "0"), ("--threads", "-1")])
+                                        ("--batch-size", "4097"), ("--threads", "0"), ("--threads", "-1"),
+                                        ("--threads", "1025")])
 def test_predict_numbers_are_argparse_errors_before_the_model_loads(trained, flag, value):
     out = cli("predict", "--model", str(trained / "adapter"), "--base", str(trained / "base"), flag, value, "fine")
     assert out.returncode == 2 and out.stdout == "", out.stderr
@@ -338,3 +352,45 @@ def test_predict_warns_when_threads_exceed_the_cores(trained):
               "--threads", str(threads), "fine film")
     assert out.returncode == 0, out.stderr
     assert f"warning: --threads {threads} is more than the {os.cpu_count()} CPU cores here" in out.stderr
+
+
+HEAVY = {"texts": ["good film " * 499 + f"#{i}" for i in range(64)]}  # issue 26's reproduction (64 texts, each cut
+# to 128 tokens), each text a little different so that its answer is its own
+
+
+def test_a_long_request_takes_turns_with_short_ones():
+    """64 long texts take ~12 s of model time in passes of <= 1,024 padded tokens (~1.5 s each); 20 short requests
+    sent while it runs are answered between its passes, and all 21 get a 200 within the request timeout. Served
+    whole (one 8,192-token pass, as before token budgets), every short request would wait ~12 s; the 5 s bound
+    leaves room for a loaded CI machine."""
+    model = ScriptedModel(seconds_per_token=0.0015)
+    with running(model, max_batch=64, max_batch_tokens=1024, request_timeout=40) as url, \
+            ThreadPoolExecutor(21) as pool:
+        heavy = pool.submit(lambda: httpx.post(f"{url}/predict", json=HEAVY, timeout=60))
+        until(lambda: len(model.passes) >= 1)
+        started = time.time()
+        shorts = [pool.submit(lambda i=i: (httpx.post(f"{url}/predict", json={"text": f"fine {i}"}, timeout=60),
+                                           time.time() - started)) for i in range(20)]
+        answers = [future.result() for future in shorts]
+        assert [r.status_code for r, _ in answers] == [200] * 20
+        assert max(seconds for _, seconds in answers) < 5, [round(s, 2) for _, s in answers]
+        assert heavy.result().status_code == 200
+        for response, texts in [(heavy.result(), HEAVY["texts"])] + [(r, [f"fine {i}"]) for i, (r, _) in
+                                                                      enumerate(answers)]:
+            got = [p["probabilities"]["positive"] for p in response.json()["predictions"]]
+            assert got == [ScriptedModel.answer(t)["probabilities"]["positive"] for t in texts]
+    # the shorts sent during the first long pass lead the next one (round robin: not behind another long pass)
+    assert any(t.startswith("fine ") for t in model.passes[1]), [p[:2] for p in model.passes[:3]]
+    long_passes = [p for p in model.passes if "good film" in p[0]]
+    assert len(long_passes) >= 8 and all(len(p) <= 8 for p in model.passes if any("good film" in t for t in p))
+
+
+def test_a_request_whose_time_is_up_sends_no_more_texts_to_the_model():
+    model = ScriptedModel(seconds_per_token=0.0006)  # 8 passes of ~0.6 s; the request gives up after 1 s
+    with running(model, max_batch=64, max_batch_tokens=1024, request_timeout=1) as url:
+        response = httpx.post(f"{url}/predict", json=HEAVY, timeout=30)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        wait_for(url, timeouts=1, dropped=1)
+        passes = len(model.passes)  # the one running when time was up included
+        time.sleep(1.5)  # it finishes; no other starts
+        assert len(model.passes) == passes and len(model.seen) <= 24, (passes, len(model.seen))

@@ -25,6 +25,11 @@ def test_python_api_adapter_and_merged_export_agree(trained):
     np.testing.assert_allclose(probs(e), probs(a), atol=1e-3)
     np.testing.assert_array_equal(probs(r), probs(a))
     assert export.describe()["kind"] == "export" and adapter.describe()["kind"] == "adapter"
+    for model in (adapter, export):  # the web API budgets passes by these counts: the rows the scorer pads to
+        texts = [*TEXTS, "word " * 400, "<b>x</b>\ufeff"]
+        rows = model.scorer._encode(model.record.clean_texts(texts))
+        counted = model.token_lengths(texts)
+        assert all(abs(c - len(r)) <= 2 for c, r in zip(counted, rows)), (counted, [len(r) for r in rows])
     assert adapter.predict("one string")[0]["label"] in adapter.labels
     with pytest.raises(DataError, match=r"texts\[1\]: empty text"):
         adapter.predict(["fine", "  "])
@@ -157,6 +162,7 @@ def test_web_api_predicts_and_describes_itself(server, trained):
     info = httpx.get(f"{server}/info", timeout=10).json()
     assert info["labels"] == ["negative", "positive"] and info["metrics"]["accuracy"] == 0.9
     assert info["kind"] == "adapter" and info["base_model"]["source"] == "local"
+    assert info["clean"] == {"html": True, "unicode": "NFKC", "format_chars": "remove"}  # what scoring applies
     schema = httpx.get(f"{server}/openapi.json", timeout=10).json()
     assert "/predict" in schema["paths"] and "/health" in schema["paths"] and "/info" in schema["paths"]
 

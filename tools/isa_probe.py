@@ -4,7 +4,7 @@ Prints ATen's capability, a short hash of a few ops' outputs (a matmul through M
 exact gelu through oneDNN, the tanh gelu Gemma uses) and of a tiny model's LoRA adapter after 10 seeded steps. Run it under each cap and compare:
 
     for e in "" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 MKL_CBWR=COMPATIBLE \
-             "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2" ATEN_CPU_CAPABILITY=default; do
+             "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE" ATEN_CPU_CAPABILITY=default; do
         echo "$e: $(env $e OMP_NUM_THREADS=1 python tools/isa_probe.py)"; done
 """
 

@@ -5,9 +5,8 @@ to the Hub (push)."""
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,51 +44,104 @@ def _load(args):
     return SentimentAnalyzer.from_pretrained(args.model, base=base)
 
 
-def _format(rows: list[dict], labels: list[str], fmt: str) -> str:
-    if fmt == "json":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["text", "label", *[f"p_{lab}" for lab in labels]])
-        for r in rows:
-            writer.writerow([r["text"], r["label"], *[f"{r['probabilities'][lab]:.6f}" for lab in labels]])
-        return out.getvalue()
-    width = max(len("label"), *(len(lab) for lab in labels))
-    lines = [f"{'label':<{width}}  " + "  ".join(f"{lab[:8]:>8}" for lab in labels) + "  text"]
-    for r in rows:
-        text = " ".join(r["text"].splitlines())  # one table row per text, whatever line breaks it holds
-        text = text if len(text) <= 70 else text[:69] + "…"
-        lines.append(f"{r['label']:<{width}}  " + "  ".join(f"{r['probabilities'][lab]:>8.3f}" for lab in labels)
-                     + f"  {text}")
-    return "\n".join(lines) + "\n"
-
-
 def _predict(args) -> None:
-    from qlora_sentiment.serving.inputs import check_model_folder, predict_texts, warn_about_threads
+    """Label the texts a chunk at a time, each chunk's rows written (and flushed) as soon as they are labelled.
+    Ctrl-C or SIGTERM: one line saying how many rows are complete, exit 130 / 143, the complete rows kept."""
+    from types import SimpleNamespace
 
-    texts = predict_texts(args.texts, args.file, args.text_column)  # every input error before the model loads
-    warn_about_threads(args.threads)
-    check_model_folder(args.model)
-    analyzer = _load(args)
-    rows = []
-    chunk = args.batch_size * 8
+    from qlora_sentiment.serving.labelling import Interrupted, Signals
+
+    run = SimpleNamespace(output=None, total=None, bar=None)
+    with Signals() as signals:
+        try:
+            _label(args, signals, run)
+        except Interrupted as exc:
+            if run.bar is not None:
+                run.bar.close()
+            if run.output is not None:
+                run.output.stop()
+            print(_interrupted(args, run), file=sys.stderr, flush=True)
+            sys.exit(128 + exc.signum)
+        except BrokenPipeError:  # stdout's reader has gone (`| head`): nothing left to say, nowhere to say it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
+
+
+def _interrupted(args, run) -> str:
+    if run.total is None:
+        return "interrupted while checking the input; nothing was written"
+    written = run.output.rows_written if run.output is not None else 0
+    where = args.output or "stdout"
+    hint = "; continue with --resume" if args.output and written < run.total else ""
+    return f"interrupted: {written:,} of {run.total:,} rows written to {where}{hint}"
+
+
+def _label(args, signals, run) -> None:
+    from itertools import islice
+
     from tqdm import tqdm
 
-    with tqdm(total=len(texts), unit="text", disable=not args.file, file=sys.stderr) as bar:
-        for start in range(0, len(texts), chunk):
-            part = texts[start:start + chunk]
-            rows += [{"text": t, **p} for t, p in zip(part, analyzer.predict(part, batch_size=args.batch_size))]
-            bar.update(len(part))
-    sys.stdout.write(_format(rows, analyzer.labels, args.format))
+    from qlora_sentiment.core.errors import DataError
+    from qlora_sentiment.serving.inputs import check_model_folder, predict_texts, warn_about_threads
+    from qlora_sentiment.serving.labelling import FileOutput, Formatter, Output, check_output_path, model_fingerprint
+
+    output = Path(args.output) if args.output else None
+    if args.resume and output is None:
+        raise DataError("--resume needs --output FILE (rows written to stdout cannot be continued)")
+    if output is not None:
+        check_output_path(output, Path(args.file) if args.file else None)
+    texts = predict_texts(args.texts, args.file, args.text_column)  # every input error before the model loads
+    run.total = texts.rows
+    warn_about_threads(args.threads)
+    check_model_folder(args.model)
+    column = args.text_column if args.file and Path(args.file).suffix.lower() != ".txt" else None
+    settings = {"format": args.format, "text_column": column, "raw_csv": args.raw_csv,
+                "batch_size": args.batch_size, "threads": args.threads}
+    if output is None:
+        run.output = Output(settings)
+    else:
+        settings.update(model={"path": args.model, "sha256": model_fingerprint(args.model)},
+                        input={"name": texts.name, "sha256": texts.sha256, "rows": texts.rows})
+        run.output = FileOutput(output, settings, args.resume)
+        if run.output.complete:
+            print(f"{output}: already complete ({texts.rows:,} rows); nothing to do", file=sys.stderr)
+            return
+        if run.output.rows_written:
+            print(f"{output}: continuing after row {run.output.rows_written:,} of {texts.rows:,}", file=sys.stderr)
+    analyzer = _load(args)
+    with signals.deferred():
+        run.output.open(Formatter(args.format, analyzer.labels, args.raw_csv))
+    pending = texts.texts(skip=run.output.rows_written)
+    chunk = args.batch_size * 8  # chunks start at the same rows in every run: a resumed file is the same bytes
+    piped = bool(args.file) or (not args.texts and not sys.stdin.isatty())  # a terminal's few lines need no bar
+    # to a log file (stderr not a terminal) a redraw every 10 s, not ten a second: hours of labelling stay short
+    with tqdm(total=texts.rows, initial=run.output.rows_written, unit="text", disable=not piped, file=sys.stderr,
+              mininterval=0.1 if sys.stderr.isatty() else 10) as run.bar:
+        while part := list(islice(pending, chunk)):
+            predictions = analyzer.predict(part, batch_size=args.batch_size)
+            with signals.deferred():
+                run.output.write([{"text": t, **p} for t, p in zip(part, predictions)])
+            run.bar.update(len(part))
+    with signals.deferred():
+        run.output.finish()
+    texts.close()  # stdin's temporary copy goes with it
+    texts.close()
 
 
 def _serve(args) -> None:
+    from qlora_sentiment.serving.server import stop_on_signals
+
+    with stop_on_signals():  # Ctrl-C / SIGTERM at any point: one line, exit code 130 / 143
+        _serve_until_stopped(args)
+
+
+def _serve_until_stopped(args) -> None:
     from qlora_sentiment.core.io import read_json
     from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
-    from qlora_sentiment.serving.server import EXIT_ADDRESS_IN_USE, AddressInUse, bind, serve
+    from qlora_sentiment.serving.server import EXIT_ADDRESS_IN_USE, AddressInUse, bind, check_timing, serve
     from qlora_sentiment.serving.web import Limits
 
+    check_timing(args)
     try:
         sock = bind(args.host, args.port)  # first: a port in use fails at once, not after loading the model
     except AddressInUse as exc:
@@ -101,30 +153,33 @@ def _serve(args) -> None:
     metrics_file = Path(args.metrics) if args.metrics else Path(args.model) / "metrics.json"
     if metrics_file.is_file():
         metrics = read_json(metrics_file)
+    from qlora_sentiment.model.record import read_record
+
     limits = Limits(max_items=args.max_items, max_chars=args.max_chars, max_batch=args.max_batch,
+                    max_batch_tokens=args.max_batch_tokens, text_tokens=read_record(args.model).max_length,
                     max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout=args.request_timeout,
-                    body_timeout=args.body_timeout)
+                    body_timeout=args.body_timeout, max_connections=args.max_connections,
+                    idle_timeout=args.idle_timeout)
     # the model loads on the server's model thread: GET /health answers at once, GET /ready once it is loaded
-    serve(sock, lambda: _load(args), f"serving {args.model}", limits, metrics)
+    serve(sock, lambda: _load(args), f"serving {args.model}", limits, metrics, args.allowed_hosts)
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    from qlora_sentiment.serving.inputs import positive_int
+    from qlora_sentiment.serving.inputs import at_least
 
     parser.add_argument("--model", default="models/adapter",
                         help="adapter folder (train stage) or merged export (export stage); default models/adapter")
     parser.add_argument("--base", default=None,
                         help="base_model stage folder; default: models/base when it matches, else the adapter's record")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch CPU threads, >= 1 (default: torch's choice)")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="texts per forward pass, >= 1")
+    parser.add_argument("--threads", type=at_least(1, int, 1024), default=None,
+                        help="torch CPU threads, 1..1024 (default: torch's choice)")
+    parser.add_argument("--batch-size", type=at_least(1, int, 4096), default=16, help="texts per forward pass, 1..4096")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlora-sentiment", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    from qlora_sentiment.serving.inputs import OneLineParser, at_least, max_chars, port_number, positive_int, \
-        positive_seconds
+    from qlora_sentiment.serving.inputs import OneLineParser, at_least, max_chars, port_number
 
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     check = sub.add_parser("check", help="validate params.yaml and print it resolved")
@@ -138,7 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", help="texts to label (default: one per line on stdin)")
     predict.add_argument("--file", help=".txt (one per line), .csv/.tsv or .jsonl with a text column")
     predict.add_argument("--text-column", default="text")
-    predict.add_argument("--format", choices=["json", "csv", "table"], default="json")
+    predict.add_argument("--format", choices=["json", "csv", "table"], default="json",
+                         help="json (JSON Lines), csv or table; rows are written as they are labelled")
+    predict.add_argument("--output", metavar="FILE", default=None,
+                         help="write to FILE (replaced once the model has loaded) and record progress beside it, "
+                              "FILE.progress.json (default: stdout)")
+    predict.add_argument("--resume", action="store_true",
+                         help="continue FILE after its last complete row (same model, input and format)")
+    predict.add_argument("--raw-csv", action="store_true",
+                         help="CSV cells starting with = + - @ tab or CR as they are (default: a leading ' so "
+                              "that spreadsheets do not run them as formulas)")
     _model_args(predict)
     predict.set_defaults(func=_predict)
 
@@ -147,16 +211,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8000, help="1..65535; in use: exit code 4")
     serve.add_argument("--metrics", default=None, help="metrics JSON reported by /info (default: the model's own)")
-    serve.add_argument("--max-items", type=positive_int, default=64, help="texts per request")
+    from qlora_sentiment.serving.server import bounded, host_list, seconds
+
+    serve.add_argument("--allowed-hosts", type=host_list, default=None, metavar="HOSTS",
+                       help="comma list of Host header names served (example.com,*.example.org,127.0.0.1); "
+                            "another Host: 400. Default: any")
+    serve.add_argument("--max-items", type=bounded(1, 1024), default=64, help="texts per request, 1..1024")
     serve.add_argument("--max-chars", type=max_chars, default=5000, help="characters per text (at most 20,000)")
-    serve.add_argument("--max-batch", type=positive_int, default=32, help="texts per forward pass")
-    serve.add_argument("--max-wait-ms", type=at_least(0.0, float), default=10.0, help="wait for a batch to fill")
-    serve.add_argument("--max-queue", type=positive_int, default=256,
-                       help="requests waiting for the model; beyond it: 503 with Retry-After")
-    serve.add_argument("--request-timeout", type=positive_seconds, default=30.0,
-                       help="seconds a request may take in all; then 503 with Retry-After")
-    serve.add_argument("--body-timeout", type=positive_seconds, default=10.0,
-                       help="seconds to receive a request's body; then 408")
+    serve.add_argument("--max-batch", type=bounded(1, 1024), default=32, help="texts per forward pass, 1..1024")
+    serve.add_argument("--max-batch-tokens", type=at_least(1, int, 1_000_000), default=512,
+                       help="padded tokens per forward pass (texts x the longest): bounds how long one pass holds "
+                            "the model, so long requests take turns with short ones; 512 was measured on a CPU "
+                            "(BENCHMARKS.md), a GPU wants more")
+    serve.add_argument("--max-wait-ms", type=bounded(0, 1000, float), default=10.0,
+                       help="wait for a batch to fill, 0..1000 ms (less than --request-timeout)")
+    serve.add_argument("--max-queue", type=bounded(1, 100_000), default=256,
+                       help="requests waiting for the model, 1..100000; beyond it: 503 with Retry-After")
+    serve.add_argument("--request-timeout", type=seconds(600), default=30.0,
+                       help="seconds a request may take in all, at most 600; then 503 with Retry-After")
+    serve.add_argument("--body-timeout", type=seconds(600), default=None,
+                       help="seconds to receive a request's body, at most --request-timeout (default 10, or "
+                            "--request-timeout when shorter); then 408")
+    serve.add_argument("--max-connections", type=bounded(1, 100_000), default=1000,
+                       help="open connections (and requests in progress), 1..100000; when full, the connection "
+                            "idle longest is closed (lowered to fit ulimit -n, with a warning)")
+    serve.add_argument("--idle-timeout", type=seconds(600), default=10.0,
+                       help="seconds a connection may stay open without sending a whole request head, at most 600")
     serve.set_defaults(func=_serve)
 
     summary = sub.add_parser("summary", help="what the last dvc repro produced, in a dozen lines (make run's end)")

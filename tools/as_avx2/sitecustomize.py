@@ -11,7 +11,7 @@ import importlib.machinery
 import os
 import sys
 
-os.environ.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_CBWR="AVX2")
+os.environ.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_CBWR="COMPATIBLE")  # = the pin
 os.environ["NPY_DISABLE_CPU_FEATURES"] = "X86_V4 AVX512_ICL AVX512_SPR"
 os.environ["QLORA_AS_AVX2"] = "1"  # visible to children and to the test that checks the shim ran
 

@@ -120,9 +120,16 @@ class SplitConfig(Section):
         return self
 
 
-class CleanConfig(Section):
+class TextCleaning(Section):
+    """The part of data.clean that changes a text (config/text.py applies it; whitespace is always collapsed):
+    recorded with the model, so that every entry point scores texts cleaned as its training data was."""
+
     html: bool  # strip tags and unescape entities (IMDB's <br />, drug reviews' &#039;)
     unicode: Literal["NFKC", "NFC", "none"]  # NFKC also folds ligatures, full-width letters, "…"
+    format_chars: Literal["remove", "keep"]  # remove: Unicode Cf (BOM, zero-width space/joiner, bidi marks, ...)
+
+
+class CleanConfig(TextCleaning):
     min_chars: PositiveInt  # shorter texts are dropped and counted
     max_chars: PositiveInt  # longer texts are handled by too_long
     too_long: Literal["error", "truncate", "drop"]
@@ -133,6 +140,10 @@ class CleanConfig(Section):
         if self.max_chars < self.min_chars:
             raise ValueError(f"max_chars: must be >= min_chars ({self.min_chars}) (got {self.max_chars})")
         return self
+
+    @property
+    def text(self) -> TextCleaning:
+        return TextCleaning(**self.model_dump(include=set(TextCleaning.model_fields)))
 
 
 class DataConfig(Section):

@@ -5,14 +5,13 @@ Each step takes a frame and returns (frame, counts) so prepare can report exactl
 
 from __future__ import annotations
 
-import html
 import math
 import re
-import unicodedata
 
 import pandas as pd
 
 from qlora_sentiment.config import CleanConfig, DataConfig
+from qlora_sentiment.config import text as text_cleaning
 from qlora_sentiment.core.errors import DataError
 
 # Common spellings of each label; params `data.label_map` adds to (and wins over) these.
@@ -23,8 +22,6 @@ LABEL_ALIASES = {
 }
 DROP = object()  # label_map value null: rows with that raw value are not sentiment rows
 
-_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")  # tags only: "a < b > c" stays
-_SPACE = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
@@ -85,14 +82,8 @@ def filter_confidence(rows: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame
 
 
 def clean_text(text, cfg: CleanConfig) -> str:
-    if not isinstance(text, str):
-        return ""
-    if cfg.html:
-        # A tag becomes a space (IMDB's "<br /><br />" separates sentences); entities become characters.
-        text = html.unescape(_TAG.sub(" ", text))
-    if cfg.unicode != "none":
-        text = unicodedata.normalize(cfg.unicode, text)
-    return _SPACE.sub(" ", text).strip()
+    """config/text.py's cleaning, the one every scoring entry point applies too (the model records it)."""
+    return text_cleaning.clean_text(text, cfg) if isinstance(text, str) else ""
 
 
 def clean_texts(rows: pd.DataFrame, cfg: CleanConfig, where: str) -> tuple[pd.DataFrame, dict]:

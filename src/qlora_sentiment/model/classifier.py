@@ -4,7 +4,8 @@ Label scoring reads the next-token logits of the label tokens after the prompt a
 That is exactly a `*ForSequenceClassification` model whose score layer holds the label tokens' rows of the LM
 head: it reads the last (non-pad) position's hidden state and multiplies it by those rows. The prompt moves into
 the tokenizer: its post-processor puts the prompt's tokens around the review's, so raw text goes in and nothing
-outside the folder needs to know the prompt.
+outside the folder needs to know the prompt. The tokenizer's normalizer first cleans the text as prepare cleaned
+the training texts (model/tokenizer.py); it runs on the review alone, never on the prompt's tokens.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import copy
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.model.prompts import PromptFormatter
 from qlora_sentiment.model.record import ModelRecord
+from qlora_sentiment.model.tokenizer import add_cleaning
 
 SENTINEL = "\u2063qlora-sentiment-text\u2063"  # stands for the review while the prompt is split around it
 CHECK_TEXTS = ("A warm, funny film.", "A joyless, overlong mess.", "not bad at all -- 3/5", "Ça m'a plu !",
-               "two\nlines", "\"quoted\" (and bracketed)")
+               "two\nlines", "\"quoted\" (and bracketed)", "\ufeffA <b>dull</b>\u200b film &amp; a\u00a0bore")
 
 
 def label_rows(formatter: PromptFormatter, labels: list[str]) -> list[int]:
@@ -41,8 +43,9 @@ def wrap_tokenizer(tokenizer, formatter: PromptFormatter):
     wrapped = copy.deepcopy(tokenizer)
     backend = wrapped.backend_tokenizer
     if space:
+        # before the tokenizer's own normalizer, which may spell spaces its way (Gemma: " " -> "▁")
         steps = [backend.normalizer] if backend.normalizer is not None else []
-        backend.normalizer = normalizers.Sequence([*steps, normalizers.Prepend(" ")])
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend(" "), *steps])
 
     def special(name, ids):
         return {"id": name, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}
@@ -55,10 +58,11 @@ def wrap_tokenizer(tokenizer, formatter: PromptFormatter):
     return wrapped
 
 
-def check_wrapping(tokenizer, wrapped, formatter: PromptFormatter, texts=CHECK_TEXTS) -> None:
-    """The wrapped tokenizer must give the scorer's exact tokens, or the export would score another prompt."""
+def check_wrapping(tokenizer, wrapped, formatter: PromptFormatter, record: ModelRecord, texts=CHECK_TEXTS) -> None:
+    """The wrapped tokenizer must give the scorer's exact tokens for the cleaned text (what SentimentAnalyzer
+    scores), or the export would score another prompt."""
     for text in texts:
-        expected = tokenizer(formatter.prompts([text])[0])["input_ids"]
+        expected = tokenizer(formatter.prompts(record.clean_texts([text]))[0])["input_ids"]
         got = wrapped(text)["input_ids"]
         if got != expected:
             raise ModelError(f"export: the tokenizer cannot reproduce the prompt's tokens for {text!r} "
@@ -82,7 +86,9 @@ def to_classifier(merged, tokenizer, record: ModelRecord):
                                 record.chat_template)
     rows = label_rows(formatter, record.labels)
     wrapped = wrap_tokenizer(tokenizer, formatter)
-    check_wrapping(tokenizer, wrapped, formatter)
+    if record.clean is not None:
+        add_cleaning(wrapped, record.clean)  # first: the wrapper's Prepend(" ") comes after its Strip
+    check_wrapping(tokenizer, wrapped, formatter, record)
     if wrapped(CHECK_TEXTS[0])["input_ids"][-1] == tokenizer.pad_token_id:
         raise ModelError("export: the prompt ends with the pad token, which the classifier would skip as padding")
     head = merged.get_output_embeddings()

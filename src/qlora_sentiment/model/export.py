@@ -4,6 +4,7 @@ heads: the generative one through model/classifier.py), with a model card and th
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.core.io import write_json
 from qlora_sentiment.model.card import model_card
 from qlora_sentiment.model.loading import head_from_adapter, load_model, load_tokenizer, peft_quietly, torch_dtype
-from qlora_sentiment.model.tokenizer import save_tokenizer
+from qlora_sentiment.model.tokenizer import add_cleaning, remove_cleaning, save_tokenizer
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.model.classifier import soft_capped, to_classifier
-from qlora_sentiment.model.record import ModelRecord, write_record
+from qlora_sentiment.model.record import RECORD_FILE, ModelRecord, write_record
+from qlora_sentiment.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
 
 def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dict | None,
                  adapter_dir: Path, dataset: dict | None = None, errors: dict | None = None) -> ModelRecord:
-    """`out`: an AutoModelForSequenceClassification folder whose tokenizer wraps raw text in the prompt."""
+    """`out`: an AutoModelForSequenceClassification folder whose tokenizer cleans raw text as prepare did (its
+    normalizer) and wraps it in the prompt (its post-processor)."""
     auto_class = "AutoModelForSequenceClassification"
     if record.head == "generative" and soft_capped(merged.config):
         auto_class = "AutoModelForCausalLM"
@@ -48,9 +51,13 @@ def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dic
                     type(merged).__name__, "qlora_sentiment.json")
     elif record.head == "generative":
         merged, tokenizer = to_classifier(merged, tokenizer, record)
+    elif record.clean is not None:
+        tokenizer = copy.deepcopy(tokenizer)
+        add_cleaning(tokenizer, record.clean)
     # shards of at most 5 GB: a merged 7B (14.5 GB in bf16) in one file is hard to upload, mirror or memory-map
     merged.save_pretrained(out, max_shard_size="5GB")
-    save_tokenizer(tokenizer, out)
+    # The causal LM's tokenizer tokenizes whole prompts: it stays the base's (cleaning it would rewrite the prompt)
+    save_tokenizer(tokenizer, out, generic=auto_class == "AutoModelForSequenceClassification")
     exported = record.exported(adapter_dir, auto_class)
     write_record(out, exported)
     if metrics is not None:
@@ -66,6 +73,11 @@ def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    if record.clean is not None and record.export.auto_class == "AutoModelForSequenceClassification" \
+            and not remove_cleaning(tokenizer, record.clean):
+        raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} records "
+                         "(edited, or from another version?); rebuild the export (dvc repro export)")
+    # SentimentAnalyzer cleans in Python (exactly as prepare did, every entity): the normalizer's copy comes off
     auto = getattr(transformers, record.export.auto_class)
     model = auto.from_pretrained(folder, dtype=torch_dtype(record.export.dtype))
     if torch.cuda.is_available():

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qlora_sentiment.config import QuantizationConfig
+from qlora_sentiment.config.schema import TextCleaning
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.core.io import write_text
 
@@ -51,10 +52,19 @@ class ModelRecord(_Record):
     eval_loss: float | None
     validation: dict[str, float]  # label accuracy and macro F1 on the validation split
     export: ExportInfo | None = None  # set in a merged export only
+    # The cleaning prepare gave the training texts (data.clean), applied to every text scored. None: a record
+    # from before it was recorded, whose model scores texts as given (as it always did); rebuild to add it.
+    clean: TextCleaning | None = None
 
     @property
     def is_export(self) -> bool:
         return self.export is not None
+
+    def clean_texts(self, texts: list[str]) -> list[str]:
+        """The texts as the model saw its training texts."""
+        from qlora_sentiment.config.text import clean_text
+
+        return list(texts) if self.clean is None else [clean_text(t, self.clean) for t in texts]
 
     def exported(self, adapter_dir: Path, auto_class: str = "AutoModelForSequenceClassification") -> "ModelRecord":
         dtype = self.quantization.compute_dtype

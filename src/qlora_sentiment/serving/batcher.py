@@ -1,9 +1,19 @@
-"""Micro-batching for the web API: concurrent requests share one forward pass, run on one model thread.
+"""Micro-batching for the web API: concurrent requests share forward passes, run on one model thread, and a
+forward pass is bounded in tokens so that no request can hold the model for long.
 
-A request waits at most `max_wait_ms` (counted from the oldest waiting request) for others to join its batch, up
-to `max_batch` texts. At most `max_queue` requests wait; beyond that `submit` refuses (the API answers 503). A
-request withdrawn before its batch leaves (client gone, time up) never reaches the model. When a forward pass
-fails, each request of the batch is run again on its own, so that one request's failure is its own.
+Each text costs the tokens it occupies in a padded forward pass (its prompt included, cut at the model's
+max_length; `analyzer.token_lengths`). A forward pass holds at most `max_batch` texts and at most
+`max_batch_tokens` padded tokens (texts × the longest text's cost). A request's texts may be split across several
+forward passes, and the requests take turns: the request at the front of the queue leads a pass (its next texts
+first, then the other requests' texts that fit), and goes to the back of the queue when the next pass is built, so
+that requests which arrived during its pass lead that one. A 64-text request of long reviews therefore runs as a
+series of short passes, and a short request arriving meanwhile waits for one of them, not for all 64 texts.
+
+A request waits at most `max_wait_ms` (counted from the oldest waiting request) for others to join its pass. At
+most `max_queue` requests wait; beyond that `submit` refuses (the API answers 503). A request withdrawn (client
+gone, time up) sends no more texts to the model: only a pass already running finishes. When a forward pass fails,
+each request in it is run again on its own, so that one request's failure is its own; if the worker itself stops,
+every waiting request is answered with the failure at once.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger("qlora_sentiment.serving")
 
@@ -31,9 +41,9 @@ class ModelThread:
     """One daemon thread runs every model call (loading included): never two at once, and a call that hangs does
     not keep the process from exiting."""
 
-    def __init__(self):
+    def __init__(self, name: str = "model"):
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._work, name="model", daemon=True).start()
+        threading.Thread(target=self._work, name=name, daemon=True).start()
 
     def _work(self) -> None:
         while True:
@@ -53,8 +63,15 @@ class ModelThread:
 @dataclass(eq=False)  # compared by identity: a job is removed from the queue by `withdraw`
 class Job:
     texts: list[str]
+    costs: list[int]  # tokens each text occupies in a forward pass
     future: asyncio.Future
     queued_at: float
+    sent: int = 0  # texts handed to forward passes so far (a request's texts run in order)
+    answered: int = 0
+    results: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.results = [None] * len(self.texts)
 
 
 @dataclass
@@ -66,14 +83,17 @@ class Stats:
     rejected: int = 0         # refused with 503: queue full or model not loaded
     timeouts: int = 0         # no answer within the request timeout (503)
     disconnected: int = 0     # the client left before its answer
-    dropped: int = 0          # of those two, requests removed before their forward pass
+    dropped: int = 0          # of those two, requests removed with texts not yet computed
 
 
 class MicroBatcher:
-    def __init__(self, max_batch: int, max_wait_ms: float, max_queue: int):
+    def __init__(self, max_batch: int, max_wait_ms: float, max_queue: int, max_batch_tokens: int = 512):
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
+        self.max_batch_tokens = max_batch_tokens
         self.thread = ModelThread()
-        self.pending: deque[Job] = deque()
+        self.counter = ModelThread("tokens")  # token counts do not wait behind forward passes
+        self.pending: deque[Job] = deque()  # requests with texts not yet sent to the model
+        self.leader: Job | None = None  # the request the last pass was built around
         self.arrived = asyncio.Event()
         self.stats = Stats()
         self.analyzer = None
@@ -99,82 +119,122 @@ class MicroBatcher:
 
     async def _main(self, load, on_ready, on_failure) -> None:
         try:
-            self.analyzer = await self.thread.call(load)
+            analyzer = await self.thread.call(load)
+            await self.counter.call(lambda: analyzer.token_lengths(["warm-up"]))  # its tokenizer copy: seconds
+            self.analyzer = analyzer
             if on_ready is not None:
                 on_ready()
             while True:
-                jobs = await self._collect()
-                if jobs:
-                    await self._forward(jobs)
+                picked = await self._collect()
+                if picked:
+                    await self._forward(picked)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self.fault = exc
+            while self.pending:  # answered now (500), not after their timeout
+                job = self.pending.popleft()
+                if not job.future.done():
+                    job.future.set_exception(ModelFailed(f"the model worker stopped: {exc}".splitlines()[0]))
             if on_failure is not None:  # the server stops and reports it (one `error:` line)
                 on_failure(exc)
             else:
                 log.error("the model worker stopped: %s", exc)
 
-    def submit(self, texts: list[str]) -> Job:
+    async def costs(self, texts: list[str]) -> list[int]:
+        """Tokens each text occupies in a forward pass, counted off the event loop and off the model thread."""
+        analyzer = self.analyzer
+        return await self.counter.call(lambda: analyzer.token_lengths(texts))
+
+    def submit(self, texts: list[str], costs: list[int]) -> Job:
         if len(self.pending) >= self.max_queue:
             self.stats.rejected += 1
             raise QueueFull
         loop = asyncio.get_running_loop()
-        job = Job(texts, loop.create_future(), loop.time())
+        job = Job(texts, costs, loop.create_future(), loop.time())
         self.pending.append(job)
         self.arrived.set()
         return job
 
     def withdraw(self, job: Job, reason: str) -> None:
-        """The client left (`disconnected`) or its time is up (`timeouts`): drop it if it still waits."""
+        """The client left (`disconnected`) or its time is up (`timeouts`): none of its texts still waiting runs."""
         setattr(self.stats, reason, getattr(self.stats, reason) + 1)
         if job in self.pending:
             self.pending.remove(job)
             self.stats.dropped += 1
         job.future.cancel()
 
-    async def _collect(self) -> list[Job]:
+    def _waiting(self) -> tuple[int, int]:
+        """Texts and tokens not yet sent to the model."""
+        texts = sum(len(j.texts) - j.sent for j in self.pending)
+        return texts, sum(sum(j.costs[j.sent:]) for j in self.pending)
+
+    async def _collect(self) -> list[tuple[Job, int]]:
         while not self.pending:
             self.arrived.clear()
             await self.arrived.wait()
         loop = asyncio.get_running_loop()
         deadline = self.pending[0].queued_at + self.max_wait
-        while self.pending and sum(len(j.texts) for j in self.pending) < self.max_batch:
+        while self.pending:
+            texts, tokens = self._waiting()
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if texts >= self.max_batch or tokens >= self.max_batch_tokens or remaining <= 0:
                 break
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-        jobs, size = [], 0
-        while self.pending and (not jobs or size + len(self.pending[0].texts) <= self.max_batch):
-            jobs.append(self.pending.popleft())
-            size += len(jobs[-1].texts)
-        return jobs
+        return self._take()
 
-    async def _forward(self, jobs: list[Job]) -> None:
-        texts = [t for job in jobs for t in job.texts]
+    def _take(self) -> list[tuple[Job, int]]:
+        """(job, text index) pairs of one forward pass: the front request's next texts, then others' that fit."""
+        if len(self.pending) > 1 and self.pending[0] is self.leader:
+            # rotate now, not after the last take: requests that came in during its pass lead this one
+            self.pending.rotate(-1)
+        self.leader = self.pending[0] if self.pending else None
+        picked: list[tuple[Job, int]] = []
+        width = 0  # the longest text's cost: every row is padded to it
+        for job in list(self.pending):
+            while job.sent < len(job.texts):
+                cost = job.costs[job.sent]
+                if picked and (len(picked) >= self.max_batch
+                               or (len(picked) + 1) * max(width, cost) > self.max_batch_tokens):
+                    break
+                picked.append((job, job.sent))
+                width = max(width, cost)
+                job.sent += 1
+        self.pending = deque(j for j in self.pending if j.sent < len(j.texts))
+        return picked
+
+    async def _forward(self, picked: list[tuple[Job, int]]) -> None:
+        texts = [job.texts[i] for job, i in picked]
         analyzer = self.analyzer
         try:
-            predictions = await self.thread.call(lambda: analyzer.predict(texts, batch_size=self.max_batch))
+            predictions = await self.thread.call(lambda: analyzer.predict(texts, batch_size=len(texts)))
         except Exception as exc:
-            if len(jobs) > 1:  # find whose texts fail: each request on its own
+            jobs = list(dict.fromkeys(job for job, _ in picked))
+            if len(jobs) > 1:  # find whose texts fail: each request's share on its own
                 for job in jobs:
                     if not job.future.done():
-                        await self._forward([job])
+                        await self._forward([(j, i) for j, i in picked if j is job])
+                return
+            job = jobs[0]
+            if job.future.done():  # withdrawn meanwhile: nobody gets this 500
                 return
             log.exception("forward pass failed on one request (%d texts)", len(texts))
             self.stats.failures += 1
-            if not jobs[0].future.done():
-                jobs[0].future.set_exception(ModelFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            if job in self.pending:  # its other texts are not worth computing
+                self.pending.remove(job)
+            if not job.future.done():
+                job.future.set_exception(ModelFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]))
             return
         self.stats.forward_batches += 1
-        self.stats.requests += len(jobs)
         self.stats.texts += len(texts)
-        start = 0
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_result(predictions[start:start + len(job.texts)])
-            start += len(job.texts)
+        for (job, i), prediction in zip(picked, predictions):
+            job.results[i] = prediction
+            job.answered += 1
+            if job.future.done() or job.answered < len(job.texts):
+                continue
+            self.stats.requests += 1
+            job.future.set_result(job.results)

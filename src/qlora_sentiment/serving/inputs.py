@@ -4,15 +4,18 @@ stdin) and the model folder. Every problem is one line naming the argument, file
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import re
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from qlora_sentiment.core.errors import DataError, ModelError
 from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, text_problem
-from qlora_sentiment.serving.textfiles import decode, parse_texts, read_texts
+from qlora_sentiment.serving.textfiles import TextFile
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -44,7 +47,6 @@ def at_least(minimum, kind=int, maximum=None):
     return parse
 
 
-positive_int = at_least(1)
 port_number = at_least(1, int, 65535)
 max_chars = at_least(1, int, MAX_TEXT_CHARS)
 
@@ -66,37 +68,45 @@ def warn_about_threads(threads: int | None) -> None:
 _ARGV_ESCAPE = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as Python decodes argv (surrogateescape)
 
 
-def predict_texts(texts: list[str], file: str | None, column: str) -> list[str]:
-    """The texts to label, from the arguments, --file or stdin, each row one text, in order."""
-    if file and texts:
-        raise DataError("give texts as arguments or --file, not both")
-    if file:
-        return read_texts(file, column)
-    if texts:
+class TextArguments:
+    """Texts given as arguments, checked: the same interface as textfiles.TextFile."""
+
+    name, path = "arguments", None
+
+    def __init__(self, texts: list[str]):
         for i, text in enumerate(texts, 1):
             bad = _ARGV_ESCAPE.search(text)
             if bad:
                 raise DataError(f"argument {i} is not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at character "
                                 f"{bad.start() + 1}); pass UTF-8 text")
-            problem = text_problem(text)
+            problem = text_problem(text.strip())
             if problem:
                 raise DataError(f"argument {i}: {problem}")
-        return list(texts)
-    return parse_texts(decode(_read_stdin(), "stdin"), "stdin")
+        self._texts = [text.strip() for text in texts]  # scored without surrounding whitespace, as a file's rows
+        self.rows = len(self._texts)
+        self.sha256 = hashlib.sha256(json.dumps(self._texts).encode()).hexdigest()
+
+    def texts(self, skip: int = 0) -> Iterator[str]:
+        return iter(self._texts[skip:])
+
+    def close(self) -> None:
+        pass
 
 
-def _read_stdin() -> bytes:
+def predict_texts(texts: list[str], file: str | None, column: str) -> TextFile | TextArguments:
+    """The texts to label, from the arguments, --file or stdin, each row one text, in order: every row checked
+    and counted now (nothing kept in memory but arguments), read lazily by `.texts()`."""
+    if file and texts:
+        raise DataError("give texts as arguments or --file, not both")
+    if file:
+        return TextFile.open(file, column)
+    if texts:
+        return TextArguments(texts)
     stream = getattr(sys.stdin, "buffer", None)
-    try:
-        if stream is None or sys.stdin.closed:
-            raise OSError
-        data = stream.read()
-    except (OSError, ValueError):
+    if stream is None or sys.stdin.closed:
         raise DataError("no texts: stdin is closed; give texts as arguments, with --file, or one per line on "
-                        "stdin") from None
-    if not data.strip():
-        raise DataError("no texts: give them as arguments, with --file, or one per line on stdin")
-    return data
+                        "stdin")
+    return TextFile.from_stream(stream, "stdin")
 
 
 def check_model_folder(folder: str | Path) -> None:

@@ -49,7 +49,10 @@ class Ready(BaseModel):
 
 
 class Info(BaseModel):
+    """No path of the serving machine: the model is named by its folder's name, and any absolute path in what the
+    model records (a local base model's folder) is cut to its last part."""
     model_config = ConfigDict(extra="allow")
+    model: str | None = Field(description="the model folder's name (`adapter`, `export`), not its path")
     labels: list[str]
     kind: str
     head: str
@@ -62,9 +65,11 @@ TEXT_RULE = ("at most {max_chars} characters (Unicode code points), valid Unicod
              "an empty text")
 
 ERRORS = {
+    400: "the Host header is not one that `--allowed-hosts` names, or the request is not valid HTTP/1.1",
     408: "the request body did not arrive within the body timeout",
     413: "the request body is larger than the limits allow",
-    415: "the body is not JSON (content-type must be application/json)",
+    415: "the body is not declared as uncompressed UTF-8 JSON: Content-Type must be application/json (charset utf-8 "
+         "or none), Content-Encoding identity or none; a UTF-16/32 body is refused too",
     422: "invalid request: `field` names the field or item, `detail` says why",
     500: "the model failed on this request's texts (other requests are not affected)",
     503: "busy (queue full), the model not loaded yet, or no answer within the request timeout: retry after "
@@ -79,13 +84,22 @@ def error_responses(*codes: int) -> dict:
             for code in codes}
 
 
-def predict_request_body(max_items: int, max_chars: int) -> dict:
-    """The request body of POST /predict, as the server checks it."""
+def predict_request_body(max_items: int, max_chars: int, text_tokens: int | None = None,
+                         max_batch_tokens: int | None = None) -> dict:
+    """The request body of POST /predict, as the server checks it; `text_tokens`: the model's max_length."""
+    rule = TEXT_RULE.format(max_chars=max_chars)
+    if text_tokens:
+        rule += f"; scored on its first {text_tokens} tokens (the prompt included), the rest is not read"
     text = {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": VISIBLE_PATTERN,
-            "description": TEXT_RULE.format(max_chars=max_chars)}
+            "description": rule}
+    if text_tokens:
+        text["x-max-tokens"] = text_tokens
+    cost = (f" A request costs at most {max_items} x {text_tokens} tokens; its texts are computed in forward passes "
+            f"of at most {max_batch_tokens} padded tokens, taking turns with other requests."
+            if text_tokens and max_batch_tokens else "")
     schema = {
         "title": "PredictRequest",
-        "description": "exactly one of `text` (one review) or `texts` (several); no other field",
+        "description": "exactly one of `text` (one review) or `texts` (several); no other field." + cost,
         "type": "object",
         "properties": {
             "text": {**text, "description": "one review: " + text["description"]},

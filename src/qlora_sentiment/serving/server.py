@@ -1,17 +1,76 @@
 """Run the web API: bind the port first (in use: one line, exit code 4; the CLI does it before anything slow),
 then serve while the model loads on the model thread (GET /ready says when); `serving … on http://…` is printed
-once the model is loaded and the port accepts connections."""
+once the model is loaded and the port accepts connections. Ctrl-C / SIGTERM, at any point: one line, exit code
+130 / 143. Connections are bounded (serving/connections.py), and uvicorn sends no `server` banner."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import dataclasses
 import errno
+import os
+import signal
 import socket
 import sys
 
 from qlora_sentiment.core.errors import QloraError
 
 EXIT_ADDRESS_IN_USE = 4
+
+
+def bounded(minimum, maximum, kind=int):
+    """An argparse `type`: a number in [minimum, maximum] (`must be >= 1` / `must be at most 1,024`)."""
+    from qlora_sentiment.serving.inputs import at_least
+
+    at_least_minimum = at_least(minimum, kind)
+
+    def parse(text: str):
+        value = at_least_minimum(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {text}")
+        return value
+    return parse
+
+
+def seconds(maximum: float):
+    """An argparse `type`: seconds in (0, maximum]."""
+    from qlora_sentiment.serving.inputs import positive_seconds
+
+    def parse(text: str) -> float:
+        value = positive_seconds(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g} s, got {text}")
+        return value
+    return parse
+
+
+def host_list(text: str) -> list[str]:
+    """An argparse `type`: `--allowed-hosts example.com,*.example.org,127.0.0.1`."""
+    from qlora_sentiment.serving.guard import allowed_host
+
+    entries = [entry for entry in text.split(",") if entry.strip()]
+    if not entries:
+        raise argparse.ArgumentTypeError("give at least one host name (or * for any)")
+    try:
+        return [allowed_host(entry) for entry in entries]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def check_timing(args) -> None:
+    """What one flag's bounds cannot say: the body and the batch wait fit in a request's time (an unset
+    --body-timeout is 10 s, or the request timeout when that is shorter)."""
+    prefix = "qlora-sentiment serve: argument"
+    if args.body_timeout is None:
+        args.body_timeout = min(10.0, args.request_timeout)
+    if args.body_timeout > args.request_timeout:
+        raise QloraError(f"{prefix} --body-timeout: must be at most --request-timeout ({args.request_timeout:g} s), "
+                         f"got {args.body_timeout:g}")
+    if args.max_wait_ms >= args.request_timeout * 1000:
+        raise QloraError(f"{prefix} --max-wait-ms: must be less than --request-timeout "
+                         f"({args.request_timeout * 1000:g} ms), got {args.max_wait_ms:g}")
 
 
 class AddressInUse(QloraError):
@@ -39,11 +98,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None) -> None:
+def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
+          allowed_hosts: list[str] | None = None) -> None:
     """Serve on `sock` (from `bind`) until SIGINT/SIGTERM; a model that fails to load stops the server and its
     error is raised here."""
     import uvicorn
 
+    from qlora_sentiment.serving.connections import Connections, fit_connections, quiet_floods
     from qlora_sentiment.serving.web import create_app
 
     host, port = sock.getsockname()[:2]
@@ -60,13 +121,50 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None) ->
         failures.append(exc)
         server.should_exit = True
 
+    limits = dataclasses.replace(limits, max_connections=fit_connections(limits.max_connections))  # ulimit -n
+    connections = Connections(limits.max_connections, limits.idle_timeout)
     app = create_app(load, limits, metrics, on_ready=lambda: tasks.append(asyncio.ensure_future(announce())),
-                     on_failure=on_failure)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=int(limits.request_timeout) + 1))
+                     on_failure=on_failure, allowed_hosts=allowed_hosts)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", server_header=False,
+                            http=connections.protocol(),
+                            timeout_keep_alive=min(5, limits.idle_timeout),  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=int(limits.request_timeout) + 1)
+    quiet_floods()  # after Config: it configures uvicorn's loggers
+    server = uvicorn.Server(config)
+    listener = connections.listener(sock)
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=[listener])
     finally:
-        sock.close()
+        listener.close()
     if failures:
         raise failures[0]
+
+
+STOP_SIGNALS = {signal.SIGINT: ("Ctrl-C", 130), signal.SIGTERM: ("SIGTERM", 143)}
+
+
+class _Stopped(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(command: str = "serve"):
+    """SIGINT / SIGTERM whenever they come (importing, loading the model, serving, shutting down): one line on
+    stderr, exit code 130 / 143, no traceback. While the server runs, uvicorn's own handlers stop it gracefully first
+    (in-flight requests are answered) and then raise the signal again, which lands here."""
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    except (_Stopped, KeyboardInterrupt) as exc:
+        name, code = STOP_SIGNALS[getattr(exc, "signum", signal.SIGINT)]
+        print(f"{command}: stopped ({name})", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)  # now: the model thread (a daemon) may be inside a load that would outlive a normal exit
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -3,63 +3,118 @@
 One output row per input row, in order, always: a text file and JSON Lines are split on "\\n" only (U+2028, form
 feeds and other Unicode line breaks stay inside their text; a "\\r" before the "\\n" is dropped), CSV/TSV go through
 the csv module (a quoted newline stays in its field). A blank row is an error, not skipped (only blank lines at the
-very end are). Every error names the file and line, and comes before any model is loaded.
+very end are). Every error names the file and line. A text is scored without the whitespace around it.
+
+Nothing is read whole: `TextFile.scan` reads the input once, line by line, checking every row, counting the rows and
+hashing the bytes while keeping none of them, so every error comes before any model loads or any output is opened,
+whatever the size of the input; `texts()` then reads it again, lazily, while the rows are labelled. stdin cannot
+be read twice: the first pass copies it into an anonymous temporary file (on disk, not in memory).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import hashlib
+import itertools
 import json
+import re
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, NonFinite, describe, text_problem
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # where a "\r" not followed by "\n" ends a line (the csv module's view)
 
 
-def decode(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{name}: line {line} is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+def _decoded(raw_lines: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """(line number, line with its "\\n") of lines split on b"\\n", decoded as UTF-8 (a BOM at the very start
+    dropped). Decoding line by line is exact: byte 0x0A is never part of a multi-byte character."""
+    offset = 0  # bytes before the line, after a leading BOM (what the error's byte counts)
+    for number, raw in enumerate(raw_lines, 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{name}: line {number} is not UTF-8 (byte {offset + exc.start}); re-save it as UTF-8") \
+                from None
+        offset += len(raw)
+        yield number, line
 
 
-def _lines(raw: str) -> list[tuple[int, str]]:
-    """(line number, line) split on "\\n" only, without a trailing "\\r", blank lines at the end left out."""
-    lines = [(i, line[:-1] if line.endswith("\r") else line) for i, line in enumerate(raw.split("\n"), 1)]
-    while lines and not lines[-1][1].strip():
-        lines.pop()
-    return lines
+def _blank_tail(items: Iterable, blank: Callable, fail: Callable) -> Iterator:
+    """`items` less the blank ones at the very end. A blank item is held back until a non-blank one follows; then
+    `fail(first blank item)` raises (a blank row inside the input is an error), so only that one is kept."""
+    held = None
+    for item in items:
+        if blank(item):
+            held = item if held is None else held
+            continue
+        if held is not None:
+            fail(held)
+        yield item
 
 
-def _csv_rows(raw: str, name: str, column: str, delimiter: str) -> list[tuple[int, object]]:
-    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter)
-    records, start = [], 1
-    try:
-        for record in reader:
-            records.append((start, record))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise DataError(f"{name}: line {start}: not valid CSV ({exc})") from None
-    while records and not records[-1][1]:  # blank lines at the end (a quoted "" is a row)
-        records.pop()
-    if not records:
-        return []
-    header = records[0][1]
-    if column not in header:
-        raise DataError(f"{name}: no column '{column}' (columns: {header}); use --text-column")
-    index = header.index(column)
-    return [(line, record[index] if index < len(record) else "") for line, record in records[1:]]
+def _lines(lines: Iterable[tuple[int, str]], fail: Callable) -> Iterator[tuple[int, str]]:
+    """Lines without their "\\n" or a "\\r" before it; blank lines at the end left out, one inside: `fail`."""
+    def strip(item):
+        number, line = item
+        line = line[:-1] if line.endswith("\n") else line
+        return number, line[:-1] if line.endswith("\r") else line
+
+    return _blank_tail(map(strip, lines), lambda item: not item[1].strip(), fail)
 
 
-def _jsonl_rows(raw: str, name: str, column: str) -> list[tuple[int, object]]:
-    rows = []
-    for i, line in _lines(raw):
-        if not line.strip():
-            raise DataError(f"{name}: line {i}: empty line; every line must be a JSON object")
+def _txt_rows(lines, name: str, column: str):
+    def fail(item):
+        raise DataError(f"{name}: line {item[0]}: empty text")
+
+    return _lines(lines, fail)
+
+
+def _csv_rows(lines, name: str, column: str, delimiter: str = ","):
+    # "\n"-lines split again at a lone "\r", as a file opened with newline="" is: the csv module's line numbers
+    reader = csv.reader((part for _, line in lines for part in _LONE_CR.split(line) if part), delimiter=delimiter)
+
+    def records():
+        start = 1
+        try:
+            for record in reader:
+                yield start, record
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DataError(f"{name}: line {start}: not valid CSV ({exc})") from None
+
+    index = None
+
+    def fail(item):
+        if index is None:  # a blank header: it names no column
+            raise DataError(f"{name}: no column '{column}' (columns: []); use --text-column")
+        raise DataError(f"{name}: line {item[0]}: empty text")
+
+    for line, record in _blank_tail(records(), lambda item: not item[1], fail):  # a quoted "" is a row
+        if index is None:
+            if column not in record:
+                raise DataError(f"{name}: no column '{column}' (columns: {record}); use --text-column")
+            index = record.index(column)
+            continue
+        yield line, record[index] if index < len(record) else ""
+
+
+def _tsv_rows(lines, name: str, column: str):
+    return _csv_rows(lines, name, column, "\t")
+
+
+def _jsonl_rows(lines, name: str, column: str):
+    def fail(item):
+        raise DataError(f"{name}: line {item[0]}: empty line; every line must be a JSON object")
+
+    for i, line in _lines(lines, fail):
         try:
             row = json.loads(line, parse_constant=NonFinite.parse)
         except RecursionError:
@@ -71,38 +126,104 @@ def _jsonl_rows(raw: str, name: str, column: str) -> list[tuple[int, object]]:
         value = row[column]
         if not isinstance(value, str):
             raise DataError(f"{name}: line {i}: '{column}' is {describe(value)}, not a string")
-        rows.append((i, value))
-    return rows
+        yield i, value
 
 
-def parse_texts(raw: str, name: str, kind: str = ".txt", column: str = "text",
-                max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-    """The texts of decoded `raw` (`kind`: one of SUFFIXES), or one DataError naming `name` and the line."""
-    if kind == ".txt":
-        rows = list(_lines(raw))
-    elif kind in (".csv", ".tsv"):
-        rows = _csv_rows(raw, name, column, "\t" if kind == ".tsv" else ",")
-    elif kind == ".jsonl":
-        rows = _jsonl_rows(raw, name, column)
-    else:
+_READERS = {".txt": _txt_rows, ".csv": _csv_rows, ".tsv": _tsv_rows, ".jsonl": _jsonl_rows}
+
+
+def iter_texts(raw_lines: Iterable[bytes], name: str, kind: str = ".txt", column: str = "text",
+               max_chars: int = MAX_TEXT_CHARS) -> Iterator[str]:
+    """The texts (stripped) of an input's b"\\n"-split lines, lazily, or one DataError naming `name` and the line:
+    the first bad row in the input's order."""
+    if kind not in _READERS:
         raise DataError(f"{name}: unsupported file type '{kind}'; use .txt, .csv, .tsv or .jsonl")
-    for line, text in rows:
-        problem = text_problem(text.strip() if isinstance(text, str) else text, max_chars)
+    for line, text in _READERS[kind](_decoded(raw_lines, name), name, column):
+        text = text.strip()
+        problem = text_problem(text, max_chars)
         if problem:
             raise DataError(f"{name}: line {line}: {problem}")
-    if not rows:
-        raise DataError(f"{name}: no texts")
-    return [text.strip() for _, text in rows]
+        yield text
 
 
-def read_texts(path: str | Path, column: str = "text", max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise DataError(f"{path}: unsupported file type '{path.suffix.lower()}'; use .txt, .csv, .tsv or .jsonl")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
-    return parse_texts(decode(data, str(path)), str(path), path.suffix.lower(), column, max_chars)
+@dataclass
+class TextFile:
+    """A checked input: its name in messages, its rows, the sha256 of its bytes; `texts()` reads it again."""
+
+    name: str
+    kind: str
+    column: str
+    stream: IO[bytes]  # the file, kept open between the passes (a file replaced meanwhile is not mixed in)
+    rows: int = 0
+    sha256: str = ""
+    path: Path | None = None
+    max_chars: int = MAX_TEXT_CHARS
+
+    @classmethod
+    def open(cls, path: str | Path, column: str = "text", max_chars: int = MAX_TEXT_CHARS) -> "TextFile":
+        path = Path(path)
+        kind = path.suffix.lower()
+        if kind not in SUFFIXES:
+            raise DataError(f"{path}: unsupported file type '{kind}'; use .txt, .csv, .tsv or .jsonl")
+        try:
+            if not path.is_file():
+                raise DataError(f"{path}: no such file")
+            stream = path.open("rb")
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+        text_file = cls(str(path), kind, column, stream, path=path)
+        try:
+            return text_file.scan(max_chars)
+        except DataError:
+            stream.close()
+            raise
+
+    @classmethod
+    def from_stream(cls, source: IO[bytes], name: str = "stdin", max_chars: int = MAX_TEXT_CHARS) -> "TextFile":
+        """One text per line from a stream read once (stdin): copied to an unnamed temporary file on the way."""
+        spool = tempfile.TemporaryFile()
+        blank = True  # only ASCII whitespace, or nothing: "no texts" rather than "stdin: no texts"
+
+        def copied():
+            nonlocal blank
+            for raw in source:
+                spool.write(raw)
+                blank = blank and not raw.strip()
+                yield raw
+
+        text_file = cls(name, ".txt", "text", spool)
+        try:
+            text_file.scan(max_chars, copied())
+        except DataError:
+            spool.close()
+            if blank:
+                raise DataError("no texts: give them as arguments, with --file, or one per line on stdin") from None
+            raise
+        return text_file
+
+    def scan(self, max_chars: int = MAX_TEXT_CHARS, raw_lines: Iterable[bytes] | None = None) -> "TextFile":
+        """The first pass: every row checked and counted, the bytes hashed; nothing kept."""
+        digest = hashlib.sha256()
+
+        def hashed(lines):
+            for raw in lines:
+                digest.update(raw)
+                yield raw
+
+        try:
+            self.rows = sum(1 for _ in iter_texts(hashed(raw_lines if raw_lines is not None else self.stream),
+                                                  self.name, self.kind, self.column, max_chars))
+        except OSError as exc:
+            raise DataError(f"{self.name}: cannot read it ({exc.strerror})") from None
+        if not self.rows:
+            raise DataError(f"{self.name}: no texts")
+        self.sha256, self.max_chars = digest.hexdigest(), max_chars
+        return self
+
+    def texts(self, skip: int = 0) -> Iterator[str]:
+        """The texts again, lazily, from row `skip` on (0-based)."""
+        self.stream.seek(0)
+        return itertools.islice(iter_texts(self.stream, self.name, self.kind, self.column, self.max_chars), skip, None)
+
+    def close(self) -> None:
+        self.stream.close()

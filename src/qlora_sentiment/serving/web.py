@@ -2,19 +2,23 @@
 
 The rules a request must follow are the OpenAPI schema's (serving/schema.py) and are checked here, before a
 request joins a batch, so a bad request is a 422 naming the item and never reaches the model. Every error body
-has one shape, `{"detail": ..., "field": ...}`. Bounded everywhere: the body's size and the time to receive it,
-the queue (503 with Retry-After when full) and each request's time; a client that disconnects is dropped before
-its forward pass. GET /health is liveness (counters, queue depth), GET /ready readiness (model loaded, queue room).
+has one shape, `{"detail": ..., "field": ...}`. Bounded everywhere: the body's size, its parsing and the time to
+receive it (serving/door.py), the queue (503 with Retry-After when full) and each request's time; a client that
+disconnects is dropped before its forward pass. GET /health is liveness (counters, queue depth), GET /ready
+readiness (model loaded, queue room). Around it all (serving/guard.py): the Host check, a cap on requests in
+progress, `X-Content-Type-Options: nosniff`; /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline
+package (no CDN); nothing the API says names a path of this machine.
 """
 
 import asyncio
-import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from qlora_sentiment.serving.batcher import MicroBatcher, ModelFailed, QueueFull
+from qlora_sentiment.serving.door import ApiError, Door
+from qlora_sentiment.serving.guard import Guard, scrub_paths, without_paths
 from qlora_sentiment.serving.schema import (Health, Info, PredictResponse, Ready, error_responses,
                                             predict_request_body)
-from qlora_sentiment.serving.validation import NonFinite, describe, text_problem
 
 
 @dataclass(frozen=True)
@@ -22,87 +26,19 @@ class Limits:
     max_items: int = 64         # texts per request
     max_chars: int = 5_000      # characters per text
     max_batch: int = 32         # texts per forward pass
+    max_batch_tokens: int = 512  # padded tokens per forward pass (texts x the longest): bounds a pass's time
+    text_tokens: int | None = None  # the model's max_length: a text is scored on its first text_tokens tokens
     max_wait_ms: float = 10.0   # how long a request waits for others to share its forward pass
     max_queue: int = 256        # requests waiting for the model; beyond: 503
     request_timeout: float = 30.0  # seconds from arrival to answer; beyond: 503
     body_timeout: float = 10.0  # seconds to receive the body; beyond: 408
+    max_connections: int = 1000  # open connections and requests in progress (serving/connections.py, guard.py)
+    idle_timeout: float = 10.0  # seconds a connection may stay open without sending a whole request head
 
     @property
     def max_body_bytes(self) -> int:
         """Room for the largest valid request with every character escaped (\\uXXXX\\uXXXX), plus 64 KiB."""
         return self.max_items * (self.max_chars * 12 + 8) + 65_536
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: str, field: str | None = None, retry_after: int | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.field, self.retry_after = status, detail, field, retry_after
-
-
-def _quote(name: str) -> str:
-    """A client-supplied name, short and escaped (ASCII, no lone surrogate): safe to print in any JSON."""
-    text = json.dumps(name, ensure_ascii=True)[1:-1]
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
-def parse_request(body: bytes, limits: Limits) -> list[str]:
-    """The texts of a POST /predict body, or an ApiError(422) naming the field or item."""
-    try:
-        data = json.loads(body, parse_constant=NonFinite.parse)
-    except RecursionError:
-        raise ApiError(422, "body: not valid JSON (nested too deeply)", "body") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, f"body: not valid JSON ({exc.msg} at character {exc.pos + 1})", "body") from None
-    except ValueError:  # bytes in no UTF encoding
-        raise ApiError(422, "body: not valid JSON (not UTF-8)", "body") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, f"body: expected a JSON object with 'text' or 'texts', got {describe(data)}", "body")
-    unknown = [key for key in data if key not in ("text", "texts")]
-    if unknown:
-        raise ApiError(422, f"{_quote(unknown[0])}: unknown field; give 'text' (a string) or 'texts' (a list of "
-                            "strings)", _quote(unknown[0]))
-    if ("text" in data) == ("texts" in data):
-        raise ApiError(422, "give exactly one of 'text' (a string) or 'texts' (a list of strings)")
-    if "text" in data:
-        items = [("text", data["text"])]
-    else:
-        texts = data["texts"]
-        if not isinstance(texts, list):
-            raise ApiError(422, f"texts: expected a list of strings, got {describe(texts)}", "texts")
-        if not 1 <= len(texts) <= limits.max_items:
-            raise ApiError(422, f"texts: {len(texts)} items; give 1 to {limits.max_items} per request"
-                           if texts else f"texts: empty list; give 1 to {limits.max_items} texts", "texts")
-        items = [(f"texts[{i}]", text) for i, text in enumerate(texts)]
-    for name, text in items:
-        problem = text_problem(text, limits.max_chars)
-        if problem:
-            raise ApiError(422, f"{name}: {problem}", name)
-    return [text for _, text in items]
-
-
-async def read_body(request, limits: Limits, deadline: float) -> bytes:
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        raise ApiError(415, f"content-type: expected application/json, got {_quote(media)}", "content-type")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise ApiError(413, f"body: {int(declared):,} bytes; at most {limits.max_body_bytes:,}", "body")
-    chunks, size = [], 0
-
-    async def receive():
-        nonlocal size
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limits.max_body_bytes:
-                raise ApiError(413, f"body: over {limits.max_body_bytes:,} bytes", "body")
-            chunks.append(chunk)
-
-    timeout = min(limits.body_timeout, max(0.0, deadline - asyncio.get_running_loop().time()))
-    try:
-        await asyncio.wait_for(receive(), timeout)
-    except asyncio.TimeoutError:
-        raise ApiError(408, f"body: not received within {timeout:g} s", "body") from None
-    return b"".join(chunks)
 
 
 async def _client_left(request) -> None:
@@ -111,33 +47,44 @@ async def _client_left(request) -> None:
         pass
 
 
-def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_ready=None, on_failure=None):
-    """`load()` returns the SentimentAnalyzer (or pass the analyzer itself); it runs on the model thread once the
-    server is up, and GET /ready answers 200 from then on."""
+def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_ready=None, on_failure=None,
+               allowed_hosts: list[str] | None = None):
+    """`load()` returns the SentimentAnalyzer (or pass the analyzer itself; anything with its `predict`,
+    `token_lengths` and `describe` serves); it runs on the model thread once the server is up, and GET /ready answers 200 from then on. `allowed_hosts`: Host header values served (None: any)."""
     if not callable(load):
         load = (lambda analyzer: lambda: analyzer)(load)
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
+    from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect
 
-    batcher = MicroBatcher(limits.max_batch, limits.max_wait_ms, limits.max_queue)
+    from fastapi_offline import FastAPIOffline
+
+    batcher = MicroBatcher(limits.max_batch, limits.max_wait_ms, limits.max_queue, limits.max_batch_tokens)
+    door = Door(limits)
 
     @asynccontextmanager
     async def lifespan(app):
         batcher.start(load, on_ready, on_failure)
         yield
         await batcher.stop()
+        door.close()
 
-    app = FastAPI(title="qlora-sentiment", version="1", lifespan=lifespan,
-                  description="Sentiment labels and per-label probabilities from a QLoRA fine-tuned model.")
+    # Swagger UI and ReDoc from the package's files (/static-offline-docs), not a CDN; no online validator badge
+    app = FastAPIOffline(title="qlora-sentiment", version="1", lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None},
+                         description="Sentiment labels and per-label probabilities from a QLoRA fine-tuned model.")
     app.state.batcher = batcher
+    build = app.build_middleware_stack  # Guard goes outside FastAPI's error middleware: its 500s get nosniff too
+    app.build_middleware_stack = lambda: Guard(build(), allowed_hosts, limits.max_connections)
 
     def error(status: int, detail: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
         detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogate reaches JSON
+        if status >= 500:  # an exception's message may hold a path of this machine
+            detail = scrub_paths(detail)
         return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
@@ -163,40 +110,51 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
         return ApiError(503, why, None, retry_after=1)
 
     @app.post("/predict", response_model=PredictResponse,
-              responses=error_responses(408, 413, 415, 422, 500, 503),
-              openapi_extra={"requestBody": predict_request_body(limits.max_items, limits.max_chars)})
+              responses=error_responses(400, 408, 413, 415, 422, 500, 503),
+              openapi_extra={"requestBody": predict_request_body(limits.max_items, limits.max_chars,
+                                                                 limits.text_tokens, limits.max_batch_tokens)})
     async def predict(request: Request):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limits.request_timeout
         try:
-            body = await read_body(request, limits, deadline)
+            texts = await door.texts(request, deadline)  # 415, 413, 408, 422: before the model is asked anything
         except ClientDisconnect:  # gone while sending its body
             batcher.stats.disconnected += 1
             return Response(status_code=499)
-        texts = parse_request(body, limits)
         if not batcher.ready:
             batcher.stats.rejected += 1
             raise unavailable("the model is not loaded yet (GET /ready); retry")
+        if batcher.depth >= limits.max_queue:  # before counting tokens: a full queue refuses at once
+            batcher.stats.rejected += 1
+            raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry")
         try:
-            job = batcher.submit(texts)
+            costs = await asyncio.wait_for(batcher.costs(texts), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            batcher.stats.timeouts += 1
+            raise unavailable(f"no answer within {limits.request_timeout:g} s (the model is busy); retry") from None
+        try:
+            job = batcher.submit(texts, costs)
         except QueueFull:
             raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry") from None
         left = asyncio.ensure_future(_client_left(request))
-        done, _ = await asyncio.wait({job.future, left}, timeout=max(0.0, deadline - loop.time()),
-                                     return_when=asyncio.FIRST_COMPLETED)
-        left.cancel()
+        try:
+            done, _ = await asyncio.wait({job.future, left}, timeout=max(0.0, deadline - loop.time()),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left.cancel()
+            if not job.future.done():  # timed out, the client left, or this handler was cancelled (shutdown)
+                batcher.withdraw(job, "disconnected" if left.done() and not left.cancelled() else "timeouts")
         if job.future in done and not job.future.cancelled():
             try:
                 predictions = job.future.result()
             except ModelFailed as exc:
                 raise ApiError(500, f"the model failed on this request: {exc}") from None
             return {"predictions": [dict(p, text=t) for t, p in zip(texts, predictions)]}
-        batcher.withdraw(job, "disconnected" if left in done else "timeouts")
         if left in done:
             return Response(status_code=499)  # nobody is listening
         raise unavailable(f"no answer within {limits.request_timeout:g} s (the model is busy); retry")
 
-    @app.get("/health", response_model=Health, responses=error_responses(503))
+    @app.get("/health", response_model=Health, responses=error_responses(400, 503))
     async def health():
         """Liveness: 200 while the process serves (loading included); 503 once the model worker has stopped."""
         if batcher.fault is not None:
@@ -204,7 +162,7 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
         return {"status": "ok", "ready": batcher.ready and batcher.depth < limits.max_queue,
                 "queue_depth": batcher.depth, "max_queue": limits.max_queue, **asdict(batcher.stats)}
 
-    @app.get("/ready", response_model=Ready, responses=error_responses(503))
+    @app.get("/ready", response_model=Ready, responses=error_responses(400, 503))
     async def ready():
         """Readiness: 200 when the model is loaded and the queue has room, else 503 with Retry-After."""
         if not batcher.ready:
@@ -213,11 +171,15 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
             raise unavailable(f"busy: {limits.max_queue} requests are waiting")
         return {"status": "ready", "queue_depth": batcher.depth}
 
-    @app.get("/info", response_model=Info, responses=error_responses(503))
+    @app.get("/info", response_model=Info, responses=error_responses(400, 503))
     async def info():
-        """The model (base, labels, head), the test metrics it shipped with, and these limits."""
+        """The model (its folder's name, base, labels, head), the test metrics it shipped with, and these limits;
+        no path of this machine."""
         if batcher.analyzer is None:
             raise unavailable("the model is not loaded yet (GET /ready); retry")
-        return {**batcher.analyzer.describe(), "metrics": metrics, "limits": asdict(limits)}
+        described = dict(batcher.analyzer.describe())
+        folder = described.pop("path", None)
+        name = Path(folder).resolve().name if folder else None  # `.` or `models/adapter/`: still its name
+        return without_paths({"model": name or None, **described, "metrics": metrics, "limits": asdict(limits)})
 
     return app

@@ -164,6 +164,7 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
         trainable_parameters=trainable, total_parameters=total, global_step=result.global_step,
         processes=state.num_processes, train_loss=mean_logged_loss(history),
         eval_loss=label_loss if classifier else final_eval.get("eval_loss"), validation=validation,
+        clean=params.data.clean.text,  # what prepare did to the texts: every entry point does it too
     )
     return TrainResult(record, trainer.model, tokenizer, history, result.global_step,
                        {"validation_curve": round(curve.seconds, 1)})

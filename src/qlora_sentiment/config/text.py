@@ -1,0 +1,78 @@
+"""The text cleaning `data.clean` describes (html, unicode, format_chars; whitespace always collapsed), applied by
+prepare to the training data and by every scoring entry point to the texts it is given, so that a model sees its
+texts as it was trained on them. The export carries the same steps as a tokenizer normalizer (model/tokenizer.py),
+built from the patterns below. It lives in config/ because config/ is the one package every stage depends on.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import itertools
+import re
+import unicodedata
+
+# Tags only: "a < b > c" stays. A tag becomes a space (IMDB's "<br /><br />" separates sentences).
+TAG_PATTERN = r"</?[A-Za-z][^<>]{0,200}>"
+
+
+def _ranges(codes: list[int]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for code in codes:
+        if out and out[-1][1] == code - 1:
+            out[-1][1] = code
+        else:
+            out.append([code, code])
+    return [(a, b) for a, b in out]
+
+
+# Unicode category Cf (format characters: BOM U+FEFF, zero-width space/non-joiner/joiner U+200B-U+200D, word
+# joiner U+2060, LRM/RLM, bidi embeddings and isolates, soft hyphen U+00AD, tag characters, ...): invisible, and
+# a model reads them as tokens. All of them go, the joiner inside emoji sequences too (a family emoji becomes its
+# people). The set is this Python's Unicode version; the export writes it out as explicit ranges. Planes 0, 1 and
+# 14 hold every Cf and every whitespace character (2-13 are ideographs or unassigned, 15-16 private use): scanning
+# only them keeps the first use fast.
+
+
+def _scanned() -> itertools.chain:
+    return itertools.chain(range(0x20000), range(0xE0000, 0xF0000))
+
+
+@functools.cache
+def format_ranges() -> list[tuple[int, int]]:
+    return _ranges([c for c in _scanned() if unicodedata.category(chr(c)) == "Cf"])
+
+
+@functools.cache
+def space_ranges() -> list[tuple[int, int]]:
+    """What Python's `\\s` matches (str.isspace), spelt out so the export's normalizer collapses exactly the same."""
+    return _ranges([c for c in _scanned() if chr(c).isspace()])
+
+
+def char_class(ranges: list[tuple[int, int]], escape) -> str:
+    """A regex character class; `escape(code)` spells one code point in the target regex dialect."""
+    return "[" + "".join(escape(a) if a == b else f"{escape(a)}-{escape(b)}" for a, b in ranges) + "]"
+
+
+def _python_escape(code: int) -> str:
+    return f"\\U{code:08X}"
+
+
+@functools.cache
+def _patterns():
+    return (re.compile(TAG_PATTERN), re.compile(char_class(format_ranges(), _python_escape)),
+            re.compile(char_class(space_ranges(), _python_escape) + "+"))
+
+
+def clean_text(text: str, cleaning) -> str:
+    """`cleaning`: a TextCleaning (or data.clean). The order is the export normalizer's: tags, entities, format
+    characters (after the entities, which can spell them: &#8203;), Unicode normal form, whitespace."""
+    tag, fmt, space = _patterns()
+    if cleaning.html:
+        text = html.unescape(tag.sub(" ", text))
+    if cleaning.format_chars == "remove":
+        # before the normal form: "e" + U+200B + U+0301 then composes to "é", as without the U+200B
+        text = fmt.sub("", text)
+    if cleaning.unicode != "none":
+        text = unicodedata.normalize(cleaning.unicode, text)
+    return space.sub(" ", text).strip()
