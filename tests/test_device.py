@@ -142,7 +142,7 @@ def test_export_writes_shards_of_at_most_5_gb(monkeypatch, tmp_path):
             seen.update(kwargs)
             raise StopIteration  # the rest of the export is not this test's business
 
-    record = type("R", (), {"head": "classifier"})()
+    record = type("R", (), {"head": "classifier", "clean": None})()
     with pytest.raises(StopIteration):
         export.write_export(Merged(), None, record, tmp_path, None, tmp_path)
     assert seen["max_shard_size"] == "5GB"

@@ -58,12 +58,26 @@ def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dic
     merged.save_pretrained(out, max_shard_size="5GB")
     # The causal LM's tokenizer tokenizes whole prompts: it stays the base's (cleaning it would rewrite the prompt)
     save_tokenizer(tokenizer, out, generic=auto_class == "AutoModelForSequenceClassification")
+    if auto_class == "AutoModelForSequenceClassification" and record.clean is not None:
+        warn_if_auto_tokenizer_drops_cleaning(out, tokenizer)
     exported = record.exported(adapter_dir, auto_class)
     write_record(out, exported)
     if metrics is not None:
         write_json(out / "metrics.json", metrics)
     model_card(exported, metrics, dataset, errors).save(out / "README.md")
     return exported
+
+
+def warn_if_auto_tokenizer_drops_cleaning(out: Path, saved) -> None:
+    """`AutoTokenizer` (and so `pipeline()`) must load the normalizer that was saved; for model types whose class
+    transformers 5 forces (Qwen2, Phi-3, ...) it does not: say so once, with the way round it."""
+    import transformers
+
+    loaded = transformers.AutoTokenizer.from_pretrained(out)
+    if loaded.backend_tokenizer.normalizer.__getstate__() != saved.backend_tokenizer.normalizer.__getstate__():
+        log.warning("export: transformers' AutoTokenizer loads this model type as %s, which drops the text cleaning "
+                    "from tokenizer.json; SentimentAnalyzer and the CLI clean anyway, and for pipeline() pass "
+                    "tokenizer=PreTrainedTokenizerFast.from_pretrained(folder)", type(loaded).__name__)
 
 
 def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
@@ -75,8 +89,12 @@ def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     if record.clean is not None and record.export.auto_class == "AutoModelForSequenceClassification" \
             and not remove_cleaning(tokenizer, record.clean):
-        raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} records "
-                         "(edited, or from another version?); rebuild the export (dvc repro export)")
+        # transformers 5 swaps the saved generic class for its own for some model types (Qwen2, Phi-3: "incorrect
+        # hub tokenizer class"), and that class rebuilds its normalizer in code; the generic one reads the file whole
+        tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
+        if not remove_cleaning(tokenizer, record.clean):
+            raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} "
+                             "records (edited, or from another version?); rebuild the export (dvc repro export)")
     # SentimentAnalyzer cleans in Python (exactly as prepare did, every entity): the normalizer's copy comes off
     auto = getattr(transformers, record.export.auto_class)
     model = auto.from_pretrained(folder, dtype=torch_dtype(record.export.dtype))
