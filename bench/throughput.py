@@ -4,8 +4,8 @@ labels (`metrics/predictions.jsonl`) on the same test reviews, each variant in a
     python bench/throughput.py --adapter models/adapter --base models/base --export models/export
 
 Variants: the 4-bit adapter (what `predict` and `serve` run today), the merged export in float32 and in bf16,
-dynamic int8 quantization of the export's Linear layers (`torch.ao.quantization.quantize_dynamic`), and the
-float32 export at a larger batch. Every variant scores the texts through `SentimentAnalyzer.predict` (cleaning,
+dynamic int8 quantization of the export's Linear layers (`torch.ao.quantization.quantize_dynamic`: all of them,
+or the transformer's only, the score head kept in float32), and the float32 export at a larger batch. Every variant scores the texts through `SentimentAnalyzer.predict` (cleaning,
 prompt, padding, softmax: what the CLI does). ONNX Runtime is not measured: `onnxruntime` is not in the locks.
 Writes bench/throughput.json; figures in BENCHMARKS.md ("predict: inference paths on the CPU").
 """
@@ -35,6 +35,9 @@ if spec["dtype"] == "bf16":
 elif spec["dtype"] == "int8":
     from torch.ao.quantization import quantize_dynamic
     model.scorer.model = quantize_dynamic(model.scorer.model, {torch.nn.Linear}, dtype=torch.qint8)
+elif spec["dtype"] == "int8-body":  # the transformer's Linear layers only: the score head stays float32
+    from torch.ao.quantization import quantize_dynamic
+    model.scorer.model.model = quantize_dynamic(model.scorer.model.model, {torch.nn.Linear}, dtype=torch.qint8)
 model.predict(texts[:spec["batch"]], batch_size=spec["batch"])  # warm-up: first-call allocations
 started = time.perf_counter()
 out = model.predict(texts, batch_size=spec["batch"])
@@ -71,6 +74,7 @@ def main() -> None:
         ("export float32", {"model": str(args.export), "dtype": "as-is", "batch": 16}),
         ("export bf16", {"model": str(args.export), "dtype": "bf16", "batch": 16}),
         ("export dynamic int8", {"model": str(args.export), "dtype": "int8", "batch": 16}),
+        ("export dynamic int8, score head float32", {"model": str(args.export), "dtype": "int8-body", "batch": 16}),
         ("export float32, batch 64", {"model": str(args.export), "dtype": "as-is", "batch": 64}),
     ]
     rows = []
