@@ -12,6 +12,9 @@ import math
 import re
 import unicodedata
 
+# the range and character-class builders config/text.py spells the cleaning's classes with
+from qlora_sentiment.config.text import _ranges as code_ranges, char_class
+
 MAX_TEXT_CHARS = 20_000  # far beyond max_length tokens; longer is a mistake (a whole file as one text)
 
 
@@ -19,19 +22,12 @@ def _invisible_ranges() -> list[tuple[int, int]]:
     """BMP code points that draw nothing (astral ones, such as U+E0020 tags, count as visible everywhere)."""
     codes = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF
              and (chr(c).isspace() or unicodedata.category(chr(c)) in ("Cc", "Cf", "Zs", "Zl", "Zp"))]
-    codes = sorted({*codes, 0x115F, 0x1160, 0x3164, 0xFFA0})  # Hangul fillers: letters that draw nothing
-    ranges: list[list[int]] = []
-    for code in codes:
-        if ranges and ranges[-1][1] == code - 1:
-            ranges[-1][1] = code
-        else:
-            ranges.append([code, code])
-    return [(a, b) for a, b in ranges]
+    return code_ranges(sorted({*codes, 0x115F, 0x1160, 0x3164, 0xFFA0}))  # Hangul fillers: letters that draw nothing
 
 
-# One visible character: the OpenAPI schema's `pattern` (ECMA-262 and Python read it alike: BMP escapes only)
-VISIBLE_PATTERN = "[^" + "".join(f"\\u{a:04X}" if a == b else f"\\u{a:04X}-\\u{b:04X}"
-                                 for a, b in _invisible_ranges()) + "]"
+# One visible character: the OpenAPI schema's `pattern` (ECMA-262 and Python read it alike: BMP escapes only), the
+# negation of the invisible ranges' class
+VISIBLE_PATTERN = "[^" + char_class(_invisible_ranges(), lambda code: f"\\u{code:04X}")[1:]
 _VISIBLE = re.compile(VISIBLE_PATTERN)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
