@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed-$(notdir $(LOCK))
 # Debian's chromium draws the offline `dvc plots` page in a test; sudo only when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run test bench lock clean
+.PHONY: install browser run test bench lock clean sky
 
 # One stamp per lock: switching LOCK (CPU <-> CUDA torch) re-syncs the venv instead of keeping the old torch.
 $(STAMP): pyproject.toml $(LOCK) requirements/offline.lock requirements/uv.lock tools/check_lock.py
@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml $(LOCK) requirements/offline.lock requirements/uv.lock 
 
 install: $(STAMP)
 
-# Re-resolve every pin (needs the package index); commit the four locks together.
+# Re-resolve every pin (needs the package index); commit the five locks together.
 lock:
 	$(eval UVC := $(if $(wildcard $(UV)),$(UV),uv))
 	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test -c requirements/cpu-constraints.txt \
@@ -46,6 +46,7 @@ lock:
 	  -o requirements/cuda.lock
 	$(UVC) pip compile $(LOCK_FLAGS) requirements/offline.in --no-deps -o requirements/offline.lock
 	$(UVC) pip compile $(LOCK_FLAGS) requirements/uv.in -o requirements/uv.lock
+	$(UVC) pip compile $(LOCK_FLAGS) requirements/sky.in -o requirements/sky.lock
 
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
@@ -63,9 +64,19 @@ test: install browser
 	# two workers: most tests are single-threaded (one torch thread each), so two of them use both cores
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 -v --durations=15
 
+# SkyPilot, the launcher of cloud/sky-train.yaml, in a venv of its own (it pins uvicorn < 0.36, the server here
+# runs 0.54): a laptop needs only this one to rent a GPU. `make sky`, then `.venv-sky/bin/sky launch ...`.
+SKY_VENV ?= .venv-sky
+$(SKY_VENV)/.installed: requirements/sky.lock $(STAMP)
+	@[ -x $(SKY_VENV)/bin/python ] || $(UV) venv -q --python $(PYTHON) $(SKY_VENV)
+	$(UV) pip sync -q --python $(SKY_VENV)/bin/python --require-hashes requirements/sky.lock
+	touch $@
+
+sky: $(SKY_VENV)/.installed
+
 # Speed and memory, project vs the notebook way, side by side (needs `make run` first); see BENCHMARKS.md.
 bench: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" python bench/bench.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SKY_VENV)

@@ -110,7 +110,7 @@ def _real_tokens(tokenizer, texts: list[str]) -> int:
 
 def train_project(params, rows, scratch: Path, ref) -> dict:
     from qlora_sentiment.model.loading import load_model, load_tokenizer
-    from qlora_sentiment.model.prompts import PromptFormatter, completion
+    from qlora_sentiment.model.prompts import PromptFormatter
     from qlora_sentiment.training.trainer import add_lora, build_trainer, keep_trainable_fp32, trainer_args
 
     tokenizer = load_tokenizer(ref)
@@ -123,11 +123,13 @@ def train_project(params, rows, scratch: Path, ref) -> dict:
     texts = [r["text"] for r in rows]  # the classifier reads the raw review
     if head == "generative":
         formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
-        texts = [p + completion(r["label"]) for p, r in zip(formatter.prompts(texts), rows)]
+        tokens = sum(len(formatter.training_example(r["text"], r["label"])["input_ids"]) for r in rows)
+    else:
+        tokens = _real_tokens(tokenizer, texts)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(tokenizer, texts)}
+    return {"seconds": seconds, "examples": len(rows), "tokens": tokens}
 
 
 def train_reference(params, rows, scratch: Path, ref) -> dict:
@@ -163,8 +165,9 @@ def eval_project(params, rows, scorer) -> dict:
     proba = scorer.predict_proba(texts, batch_size=params.eval.batch_size)
     seconds = time.perf_counter() - start
     predicted = [scorer.labels[i] for i in proba.argmax(axis=1)]
-    prompts = scorer.formatter.prompts(texts) if scorer.head == "generative" else texts
-    return {"seconds": seconds, "examples": len(rows), "tokens": _real_tokens(scorer.tokenizer, prompts),
+    tokens = (sum(map(len, scorer.formatter.encode(texts))) if scorer.head == "generative"
+              else _real_tokens(scorer.tokenizer, texts))
+    return {"seconds": seconds, "examples": len(rows), "tokens": tokens,
             "accuracy": sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)}
 
 
@@ -173,7 +176,7 @@ def eval_reference(params, rows, scorer) -> dict:
 
     model, tokenizer = scorer.model, scorer.tokenizer
     tokenizer.padding_side = "left"
-    prompts = scorer.formatter.prompts([r["text"] for r in rows])
+    prompts = [scorer.formatter.render_raw(r["text"]) for r in rows]  # the notebook's string prompts
     answers = []
     model.eval()
     start = time.perf_counter()

@@ -53,7 +53,7 @@ def main(argv):
         return
     record = result.record
     with atomic_dir(args.out) as tmp:
-        save_adapter(result.model, result.tokenizer, tmp, record)
+        save_adapter(result.model, result.tokenizer, tmp, record, result.state_dict)
     write_curves(Path(args.live), result.log_history, record)
     # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
     write_json(args.environment, describe_environment(params.quantization.compute_dtype, auto_dtype))

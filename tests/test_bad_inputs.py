@@ -245,17 +245,20 @@ def trigger(problem_id, tmp, tiny_llama):
         result = run([py, str(script)], tmp)
         assert not (tmp / "base").exists(), "half-written outputs"
         return result
-    if problem_id in ("bitsandbytes-missing", "cuda-out-of-memory"):
+    if problem_id in ("bitsandbytes-missing", "cuda-out-of-memory", "cuda-out-of-memory-scoring",
+                      "cuda-out-of-memory-export"):
         # A real stage entry point with the failure injected where it happens (no GPU / a broken install here).
         code = {
             "bitsandbytes-missing": "import sys; sys.modules['bitsandbytes'] = None\n"
                                     "from qlora_sentiment.model.loading import bnb_config\n"
                                     "from qlora_sentiment.config import QuantizationConfig\n"
                                     "main = lambda argv: bnb_config(QuantizationConfig(load_in_4bit=True, quant_type='nf4', double_quant=True, compute_dtype='float32'))\n",
-            "cuda-out-of-memory": "import torch\n"
-                                  "def main(argv):\n    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')\n",
-        }[problem_id]
-        script = tmp / "entry.py"
+        }.get(problem_id, "import torch\n"
+                          "def main(argv):\n    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2 GiB')\n")
+        # the advice follows the stage the script is (its name, as dvc.yaml runs stages/<name>.py)
+        stage = {"cuda-out-of-memory": "train", "cuda-out-of-memory-scoring": "evaluate",
+                 "cuda-out-of-memory-export": "export"}.get(problem_id, "entry")
+        script = tmp / f"{stage}.py"
         script.write_text(code + "from qlora_sentiment.core.runtime import stage_entry\nstage_entry(main)()\n")
         return run([py, str(script)], tmp)
     # predict, serve and compare: each input error before any model loads (--model names no folder at all)

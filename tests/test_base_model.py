@@ -98,3 +98,24 @@ def test_hub_errors_give_the_right_advice():
     assert "does not exist" in missing and "OFFLINE" not in missing
     offline = explain_hub_error(LocalEntryNotFoundError("not in the cache"), "model.name", "'acme/x'", "model")
     assert "HF_HUB_OFFLINE=1" in offline and "model.source: local" in offline
+
+
+def test_hub_download_skips_second_copies_of_the_weights():
+    """Mistral-7B-Instruct-v0.3's and Llama-3.1-8B-Instruct's file lists (as on the Hub) through huggingface_hub's
+    own pattern filter, the one snapshot_download applies: one copy of the weights, tokenizer and configs kept."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from qlora_sentiment.model.base import HUB_FILES, HUB_SKIP
+
+    mistral = ["config.json", "consolidated.safetensors", "generation_config.json", "model-00001-of-00003.safetensors",
+               "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors", "model.safetensors.index.json",
+               "params.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model", "tokenizer.model.v3",
+               "tokenizer_config.json", "README.md", ".gitattributes"]
+    llama = ["config.json", "generation_config.json", "model-00001-of-00004.safetensors",
+             "model-00004-of-00004.safetensors", "model.safetensors.index.json", "original/consolidated.00.pth",
+             "original/params.json", "original/tokenizer.model", "special_tokens_map.json", "tokenizer.json",
+             "tokenizer_config.json", "LICENSE", "USE_POLICY.md"]
+    kept = set(filter_repo_objects(mistral + llama, allow_patterns=HUB_FILES, ignore_patterns=HUB_SKIP))
+    assert "consolidated.safetensors" not in kept and not any(k.startswith("original/") for k in kept)
+    assert {"model-00001-of-00003.safetensors", "model.safetensors.index.json", "tokenizer.json",
+            "tokenizer_config.json", "model-00004-of-00004.safetensors", "tokenizer.model"} <= kept

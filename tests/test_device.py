@@ -146,3 +146,42 @@ def test_export_writes_shards_of_at_most_5_gb(monkeypatch, tmp_path):
     with pytest.raises(StopIteration):
         export.write_export(Merged(), None, record, tmp_path, None, tmp_path)
     assert seen["max_shard_size"] == "5GB"
+
+
+def test_auto_says_when_it_runs_on_the_cpu(monkeypatch, caplog):
+    """A CPU-only torch beside an NVIDIA device (a `make run` without the CUDA lock on a GPU box): a warning; on a
+    machine without one, a note. Either way one line with the reason."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="qlora_sentiment.core.device")
+    monkeypatch.setattr(device.os.path, "exists", lambda path: path == "/dev/nvidia0")
+    assert device.resolve_device("auto") == "cpu"
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and "auto runs on the CPU: this torch" in record.getMessage()
+    caplog.clear()
+    monkeypatch.setattr(device.os.path, "exists", lambda path: False)
+    assert device.resolve_device("auto") == "cpu"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "runtime.device: auto runs on the CPU (no NVIDIA GPU on this machine)")]
+
+
+@pytest.mark.parametrize("visible, launched, expected", [
+    (None, False, "0"), ("2,3", False, "2"), (" 1, 0", False, "1"), ("3", False, "3"), ("", False, ""),
+    ("0,1", True, "0,1"), (None, True, None)])
+def test_one_process_uses_one_gpu(monkeypatch, caplog, visible, launched, expected):
+    """Outside a distributed launch a stage sees one GPU (the Trainer would wrap a model in nn.DataParallel with
+    two or more, which TRL refuses); accelerate's workers (LOCAL_RANK) keep what the launcher gave them."""
+    import logging
+
+    from qlora_sentiment.core.runtime import one_gpu_per_process
+
+    caplog.set_level(logging.INFO, logger="qlora_sentiment")
+    for name, value in (("CUDA_VISIBLE_DEVICES", visible), ("LOCAL_RANK", "0" if launched else None)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    one_gpu_per_process()
+    assert device.os.environ.get("CUDA_VISIBLE_DEVICES") == expected
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == (1 if expected is not None and expected != visible else 0), said

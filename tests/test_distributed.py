@@ -86,3 +86,29 @@ def test_fsdp_without_a_gpu_stops_with_one_line(tmp_path, tiny_llama, python_bin
                   "--environment", "metrics/train/environment.json"], repo, python_bin_env, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("error: runtime.strategy: fsdp shards the model across")
+
+
+def test_the_process_and_its_device_are_set_before_the_model_loads(monkeypatch, tiny_llama):
+    """Under a launch, accelerate's PartialState joins the process group and sets cuda:LOCAL_RANK; a model loaded
+    before it was quantized onto cuda:0 in every process (FSDP then found cuda:0 vs cuda:1 on rank 1)."""
+    from accelerate import PartialState
+
+    from helpers import ROOT
+    from qlora_sentiment.config import compose, params_from_dict
+    from qlora_sentiment.model.base import BaseRef
+    from qlora_sentiment.training import run as training
+
+    seen = []
+
+    def load_model(*args, **kwargs):
+        seen.append(bool(PartialState._shared_state))
+        raise RuntimeError("stop here")
+
+    PartialState._reset_state()
+    monkeypatch.setattr(training, "load_model", load_model)
+    params = params_from_dict(compose(ROOT / "conf", ["model.source=local", f"model.name={tiny_llama}",
+                                                         "lora.last_n_layers=null"]))
+    with pytest.raises(RuntimeError, match="stop here"):
+        training.train(params, BaseRef(str(tiny_llama), None, {}), [], [], tiny_llama / "checkpoints")
+    assert seen == [True]
+    PartialState._reset_state()

@@ -141,3 +141,71 @@ def test_out_of_domain_tool_scores_binary_tweets_and_drug_reviews(trained, tmp_p
     # drug reviews: its own 379 test rows less the neutral ones; tweets: the preset's cap of 1,000 after that
     assert results["tweets (binary)"]["n"] == 1000 and 100 < results["drug reviews (binary)"]["n"] < 379
     assert all(0 <= r["accuracy"] <= 1 and r["n"] > 0 for r in results.values())
+
+
+def test_a_merge_too_big_for_the_gpu_runs_on_the_cpu(tiny_llama, monkeypatch, caplog):
+    """The export's merge de-quantizes the whole model: where the GPU's free memory cannot hold it (a 7-9B model on
+    a 16 GB card), it runs on the CPU and says so with the RAM it takes (CUDA mocked: this machine has none)."""
+    import logging
+
+    import torch
+
+    from qlora_sentiment.config import QuantizationConfig
+    from qlora_sentiment.model.base import BaseRef
+    from qlora_sentiment.model.export import merge_fits_gpu, parameter_count
+    from qlora_sentiment.model.loading import load_model
+    from qlora_sentiment.model.record import ModelRecord
+
+    ref = BaseRef(str(tiny_llama), None, {})
+    count = parameter_count(ref)
+    from transformers import AutoModelForCausalLM
+
+    assert count == AutoModelForCausalLM.from_pretrained(tiny_llama).num_parameters()
+    record = ModelRecord.model_construct(quantization=QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True,
+                                                                        compute_dtype="bfloat16"))
+    need = count * (2 + 0.56)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    caplog.set_level(logging.WARNING, logger="qlora_sentiment.model.export")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need * 1.2), int(need * 2)))
+    assert merge_fits_gpu(ref, record) and not caplog.records
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need * 0.5), int(need * 2)))
+    assert not merge_fits_gpu(ref, record)
+    [said] = [r.getMessage() for r in caplog.records]
+    assert "merging on the CPU instead" in said and "GiB of RAM" in said
+    # the CPU placement a GPU machine then asks for loads the real 4-bit layers on the CPU
+    monkeypatch.undo()  # this machine's real torch.cuda again (bitsandbytes reads it when it loads)
+    model = load_model(ref, "generative", ["negative", "positive"],
+                       QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True, compute_dtype="float32"), 0, on_cpu=True)
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
+
+
+def test_the_classifier_export_is_built_without_random_weights(tiny_llama, monkeypatch):
+    """The sequence classifier is created on the meta device and takes the merged model's tensors: no randomly
+    initialised copy first (an 8B model's would be 15 GB of RAM and minutes on the CPU)."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    from qlora_sentiment.model.classifier import to_classifier
+    from qlora_sentiment.model.base import BaseRef
+    from qlora_sentiment.model.loading import load_tokenizer
+    from qlora_sentiment.model.record import ModelRecord
+
+    made = []
+    original = transformers.AutoModelForSequenceClassification.from_config
+
+    def from_config(*args, **kwargs):
+        model = original(*args, **kwargs)
+        made.append({p.device.type for p in model.parameters()})
+        return model
+
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_config", from_config)
+    merged = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    record = ModelRecord.model_construct(prompt_template="Review: {text}\nSentiment:", labels=["negative", "positive"],
+                                         max_length=64, chat_template=False, clean=None)
+    model, _ = to_classifier(merged, load_tokenizer(BaseRef(str(tiny_llama), None, {})), record)
+    assert made == [{"meta"}]
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    head = merged.get_output_embeddings().weight
+    assert model.model.embed_tokens.weight.data_ptr() == merged.model.embed_tokens.weight.data_ptr()  # taken, not copied
+    assert model.score.weight.shape == (2, head.shape[1])

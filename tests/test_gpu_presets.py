@@ -1,7 +1,7 @@
 """Every GPU preset runs its real pipeline on the CPU: `dvc exp run -S experiment=<preset>` in a temporary repo,
 every stage, with the preset's own keys. Only the model (a tiny random model of the same architecture class,
-with a tokenizer of the same kind and the family's chat template, tools/random_model.py), the data (a small
-offline set) and the threads are swapped; `runtime.device: cpu` is the only CUDA-related key overridden."""
+with the family's real tokenizer and chat template, tools/random_model.py), the data (a small offline set) and
+the threads are swapped; `runtime.device: cpu` is the only CUDA-related key overridden."""
 
 from __future__ import annotations
 
@@ -82,13 +82,13 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
     tokenizer = load_tokenizer(BaseRef(str(repo / model), None, {}))
     assert tokenizer.pad_token == pad
     formatter = PromptFormatter(tokenizer, record["prompt_template"], record["labels"], record["max_length"], chat)
-    ids = tokenizer(formatter.prompts(["a warm, funny film"]))["input_ids"][0]
+    ids = formatter.encode(["a warm, funny film"])[0]
     bos = tokenizer.bos_token_id
     assert ids.count(bos) == (1 if spec.bos else 0) if bos is not None else not spec.bos
     if spec.bos:
         assert ids[0] == bos
     if chat:
-        assert formatter.prompts(["x"])[0].endswith(tokenizer.apply_chat_template(
+        assert formatter.render_raw("x").endswith(tokenizer.apply_chat_template(
             [{"role": "user", "content": "y"}], tokenize=False, add_generation_prompt=True).split("y")[-1])
     assert all(formatter.label_token_ids(label) for label in record["labels"])
 

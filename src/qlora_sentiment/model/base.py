@@ -19,6 +19,9 @@ from qlora_sentiment.core.io import atomic_dir, read_json, write_json
 REFERENCE_FILE = "base_model.json"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+# Second copies of the weights some repositories ship for other runtimes: Mistral's consolidated.safetensors
+# (mistral-inference's format, 14.5 GB beside the same weights in model-*.safetensors) and Meta's original/ folder
+HUB_SKIP = ["consolidated*.safetensors", "original/*"]
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,8 @@ def resolve_hub(repo_id: str, revision: str | None) -> dict:
     from huggingface_hub import snapshot_download
 
     try:
-        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES,
+                                           ignore_patterns=HUB_SKIP))
     except Exception as exc:
         from qlora_sentiment.core.hub import explain_hub_error
 

@@ -17,13 +17,12 @@ from qlora_sentiment.model.prompts import PromptFormatter
 from qlora_sentiment.model.record import ModelRecord
 from qlora_sentiment.model.tokenizer import add_cleaning
 
-SENTINEL = "\u2063qlora-sentiment-text\u2063"  # stands for the review while the prompt is split around it
 CHECK_TEXTS = ("A warm, funny film.", "A joyless, overlong mess.", "not bad at all -- 3/5", "Ça m'a plu !",
                "two\nlines", "\"quoted\" (and bracketed)", "\ufeffA <b>dull</b>\u200b film &amp; a\u00a0bore")
 
 
 def label_rows(formatter: PromptFormatter, labels: list[str]) -> list[int]:
-    answers = [formatter.label_token_ids(label) for label in labels]
+    answers = formatter.answers
     if any(len(a) != 1 for a in answers) or len({a[0] for a in answers}) != len(labels):
         spelled = {label: len(a) for label, a in zip(labels, answers)}
         raise ModelError(f"export: a classification head reads one token per label, but the labels take {spelled} "
@@ -33,16 +32,14 @@ def label_rows(formatter: PromptFormatter, labels: list[str]) -> list[int]:
 
 
 def wrap_tokenizer(tokenizer, formatter: PromptFormatter):
-    """A copy of `tokenizer` that turns raw text into the training prompt's tokens."""
+    """A copy of `tokenizer` that turns raw text into the prompt's token ids: the review through the tokenizer's
+    own pipeline (a leading space first where the template puts one), the prompt's fixed ids around it."""
     from tokenizers import normalizers, processors
 
-    prefix, suffix = formatter.render_raw(SENTINEL).split(SENTINEL)
-    space = prefix.endswith(" ")  # "Review: {text}": the space belongs to the review's first token
-    prefix_ids = tokenizer(prefix.removesuffix(" ") if space else prefix)["input_ids"]  # BOS included if added
-    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    prefix_ids, suffix_ids = formatter.prefix_ids, formatter.suffix_ids  # BOS included in the prefix if added
     wrapped = copy.deepcopy(tokenizer)
     backend = wrapped.backend_tokenizer
-    if space:
+    if formatter.space:
         # before the tokenizer's own normalizer, which may spell spaces its way (Gemma: " " -> "▁")
         steps = [backend.normalizer] if backend.normalizer is not None else []
         backend.normalizer = normalizers.Sequence([normalizers.Prepend(" "), *steps])
@@ -54,18 +51,20 @@ def wrap_tokenizer(tokenizer, formatter: PromptFormatter):
     template = " ".join([*(["[PROMPT]"] if prefix_ids else []), "$A", *(["[ANSWER]"] if suffix_ids else [])])
     backend.post_processor = processors.TemplateProcessing(
         single=template, pair=f"{template} $B", special_tokens=[special(n, ids) for n, ids in parts if ids])
-    wrapped.model_max_length = formatter.max_length
+    # truncation=True cuts the review where the scorer cuts it (the prompt's ids are counted in, never cut)
+    wrapped.model_max_length = len(prefix_ids) + formatter.text_budget + len(suffix_ids)
     return wrapped
 
 
-def check_wrapping(tokenizer, wrapped, formatter: PromptFormatter, record: ModelRecord, texts=CHECK_TEXTS) -> None:
-    """The wrapped tokenizer must give the scorer's exact tokens for the cleaned text (what SentimentAnalyzer
-    scores), or the export would score another prompt."""
-    for text in texts:
-        expected = tokenizer(formatter.prompts(record.clean_texts([text]))[0])["input_ids"]
-        got = wrapped(text)["input_ids"]
+def check_wrapping(wrapped, formatter: PromptFormatter, record: ModelRecord, texts=CHECK_TEXTS) -> None:
+    """The wrapped tokenizer must give the scorer's exact ids for the cleaned text (what SentimentAnalyzer
+    scores), or the export would score another prompt. The last text is longer than any budget: cut alike."""
+    longest = " ".join(["a long review, word after word"] * (formatter.max_length // 2))
+    for text in (*texts, longest):
+        expected = formatter.encode(record.clean_texts([text]))[0]
+        got = wrapped(text, truncation=True)["input_ids"]
         if got != expected:
-            raise ModelError(f"export: the tokenizer cannot reproduce the prompt's tokens for {text!r} "
+            raise ModelError(f"export: the tokenizer cannot reproduce the prompt's tokens for {text[:60]!r} "
                              f"({len(got)} vs {len(expected)} tokens); keep the causal-LM export for this model")
 
 
@@ -76,6 +75,8 @@ def soft_capped(config) -> bool:
 
 def to_classifier(merged, tokenizer, record: ModelRecord):
     """(sequence-classification model, wrapping tokenizer) computing what LabelScorer computes on `merged`."""
+    import torch
+    from accelerate import init_empty_weights
     from transformers import AutoModelForSequenceClassification
 
     config = merged.config
@@ -88,7 +89,7 @@ def to_classifier(merged, tokenizer, record: ModelRecord):
     wrapped = wrap_tokenizer(tokenizer, formatter)
     if record.clean is not None:
         add_cleaning(wrapped, record.clean)  # first: the wrapper's Prepend(" ") comes after its Strip
-    check_wrapping(tokenizer, wrapped, formatter, record)
+    check_wrapping(wrapped, formatter, record)
     if wrapped(CHECK_TEXTS[0])["input_ids"][-1] == tokenizer.pad_token_id:
         raise ModelError("export: the prompt ends with the pad token, which the classifier would skip as padding")
     head = merged.get_output_embeddings()
@@ -100,9 +101,15 @@ def to_classifier(merged, tokenizer, record: ModelRecord):
     cls_config.label2id = {label: i for i, label in enumerate(record.labels)}
     cls_config.pad_token_id = tokenizer.pad_token_id
     cls_config.architectures = None
-    model = AutoModelForSequenceClassification.from_config(cls_config, dtype=merged.dtype)
-    model.base_model.load_state_dict(merged.base_model.state_dict())
+    # Parameters on the meta device (no memory, no random init: 15 GB and minutes for an 8B model on the CPU),
+    # then the merged model's own tensors assigned in; buffers (rotary frequencies) are built as usual.
+    with init_empty_weights():
+        model = AutoModelForSequenceClassification.from_config(cls_config, dtype=merged.dtype)
     if not hasattr(model, "score"):
         raise ModelError(f"export: {type(model).__name__} has no score layer to hold the label rows")
-    model.score.weight.data = head.weight.data[rows].clone()
+    model.base_model.load_state_dict(merged.base_model.state_dict(), assign=True)
+    model.score.weight = torch.nn.Parameter(head.weight.data[rows].clone(), requires_grad=False)
+    left = [name for name, p in model.named_parameters() if p.is_meta]
+    if left:
+        raise ModelError(f"export: the classifier's {left[:3]} have no counterpart in the merged model")
     return model.eval(), wrapped

@@ -29,14 +29,45 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
 
     q = record.quantization
     tokenizer = load_tokenizer(ref)
+    on_cpu = not merge_fits_gpu(ref, record)
     with head_from_adapter(record.head), peft_quietly():  # the adapter supplies the trained head
-        model = load_model(ref, record.head, record.labels, q, tokenizer.pad_token_id)
+        model = load_model(ref, record.head, record.labels, q, tokenizer.pad_token_id, on_cpu=on_cpu)
         if q.load_in_4bit:
             model = model.dequantize(dtype=torch_dtype(q.compute_dtype))
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     if any(type(m).__name__ in ("Linear4bit", "Params4bit") for m in merged.modules()):
         raise RuntimeError("4-bit layers survived de-quantization; the export would not load without bitsandbytes")
     return merged, tokenizer
+
+
+def parameter_count(ref: BaseRef) -> int:
+    """The base's parameters, counted on the meta device (no memory, no weights read)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(ref.path, **ref.kwargs))
+    model.tie_weights()  # a tied LM head is the embedding, counted once (as the loaded model is)
+    return model.num_parameters()
+
+
+def merge_fits_gpu(ref: BaseRef, record: ModelRecord, headroom: float = 0.9) -> bool:
+    """Whether the GPU has room for the merge: the de-quantized model in the compute dtype beside its 4-bit copy
+    (~0.56 bytes a parameter). A 7-9B model in bf16 takes 13.5-17.2 GiB: more than a 16 GB card has free. No:
+    the merge runs on the CPU (said, with the RAM it needs); same result, it is the same de-quantized arithmetic."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    count = parameter_count(ref)
+    need = count * (torch_dtype(record.quantization.compute_dtype).itemsize
+                    + (0.56 if record.quantization.load_in_4bit else 0))
+    free = torch.cuda.mem_get_info()[0]
+    if need <= headroom * free:
+        return True
+    log.warning("export: merging %.1fB parameters takes ~%.1f GiB and the GPU has %.1f GiB free; merging on the CPU "
+                "instead (~%.1f GiB of RAM, slower)", count / 1e9, need / 2**30, free / 2**30, need / 2**30)
+    return False
 
 
 def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dict | None,
@@ -103,4 +134,6 @@ def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
     if record.export.auto_class == "AutoModelForCausalLM":  # soft-capped logits: scored as in training
         return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length,
                            record.chat_template)
-    return LabelScorer(model, tokenizer, "classifier", record.labels, record.prompt_template, record.max_length)
+    # a generative head's export: the tokenizer's model_max_length is the prompt plus the review's budget
+    max_length = tokenizer.model_max_length if record.head == "generative" else record.max_length
+    return LabelScorer(model, tokenizer, "classifier", record.labels, record.prompt_template, max_length)

@@ -80,10 +80,10 @@ def keep_uninitialized_memory() -> None:
 
 
 def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig, pad_token_id: int,
-               sharded: bool = False):
+               sharded: bool = False, on_cpu: bool = False):
     """The base model quantized as params ask, with the head params ask: on the GPU when CUDA is usable (one
     per process under a data-parallel launch; runtime.device: cpu hides the GPUs, see core.runtime), placed by
-    FSDP itself when `sharded`."""
+    FSDP itself when `sharded`; on the CPU whatever the GPUs when `on_cpu`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -92,7 +92,9 @@ def load_model(ref: BaseRef, head: str, labels: list[str], q: QuantizationConfig
     kwargs = dict(ref.kwargs, dtype=torch_dtype(q.compute_dtype))
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if torch.cuda.is_available() and not sharded:
+    if on_cpu:  # beside a GPU too small for what follows (the export's merge)
+        kwargs["device_map"] = {"": "cpu"}
+    elif torch.cuda.is_available() and not sharded:
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     try:
         if head == "generative":

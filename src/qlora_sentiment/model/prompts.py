@@ -1,8 +1,20 @@
-"""The instruction prompt of the generative head, shared by training and scoring so both see the same tokens."""
+"""The instruction prompt of the generative head as a token-level template, shared by training, scoring and the
+export so all three see the same token ids.
+
+The prompt's fixed parts are tokenized once, the review is tokenized on its own, and the ids are joined:
+prefix ids + review ids + suffix ids (+ answer ids + EOS in training). Tokenizing the rendered string as a whole
+would let tokens merge across the review's edges (Llama 3 and Qwen join a final "." with the "\\n\\n" after it;
+a Metaspace tokenizer such as Mistral's in transformers 5 spells a text's start with "▁"), and no tokenizer
+post-processor could then put the prompt around a raw review the way training saw it. With ids joined, the
+export's tokenizer (model/classifier.py: the review through the tokenizer's own pipeline, the prompt's ids added
+by its post-processor) gives exactly the ids training and scoring used.
+"""
 
 from __future__ import annotations
 
 from qlora_sentiment.core.errors import ConfigError
+
+SENTINEL = "\u2063qlora-sentiment-text\u2063"  # stands for the review while the rendered prompt is split around it
 
 
 def label_phrase(labels: list[str]) -> str:
@@ -15,36 +27,37 @@ def completion(label: str) -> str:
 
 
 class PromptFormatter:
-    """Renders prompts, truncating the review (never the instruction or answer) to fit max_length tokens."""
+    """Token ids of prompts, the review cut (never the instruction or answer) to fit max_length tokens."""
 
     def __init__(self, tokenizer, template: str, labels: list[str], max_length: int, chat: bool = False):
-        self.tokenizer = tokenizer
-        self.template = template
-        self.labels = labels
-        self.max_length = max_length
-        self.chat = chat
+        self.tokenizer, self.template, self.labels = tokenizer, template, labels
+        self.max_length, self.chat = max_length, chat
         if chat and not getattr(tokenizer, "chat_template", None):
             raise ConfigError("params: prompt.chat_template: true, but this model's tokenizer has no chat template; "
                               "set prompt.chat_template: false")
-        empty = self.render_raw("")
-        longest_answer = max(len(self.label_token_ids(lab)) for lab in labels)
-        # +1 for the EOS that TRL appends to the completion, +2 slack for re-tokenisation at the cut.
-        self.text_budget = max_length - len(tokenizer(empty)["input_ids"]) - longest_answer - 3
+        prefix, suffix = self.render_raw(SENTINEL).split(SENTINEL)
+        # "Review: {text}": the space belongs to the review's first token (byte-level BPE's "Ġword", "▁word")
+        self.space = prefix.endswith(" ")
+        bos = [tokenizer.bos_token_id] if self._tokenizer_adds_bos() else []
+        self.prefix_ids = bos + self._ids(prefix.removesuffix(" ") if self.space else prefix)
+        self.suffix_ids = self._following_ids(suffix)
+        self.answers = [self._following_ids(completion(label)) for label in labels]
+        fixed = len(self.prefix_ids) + len(self.suffix_ids)
+        # + 1: the EOS that ends every training answer
+        self.text_budget = max_length - fixed - max(len(a) for a in self.answers) - 1
         if self.text_budget < 8:
-            raise ConfigError(
-                f"params: train.max_length: {max_length} tokens leave no room for the review after the prompt "
-                f"template ({len(tokenizer(empty)['input_ids'])} tokens); raise it or shorten prompt.template"
-            )
+            raise ConfigError(f"params: train.max_length: {max_length} tokens leave no room for the review after the "
+                              f"prompt template ({fixed} tokens); raise it or shorten prompt.template")
 
     def render_raw(self, text: str) -> str:
+        """The prompt as a string (the chat template applied): what the token ids spell, for people to read."""
         body = self.template.format(text=text, labels=label_phrase(self.labels))
         if not self.chat:
             return body
         # The model's own chat template, ending with the assistant header: the answer follows it.
         rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
                                                       add_generation_prompt=True)
-        # Templates that write BOS themselves would get a second one when the text is tokenized (TRL and the
-        # scorer tokenize with special tokens): keep the one the tokenizer adds.
+        # Templates that write BOS themselves: the prefix's ids take the one the tokenizer adds, not a second.
         bos = self.tokenizer.bos_token
         if bos and rendered.startswith(bos) and self._tokenizer_adds_bos():
             rendered = rendered[len(bos):]
@@ -54,21 +67,34 @@ class PromptFormatter:
         ids = self.tokenizer("a")["input_ids"]
         return bool(ids) and ids[0] == self.tokenizer.bos_token_id
 
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def _following_ids(self, text: str) -> list[int]:
+        """`text`'s ids as they read after other text: a Metaspace tokenizer marks a text's start ("▁"), which the
+        middle of a prompt has not, so tokenize it behind an anchor and drop the anchor's ids where they stay apart."""
+        anchor, joined = self._ids("a"), self._ids("a" + text)
+        if text and joined[:len(anchor)] == anchor and len(joined) > len(anchor):
+            return joined[len(anchor):]
+        return self._ids(text)
+
     def label_token_ids(self, label: str) -> list[int]:
-        """Tokens of ' label' as they appear after a prompt (tokenised jointly, like TRL does)."""
-        prompt = self.render_raw("a")
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
-        joint = self.tokenizer(prompt + completion(label))["input_ids"]
-        if joint[: len(prompt_ids)] != prompt_ids:
-            raise ConfigError(f"params: prompt.template: the answer ' {label}' merges with the prompt's last token; end the template with ':' or a newline")
-        return joint[len(prompt_ids):]
+        """Tokens of ' label' after the prompt: what training teaches and scoring reads."""
+        return self.answers[self.labels.index(label)]
 
-    def fit_text(self, texts: list[str]) -> list[str]:
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [
-            t if len(ids) <= self.text_budget else self.tokenizer.decode(ids[: self.text_budget])
-            for t, ids in zip(texts, encoded)
-        ]
+    def text_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each review's own tokens (the space of "Review: {text}" first), cut at the budget: the export's
+        tokenizer makes these from raw text (its normalizer prepends the space; truncation cuts at the same place)."""
+        lead = " " if self.space else ""
+        encoded = self.tokenizer([lead + t for t in texts], add_special_tokens=False)["input_ids"]
+        return [ids[:self.text_budget] for ids in encoded]
 
-    def prompts(self, texts: list[str]) -> list[str]:
-        return [self.render_raw(t) for t in self.fit_text(texts)]
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Prompt ids: prefix + review + suffix."""
+        return [self.prefix_ids + ids + self.suffix_ids for ids in self.text_ids(texts)]
+
+    def training_example(self, text: str, label: str) -> dict:
+        """input_ids and completion_mask as TRL's SFTTrainer takes them pre-tokenized (loss on answer + EOS)."""
+        prompt = self.encode([text])[0]
+        answer = self.label_token_ids(label) + [self.tokenizer.eos_token_id]
+        return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}

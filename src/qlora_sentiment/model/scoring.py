@@ -40,12 +40,12 @@ class LabelScorer:
         self.max_length = max_length
         if head == "generative":
             self.formatter = PromptFormatter(tokenizer, template, labels, max_length, chat)
-            self.answers = [self.formatter.label_token_ids(lab) for lab in labels]
+            self.answers = self.formatter.answers
             self.single_token = all(len(a) == 1 for a in self.answers) and len({a[0] for a in self.answers}) == len(labels)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         if self.head == "generative":
-            return self.tokenizer(self.formatter.prompts(texts))["input_ids"]
+            return self.formatter.encode(texts)
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
     def predict_proba(self, texts: list[str], batch_size: int = 16) -> np.ndarray:

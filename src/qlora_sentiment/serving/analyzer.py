@@ -68,7 +68,7 @@ class SentimentAnalyzer:
         scorer = self.scorer
         tokenizer = copy.deepcopy(scorer.tokenizer)
         if scorer.head == "generative":
-            overhead = len(tokenizer(scorer.formatter.render_raw(""))["input_ids"])
+            overhead = len(scorer.formatter.prefix_ids) + len(scorer.formatter.suffix_ids)
             if scorer.single_token:
                 return tokenizer, overhead, 0, 1
             # each label's answer is a row of its own: prompt and text (cut), then the longest answer, per label

@@ -75,7 +75,12 @@ def resume_point(folder: Path, run_id: str, tidy: bool = True) -> Path | None:
         log.info("checkpoints in %s belong to another run; starting afresh", folder)
     if not tidy:
         return None
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    # emptied, not removed: the folder may be a mounted bucket or a link to one (cloud/sky-train.yaml)
+    folder.mkdir(parents=True, exist_ok=True)
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     write_json(record, {"fingerprint": run_id})
     return None

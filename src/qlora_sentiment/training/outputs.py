@@ -25,8 +25,9 @@ from qlora_sentiment.training.run import CURVE_ACCURACY, CURVE_LOSS
 CURVES = {"loss": "train/loss", CURVE_LOSS: "eval/loss", CURVE_ACCURACY: "eval/accuracy"}
 
 
-def save_adapter(model, tokenizer, out: Path, record: ModelRecord) -> None:
-    model.save_pretrained(out)
+def save_adapter(model, tokenizer, out: Path, record: ModelRecord, state_dict: dict | None = None) -> None:
+    """state_dict: the gathered weights of a model FSDP sharded (PEFT takes the adapter's from it)."""
+    model.save_pretrained(out, state_dict=state_dict)
     save_tokenizer(tokenizer, out)
     # PEFT writes target_modules from a set, in hash-seed order: sort it so identical runs give identical files.
     config_file = out / "adapter_config.json"

@@ -29,6 +29,7 @@ class TrainResult:
     log_history: list[dict]     # the Trainer's logged entries (losses per step, the final evaluation)
     global_step: int
     seconds: dict = field(default_factory=dict)  # wall time of parts of training (never in a tracked output)
+    state_dict: dict | None = None  # gathered weights of a sharded (FSDP) model; None: the model holds them
 
 
 def mean_logged_loss(log_history: list[dict]) -> float | None:
@@ -127,14 +128,16 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     from transformers import AutoConfig
 
     lora_layers(params.lora, AutoConfig.from_pretrained(ref.path, **ref.kwargs))  # bad rank or depth: before loading
+    # The process group and this process's GPU first (accelerate sets cuda:LOCAL_RANK): a model loaded before
+    # would be quantized onto cuda:0 in every process, which FSDP then finds on the wrong device.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process  # with N processes, only rank 0 returns a record
     tokenizer = load_tokenizer(ref)
     sharded = params.runtime.strategy == "fsdp"
     model = load_model(ref, params.model.head, params.data.labels, params.quantization, tokenizer.pad_token_id,
                        sharded=sharded)
     model = add_lora(model, params)
     optimizer = effective_optimizer(params.train.optimizer, torch.cuda.is_available())
-    state = PartialState(cpu=not torch.cuda.is_available())
-    main = state.is_main_process  # with N processes, only rank 0 scores validation and returns a record
     # The Trainer evaluates in file order, padding each batch to its longest row: shortest-first batches pad less.
     eval_rows = sorted(val_rows, key=lambda r: len(r["text"]))
     trainer = build_trainer(model, tokenizer, params, train_rows, eval_rows,
@@ -152,10 +155,16 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     classifier = params.model.head == "classifier"
     final_eval = {} if classifier else trainer.evaluate()
     history = list(trainer.state.log_history)
+    # A sharded model (FSDP) computes only with every process taking part: all of them score validation and
+    # gather the weights (PEFT's FSDP-QLoRA recipe); rank 0 keeps the results. Data-parallel copies need not.
+    everyone = trainer.is_fsdp_enabled
+    state_dict = full_state_dict(trainer) if everyone else None
+    if not main and not everyone:
+        return TrainResult(None, trainer.model, tokenizer, history, result.global_step)
+    validation, label_loss = validation_scores(trainer.model, tokenizer, params, val_rows)
     if not main:
         return TrainResult(None, trainer.model, tokenizer, history, result.global_step)
     trainable, total = model.get_nb_trainable_parameters()
-    validation, label_loss = validation_scores(trainer.model, tokenizer, params, val_rows)
     record = ModelRecord(
         head=params.model.head, labels=list(params.data.labels), prompt_template=params.prompt.template,
         chat_template=params.prompt.chat_template,
@@ -166,5 +175,12 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
         eval_loss=label_loss if classifier else final_eval.get("eval_loss"), validation=validation,
         clean=params.data.clean.text,  # what prepare did to the texts: every entry point does it too
     )
-    return TrainResult(record, trainer.model, tokenizer, history, result.global_step,
-                       {"validation_curve": round(curve.seconds, 1)})
+    return TrainResult(record, trainer.accelerator.unwrap_model(trainer.model), tokenizer, history, result.global_step,
+                       {"validation_curve": round(curve.seconds, 1)}, state_dict)
+
+
+def full_state_dict(trainer) -> dict:
+    """The whole state dict of a model FSDP shards across processes (a collective: every process calls it; rank 0
+    gets the weights), for save_pretrained to take the adapter's from."""
+    trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    return trainer.accelerator.get_state_dict(trainer.model)

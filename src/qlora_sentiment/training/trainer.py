@@ -9,7 +9,7 @@ from pathlib import Path
 from qlora_sentiment.config import Params
 from qlora_sentiment.core.errors import ConfigError
 from qlora_sentiment.model.loading import peft_quietly
-from qlora_sentiment.model.prompts import PromptFormatter, completion
+from qlora_sentiment.model.prompts import PromptFormatter
 from qlora_sentiment.model.record import RECORD_FILE
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,10 @@ def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args):
                                 params.prompt.chat_template)
 
     def to_dataset(rows):
-        prompts = formatter.prompts([r["text"] for r in rows])
-        return Dataset.from_dict({"prompt": prompts, "completion": [completion(r["label"]) for r in rows]})
+        # pre-tokenized (the prompt's token-level template, model/prompts.py): TRL takes input_ids and
+        # completion_mask as they are, so training sees the ids scoring and the export use
+        examples = [formatter.training_example(r["text"], r["label"]) for r in rows]
+        return Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "completion_mask")})
 
     config = SFTConfig(**args, max_length=params.train.max_length, completion_only_loss=True, packing=False)
     return resumable(SFTTrainer)(model=model, args=config, train_dataset=to_dataset(train_rows), eval_dataset=to_dataset(val_rows),
