@@ -94,6 +94,7 @@ def train_bpe(vocab_size: int, specials: tuple):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from qlora_sentiment.core.packages import package_file
+    from qlora_sentiment.model.base import OFFLINE_MODELS, _join_parts, _sha256
     from qlora_sentiment.data.sources import OFFLINE_CORPORA
 
     corpus = OFFLINE_CORPORA["rotten_tomatoes_full"]
@@ -118,12 +119,6 @@ def build_tokenizer(vocab_size: int):
                                    pad_token="</s>")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @functools.lru_cache(maxsize=None)
 def _real_tokenizer(arch: str):
     """The family's real tokenizer as transformers 5 loads it from the hub's files (once per process)."""
@@ -134,12 +129,11 @@ def _real_tokenizer(arch: str):
     from transformers import AutoTokenizer, LlamaTokenizerFast, PreTrainedTokenizerFast
 
     from qlora_sentiment.core.packages import package_file
+    from qlora_sentiment.model.base import OFFLINE_MODELS, _join_parts, _sha256
 
     family = FAMILIES[arch]
     kind, package, relative, sha256 = family.tokenizer
     if kind == "gguf":
-        from qlora_sentiment.model.base import OFFLINE_MODELS, _join_parts
-
         with tempfile.TemporaryDirectory() as scratch:
             gguf = _join_parts(OFFLINE_MODELS[package], Path(scratch))
             return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
