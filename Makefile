@@ -40,9 +40,9 @@ install: $(STAMP)
 # Re-resolve every pin (needs the package index); commit the five locks together.
 lock:
 	$(eval UVC := $(if $(wildcard $(UV)),$(UV),uv))
-	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test -c requirements/cpu-constraints.txt \
+	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test --extra ray -c requirements/cpu-constraints.txt \
 	  --find-links $(TORCH_LINKS) -o requirements/cpu.lock
-	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test -c requirements/cuda-constraints.txt \
+	$(UVC) pip compile $(LOCK_FLAGS) pyproject.toml --extra test --extra ray -c requirements/cuda-constraints.txt \
 	  -o requirements/cuda.lock
 	$(UVC) pip compile $(LOCK_FLAGS) requirements/offline.in --no-deps -o requirements/offline.lock
 	$(UVC) pip compile $(LOCK_FLAGS) requirements/uv.in -o requirements/uv.lock

@@ -3,10 +3,12 @@ labels (`metrics/predictions.jsonl`) on the same test reviews, each variant in a
 
     python bench/throughput.py --adapter models/adapter --base models/base --export models/export
 
-Variants: the 4-bit adapter (what `predict` and `serve` run today), the merged export in float32 and in bf16,
-dynamic int8 quantization of the export's Linear layers (`torch.ao.quantization.quantize_dynamic`: all of them,
-or the transformer's only, the score head kept in float32), and the float32 export at a larger batch. Every variant scores the texts through `SentimentAnalyzer.predict` (cleaning,
-prompt, padding, softmax: what the CLI does). ONNX Runtime is not measured: `onnxruntime` is not in the locks.
+Variants: the 4-bit adapter (the previous default of `predict` and `serve`), the merged export on PyTorch in
+float32, bf16 and with dynamic int8 Linear layers (`torch.ao.quantization.quantize_dynamic`), and on ONNX Runtime
+(the export's onnx/model.onnx: today's default) in float32 at two batch sizes, with weight-only int8 (MatMulNBits,
+8-bit blocks of 32, int8 compute) and with dynamic int8 MatMuls (per-channel weights, the score head in float32);
+the quantized graphs are made from onnx/model.onnx into a temporary folder first. Every variant scores the texts
+through `SentimentAnalyzer.predict` (cleaning, prompt, padding, softmax: what the CLI does).
 Writes bench/throughput.json; figures in BENCHMARKS.md ("predict: inference paths on the CPU").
 """
 
@@ -14,37 +16,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import torch
 from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(spec["threads"])
 texts = [json.loads(line)["text"] for line in open(spec["predictions"], encoding="utf-8")][: spec["n"]]
-model = SentimentAnalyzer.from_pretrained(spec["model"], base=spec.get("base"))
+model = SentimentAnalyzer.from_pretrained(spec["model"], base=spec.get("base"), backend=spec.get("backend", "torch"),
+                                         threads=spec["threads"])
+if spec.get("onnx"):  # a quantized copy of the export's graph
+    from qlora_sentiment.model.onnx import OnnxClassifier
+    model.scorer.model = OnnxClassifier(spec["onnx"], spec["threads"])
 if spec["dtype"] == "bf16":
     model.scorer.model.to(torch.bfloat16)
 elif spec["dtype"] == "int8":
     from torch.ao.quantization import quantize_dynamic
     model.scorer.model = quantize_dynamic(model.scorer.model, {torch.nn.Linear}, dtype=torch.qint8)
-elif spec["dtype"] == "int8-body":  # the transformer's Linear layers only: the score head stays float32
-    from torch.ao.quantization import quantize_dynamic
-    model.scorer.model.model = quantize_dynamic(model.scorer.model.model, {torch.nn.Linear}, dtype=torch.qint8)
 model.predict(texts[:spec["batch"]], batch_size=spec["batch"])  # warm-up: first-call allocations
 started = time.perf_counter()
 out = model.predict(texts, batch_size=spec["batch"])
 seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "labels": [p["label"] for p in out],
                   "positive": [p["probabilities"].get("positive") for p in out],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so every child would report
+                  # the parent's peak (which loaded the ONNX graphs to quantize them)
+                  "peak_rss_mb": next(int(line.split()[1]) for line in open("/proc/self/status")
+                                      if line.startswith("VmHWM:")) / 1024}))
 """
 
 
@@ -54,6 +63,27 @@ def run(spec: dict) -> dict:
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def quantized_graphs(export: Path, folder: Path) -> dict[str, Path]:
+    """The export's float32 graph quantized two ways by ONNX Runtime's own tools (bench only, not a product path)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    logging.disable(logging.INFO)  # both quantizers log every node they visit
+    source = export / "onnx" / "model.onnx"
+    graph = onnx.load(source, load_external_data=False)
+    head = [n.name for n in graph.graph.node if n.op_type == "MatMul"][-1:]  # the score layer: kept in float32
+    paths = {"dynamic": folder / "dynamic.onnx", "weight-only": folder / "weight-only.onnx"}
+    quantize_dynamic(source, paths["dynamic"], weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head, use_external_data_format=True)
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
+    quantizer = MatMulNBitsQuantizer(onnx.load(source), nodes_to_exclude=head, algo_config=config)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(paths["weight-only"]), use_external_data_format=True)
+    logging.disable(logging.NOTSET)
+    return paths
 
 
 def main() -> None:
@@ -68,14 +98,20 @@ def main() -> None:
     args = parser.parse_args()
     reference = [json.loads(line) for line in args.predictions.open(encoding="utf-8")][: args.n]
     common = {"predictions": str(args.predictions), "n": args.n, "threads": args.threads}
+    scratch = Path(tempfile.mkdtemp(prefix="throughput-"))
+    graphs = quantized_graphs(args.export, scratch)
+    export, ort = {"model": str(args.export), "dtype": "as-is"}, {"model": str(args.export), "dtype": "as-is",
+                                                                   "backend": "onnx"}
     variants = [
-        ("adapter (4-bit, today's default)", {"model": str(args.adapter), "base": str(args.base), "dtype": "as-is",
-                                              "batch": 16}),
-        ("export float32", {"model": str(args.export), "dtype": "as-is", "batch": 16}),
-        ("export bf16", {"model": str(args.export), "dtype": "bf16", "batch": 16}),
-        ("export dynamic int8", {"model": str(args.export), "dtype": "int8", "batch": 16}),
-        ("export dynamic int8, score head float32", {"model": str(args.export), "dtype": "int8-body", "batch": 16}),
-        ("export float32, batch 64", {"model": str(args.export), "dtype": "as-is", "batch": 64}),
+        ("adapter (4-bit NF4 + LoRA, the previous default)", {"model": str(args.adapter), "base": str(args.base),
+                                                             "dtype": "as-is", "batch": 16}),
+        ("export, PyTorch float32", {**export, "batch": 16}),
+        ("export, PyTorch bf16", {**export, "dtype": "bf16", "batch": 16}),
+        ("export, PyTorch dynamic int8", {**export, "dtype": "int8", "batch": 16}),
+        ("export, ONNX Runtime float32 (today's default)", {**ort, "batch": 16}),
+        ("export, ONNX Runtime float32, batch 64", {**ort, "batch": 64}),
+        ("export, ONNX Runtime weight-only int8", {**ort, "onnx": str(graphs["weight-only"]), "batch": 16}),
+        ("export, ONNX Runtime dynamic int8", {**ort, "onnx": str(graphs["dynamic"]), "batch": 16}),
     ]
     rows = []
     for name, spec in variants:
@@ -87,7 +123,7 @@ def main() -> None:
             result["labels_changed"] = sum(a != r["predicted"] for a, r in zip(labels, reference))
             result["max_abs_dp"] = round(max(abs(p - r["probabilities"]["positive"])
                                              for p, r in zip(positive, reference)), 5)
-        rows.append({"variant": name, **{k: v for k, v in spec.items() if k != "model"}, **result})
+        rows.append({"variant": name, **{k: v for k, v in spec.items() if k not in ("model", "onnx")}, **result})
         print(json.dumps(rows[-1]), flush=True)
     today = rows[0].get("texts_per_s")
     print(f"\n| variant | batch | texts/s | vs adapter | peak RSS MB | labels changed (of {args.n}) | max |dp| |")
@@ -99,10 +135,12 @@ def main() -> None:
         ratio = f"{r['texts_per_s'] / today:.2f}×" if today else "–"
         print(f"| {r['variant']} | {r['batch']} | {r['texts_per_s']} | {ratio} | {r['peak_rss_mb']:.0f} | "
               f"{r['labels_changed']} | {r['max_abs_dp']} |")
+    import onnxruntime
     import torch
 
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "torch": torch.__version__,
-               "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "onnxruntime": onnxruntime.__version__}
+    shutil.rmtree(scratch)
     args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -3,6 +3,7 @@ line containing its message, a non-zero exit and no traceback; docs/troubleshoot
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT
+from helpers import ROOT, free_port
 from test_serving_door import DOOR_CASES, door_answer, door_server  # noqa: F401 (door_server: a fixture)
 from qlora_sentiment.troubleshooting import CATALOGUE
 
@@ -265,6 +266,16 @@ def trigger(problem_id, tmp, tiny_llama):
     cli = str(BIN / "qlora-sentiment")
     if problem_id == "export-tokenizer-not-cleaning":
         return run([cli, "predict", "--model", str(export_without_cleaning(tmp / "export", tiny_llama)), "a review"], tmp)
+    if problem_id.startswith("ray-"):  # each refused before the model loads or Ray starts
+        (tmp / "in.txt").write_text("good\nbad\n")
+        (tmp / "shards").mkdir()
+        (tmp / "shards" / "part-00000.parquet").write_text("earlier run")
+        flags = {"ray-without-file": ["a review", "--output-dir", str(tmp / "out")],
+                 "ray-with-resume": ["--file", str(tmp / "in.txt"), "--resume", "--output-dir", str(tmp / "out")],
+                 "ray-output-dir-not-empty": ["--file", str(tmp / "in.txt"), "--output-dir", str(tmp / "shards")]}
+        result = run([cli, "predict", "--model", "no-model", "--ray", *flags[problem_id]], tmp)
+        assert not (tmp / "out").exists() and (tmp / "shards" / "part-00000.parquet").read_text() == "earlier run"
+        return result
     if problem_id == "adapter-without-weights":
         (tmp / "adapter").mkdir()
         for name in ("qlora_sentiment.json", "adapter_config.json"):
@@ -314,6 +325,23 @@ def trigger(problem_id, tmp, tiny_llama):
     raise KeyError(problem_id)
 
 
+TRAINED_CASES = ("onnx-backend-on-adapter", "export-without-onnx", "ray-cluster-unreachable")
+
+
+def trained_case(problem_id: str, tmp: Path, trained: Path):
+    cli = str(BIN / "qlora-sentiment")
+    if problem_id == "ray-cluster-unreachable":  # a port nothing listens on: refused at once
+        (tmp / "in.txt").write_text("good\n")
+        return run([cli, "predict", "--model", str(trained / "export"), "--file", str(tmp / "in.txt"), "--ray",
+                    f"127.0.0.1:{free_port()}", "--output-dir", str(tmp / "out")], tmp)
+    if problem_id == "onnx-backend-on-adapter":
+        model = ["--model", str(trained / "adapter"), "--base", str(trained / "base")]
+    else:  # an export copied without its ONNX copy (as one made before it existed)
+        shutil.copytree(trained / "export", tmp / "export", ignore=shutil.ignore_patterns("onnx"))
+        model = ["--model", str(tmp / "export")]
+    return run([cli, "predict", *model, "--backend", "onnx", "a fine film"], tmp)
+
+
 @pytest.mark.parametrize("problem", CATALOGUE, ids=[p.id for p in CATALOGUE])
 def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama, request):
     if problem.id in DOOR_CASES:  # the web API: a real server's 4xx, its one-line detail the message
@@ -321,7 +349,10 @@ def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama, request):
         assert 400 <= status < 500 and set(body) == {"detail", "field"}, body
         assert problem.message in body["detail"] and "\n" not in body["detail"], body
         return
-    result = trigger(problem.id, tmp_path, tiny_llama)
+    if problem.id in TRAINED_CASES:  # a real adapter and export (the session's tiny trained model)
+        result = trained_case(problem.id, tmp_path, request.getfixturevalue("trained"))
+    else:
+        result = trigger(problem.id, tmp_path, tiny_llama)
     assert_one_error_line(result, problem.message)
 
 

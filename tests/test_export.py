@@ -52,13 +52,20 @@ def test_pipeline_on_raw_text_matches_the_scorer(exported):
     assert np.abs(proba - expected).max() <= 1e-4, np.abs(proba - expected).max()
 
 
-def test_the_project_api_on_the_export_uses_the_same_classifier(exported):
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_the_project_api_on_the_export_uses_the_same_classifier(exported, backend):
+    """`auto` on a CPU machine is ONNX Runtime on the export's onnx/model.onnx (written by the export for a
+    float32 classifier); both runtimes give the scorer's probabilities on the test texts (every length)."""
     from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 
     folder, record, texts, expected = exported
-    rows = SentimentAnalyzer.from_pretrained(folder).predict(texts[:8])
+    assert (folder / "onnx" / "model.onnx").is_file() and (folder / "onnx" / "model.onnx.data").is_file()
+    analyzer = SentimentAnalyzer.from_pretrained(folder, backend=backend, threads=1)
+    assert analyzer.backend == ("onnx" if backend == "auto" else "torch")
+    assert analyzer.describe()["backend"] == analyzer.backend
+    rows = analyzer.predict(texts, batch_size=5)
     proba = np.array([[r["probabilities"][label] for label in record.labels] for r in rows])
-    assert np.abs(proba - expected[:8]).max() <= 1e-4
+    assert np.abs(proba - expected).max() <= 1e-4
 
 
 def test_model_card_metadata_the_hub_reads(exported):
@@ -209,3 +216,18 @@ def test_the_classifier_export_is_built_without_random_weights(tiny_llama, monke
     head = merged.get_output_embeddings().weight
     assert model.model.embed_tokens.weight.data_ptr() == merged.model.embed_tokens.weight.data_ptr()  # taken, not copied
     assert model.score.weight.shape == (2, head.shape[1])
+
+
+def test_an_onnx_graph_that_disagrees_with_the_model_stops_the_export(exported, tmp_path, monkeypatch):
+    """The export checks ONNX Runtime against the torch model on a batch of other shapes than the trace's; over
+    the tolerance it stops with one line (here forced: a tolerance no float arithmetic meets)."""
+    import shutil
+
+    from qlora_sentiment.core.errors import ModelError
+    from qlora_sentiment.model import onnx
+
+    folder, record, _, _ = exported
+    shutil.copytree(folder, tmp_path / "export", ignore=shutil.ignore_patterns("onnx"))
+    monkeypatch.setattr(onnx, "TOLERANCE", -1.0)
+    with pytest.raises(ModelError, match="ONNX Runtime's logits differ from the model's"):
+        onnx._export(tmp_path / "export", record.max_length)

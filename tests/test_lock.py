@@ -27,7 +27,8 @@ def pins(path: Path) -> dict[str, str]:
 
 def declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = project["optional-dependencies"]
+    return [Requirement(r) for r in project["dependencies"] + extras["test"] + extras["ray"]]
 
 
 @pytest.mark.parametrize("lock", ["cpu.lock", "cuda.lock"])

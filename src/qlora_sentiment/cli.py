@@ -28,11 +28,17 @@ def _env(args) -> None:
 
 
 def _load(args):
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
-    from qlora_sentiment.model.base import REFERENCE_FILE
     from qlora_sentiment.core.runtime import setup_torch
+    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 
     setup_torch(args.threads, seed=0)
+    return SentimentAnalyzer.from_pretrained(args.model, base=_base(args), backend=args.backend, threads=args.threads)
+
+
+def _base(args):
+    """--base, or inside the project models/base when it is the adapter's base (None: the adapter's record)."""
+    from qlora_sentiment.model.base import REFERENCE_FILE
+
     base = args.base
     if base is None and Path("models/base", REFERENCE_FILE).is_file() and (Path(args.model) / "adapter_config.json").is_file():
         from qlora_sentiment.core.io import read_json
@@ -41,7 +47,7 @@ def _load(args):
         # Inside the project: reuse the base_model stage's folder when it is the adapter's base.
         if read_json(Path("models/base", REFERENCE_FILE)) == read_record(args.model).base_model:
             base = "models/base"
-    return SentimentAnalyzer.from_pretrained(args.model, base=base)
+    return base
 
 
 def _predict(args) -> None:
@@ -51,6 +57,10 @@ def _predict(args) -> None:
 
     from qlora_sentiment.serving.labelling import Interrupted, Signals
 
+    if args.ray is not None:
+        return _predict_with_ray(args)
+    _refuse_ray_flags(args)
+    args.format = args.format or "json"
     run = SimpleNamespace(output=None, total=None, bar=None)
     with Signals() as signals:
         try:
@@ -65,6 +75,51 @@ def _predict(args) -> None:
         except BrokenPipeError:  # stdout's reader has gone (`| head`): nothing left to say, nowhere to say it
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
+
+
+def _refuse_ray_flags(args) -> None:
+    from qlora_sentiment.core.errors import DataError
+
+    for flag, given in (("--output-dir", args.output_dir), ("--ray-workers", args.ray_workers),
+                        ("--format parquet", args.format == "parquet")):
+        if given:
+            raise DataError(f"{flag} is for --ray (shards written by Ray workers); without it use --output FILE "
+                            "and --format json, csv or table")
+
+
+def _predict_with_ray(args) -> None:
+    """--ray: a file or folder labelled by Ray workers into --output-dir shards (serving/ray_labelling.py).
+    Ctrl-C or SIGTERM: one line, exit 130 / 143, no output folder left behind."""
+    from qlora_sentiment.core.errors import DataError
+    from qlora_sentiment.serving.labelling import Interrupted, Signals
+    from qlora_sentiment.serving.ray_labelling import label_with_ray
+
+    refused = [(not args.file, ("--ray labels --file FILE or a folder of files (texts as arguments or on stdin: "
+                                "predict without --ray)")),
+               (bool(args.texts), "--ray labels --file only; give texts as arguments without --ray"),
+               (args.resume, "--ray cannot --resume: a stopped run leaves no output; run it again"),
+               (bool(args.output), "--ray writes shards to --output-dir DIR, not --output FILE"),
+               (not args.output_dir, "--ray needs --output-dir DIR (a new or empty folder for the shards)"),
+               (args.format in ("json", "table"), (f"--format {args.format}: with --ray use parquet (the default) "
+                                                   "or csv"))]
+    for bad, message in refused:
+        if bad:
+            raise DataError(message)
+    workers, threads, fmt = args.ray_workers or 2, args.threads or 1, args.format or "parquet"
+    if args.ray == "local" and workers * threads > (os.cpu_count() or 1):
+        print(f"warning: --ray-workers {workers} x --threads {threads} is more than the {os.cpu_count()} CPU cores "
+              "here; workers will compete for them", file=sys.stderr, flush=True)
+    with Signals():
+        try:
+            run = label_with_ray([Path(args.file)], args.model, Path(args.output_dir), base=_base(args),
+                                 backend=args.backend, fmt=fmt, address=None if args.ray == "local" else args.ray,
+                                 workers=workers, batch_size=args.batch_size, threads_per_worker=threads,
+                                 column=args.text_column, raw_csv=args.raw_csv)
+        except Interrupted as exc:
+            print(f"interrupted: nothing written to {args.output_dir}", file=sys.stderr, flush=True)
+            sys.exit(128 + exc.signum)
+    print(f"labelled {run.rows:,} rows of {run.files} file(s) into {run.shards} {fmt} shard(s) in {args.output_dir}: "
+          f"{run.seconds:.1f} s, {run.rows_per_second:,.0f} rows/s with {run.workers} Ray workers", file=sys.stderr)
 
 
 def _interrupted(args, run) -> str:
@@ -167,8 +222,12 @@ def _serve_until_stopped(args) -> None:
 def _model_args(parser: argparse.ArgumentParser) -> None:
     from qlora_sentiment.serving.inputs import at_least
 
-    parser.add_argument("--model", default="models/adapter",
-                        help="adapter folder (train stage) or merged export (export stage); default models/adapter")
+    parser.add_argument("--model", default="models/export",
+                        help="merged export (export stage; default models/export) or adapter folder (train stage, "
+                             "e.g. models/adapter: the 4-bit model as evaluated)")
+    parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                        help="an export's runtime: onnx (ONNX Runtime, the fastest on a CPU), torch, or auto "
+                             "(default: onnx when the export has onnx/model.onnx and no GPU is visible)")
     parser.add_argument("--base", default=None,
                         help="base_model stage folder; default: models/base when it matches, else the adapter's record")
     parser.add_argument("--threads", type=at_least(1, int, 1024), default=None,
@@ -193,13 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", help="texts to label (default: one per line on stdin)")
     predict.add_argument("--file", help=".txt (one per line), .csv/.tsv or .jsonl with a text column")
     predict.add_argument("--text-column", default="text")
-    predict.add_argument("--format", choices=["json", "csv", "table"], default="json",
-                         help="json (JSON Lines), csv or table; rows are written as they are labelled")
+    predict.add_argument("--format", choices=["json", "csv", "table", "parquet"], default=None,
+                         help="json (JSON Lines, the default), csv or table; rows are written as they are labelled. "
+                              "With --ray: parquet (the default) or csv shards")
     predict.add_argument("--output", metavar="FILE", default=None,
                          help="write to FILE (replaced once the model has loaded) and record progress beside it, "
                               "FILE.progress.json (default: stdout)")
     predict.add_argument("--resume", action="store_true",
                          help="continue FILE after its last complete row (same model, input and format)")
+    predict.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="label --file (a file or a folder of files) with Ray Data workers into --output-dir "
+                              "shards: columns file, row, text, label, p_<label>. No ADDRESS: a local Ray cluster; "
+                              "'auto', host:6379 or ray://host:10001: an existing one (the model folder and "
+                              "--output-dir at the same path on every node)")
+    predict.add_argument("--ray-workers", type=at_least(1, int, 1024), default=None, metavar="N",
+                         help="Ray workers, each loading the model once and using --threads CPUs (default 2)")
+    predict.add_argument("--output-dir", metavar="DIR", default=None,
+                         help="--ray's output: a new or empty folder, filled only when every row is labelled")
     predict.add_argument("--raw-csv", action="store_true",
                          help="CSV cells starting with = + - @ tab or CR as they are (default: a leading ' so "
                               "that spreadsheets do not run them as formulas)")

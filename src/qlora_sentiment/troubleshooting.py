@@ -99,6 +99,22 @@ CATALOGUE = [
             "little free at its start (exit code 3)."),
     Problem("not-an-adapter", "model", "not an adapter or export written by qlora-sentiment",
             "Point `--model` at `models/adapter` or `models/export`."),
+    Problem("onnx-backend-on-adapter", "predict", "--backend onnx needs a merged export",
+            "ONNX Runtime runs the merged export (`--model models/export`, made by `dvc repro export`); an adapter "
+            "runs on torch (`--backend auto` or `torch`)."),
+    Problem("export-without-onnx", "predict", "--backend onnx, but the export has no onnx/model.onnx",
+            "Exports made before the ONNX copy existed, or bf16 exports (GPU presets), have none: rebuild it with "
+            "`dvc repro export` (float32), or use `--backend torch`."),
+    Problem("ray-without-file", "predict", "--ray labels --file FILE or a folder of files",
+            "`predict --ray` labels files (`--file reviews.csv` or `--file folder/`); texts as arguments or on "
+            "stdin go through `predict` without `--ray`."),
+    Problem("ray-with-resume", "predict", "--ray cannot --resume",
+            "A stopped `--ray` run leaves no output folder (shards appear only when every row is done): run it again."),
+    Problem("ray-output-dir-not-empty", "predict", "not empty; name a new or empty folder",
+            "`--output-dir` takes a new or empty folder; move the earlier shards away or name another folder."),
+    Problem("ray-cluster-unreachable", "predict", "no Ray cluster answers there",
+            "Start the cluster (`ray start --head` on the head node) and pass its address (`--ray HEAD_IP:6379`, or "
+            "`--ray auto` on a node of it); no address starts a local cluster."),
     Problem("adapter-without-weights", "model", "the adapter has no weights (adapter_model.safetensors is missing)",
             "Copy the whole adapter folder (`dvc pull`), or rebuild it with `dvc repro`."),
     Problem("export-tokenizer-not-cleaning", "model",

@@ -15,6 +15,7 @@ from qlora_sentiment.model.loading import head_from_adapter, load_model, load_to
 from qlora_sentiment.model.tokenizer import add_cleaning, remove_cleaning, save_tokenizer
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.model.classifier import soft_capped, to_classifier
+from qlora_sentiment.model.onnx import ONNX_FILE, OnnxClassifier, wants_onnx, write_onnx
 from qlora_sentiment.model.record import RECORD_FILE, ModelRecord, write_record
 from qlora_sentiment.core.errors import ModelError
 
@@ -92,6 +93,8 @@ def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dic
     if auto_class == "AutoModelForSequenceClassification" and record.clean is not None:
         warn_if_auto_tokenizer_drops_cleaning(out, tokenizer)
     exported = record.exported(adapter_dir, auto_class)
+    if wants_onnx(auto_class, exported.export.dtype):  # the CPU inference path of predict and serve
+        write_onnx(out, _max_length(tokenizer, record))
     write_record(out, exported)
     if metrics is not None:
         write_json(out / "metrics.json", metrics)
@@ -111,9 +114,32 @@ def warn_if_auto_tokenizer_drops_cleaning(out: Path, saved) -> None:
                     "tokenizer=PreTrainedTokenizerFast.from_pretrained(folder)", type(loaded).__name__)
 
 
-def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
+def _max_length(tokenizer, record: ModelRecord) -> int:
+    """Tokens a classifier export reads: a generative head's export wraps the review in the prompt, and its
+    tokenizer's model_max_length is the prompt plus the review's budget."""
+    return tokenizer.model_max_length if record.head == "generative" else record.max_length
+
+
+def export_backend(folder: Path, record: ModelRecord, backend: str) -> str:
+    """`auto`: ONNX Runtime when the export has its ONNX copy and no GPU is visible, else torch. `onnx` without
+    the copy, or for an export that cannot have one, is an error (ModelError), never a quiet switch to torch."""
+    import torch
+
+    has_onnx = (Path(folder) / ONNX_FILE).is_file()
+    if backend == "auto":
+        return "onnx" if has_onnx and not torch.cuda.is_available() else "torch"
+    if backend == "onnx" and not has_onnx:
+        why = ("" if wants_onnx(record.export.auto_class, record.export.dtype)
+               else f" ({record.export.dtype} {record.export.auto_class} exports get none)")
+        raise ModelError(f"{folder}: --backend onnx, but the export has no {ONNX_FILE}{why}; rebuild it with "
+                         "dvc repro export, or use --backend torch")
+    return backend
+
+
+def load_export(folder: Path, record: ModelRecord, backend: str = "auto", threads: int | None = None) -> LabelScorer:
     """A merged export, in its saved precision, no bitsandbytes or PEFT needed: a plain sequence classifier whose
-    tokenizer already wraps the text in the prompt (what `pipeline("text-classification")` runs)."""
+    tokenizer already wraps the text in the prompt (what `pipeline("text-classification")` runs). `backend`:
+    see export_backend; `threads`: ONNX Runtime's (torch's are the caller's)."""
     import torch
     import transformers
 
@@ -127,13 +153,15 @@ def load_export(folder: Path, record: ModelRecord) -> LabelScorer:
             raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} "
                              "records (edited, or from another version?); rebuild the export (dvc repro export)")
     # SentimentAnalyzer cleans in Python (exactly as prepare did, every entity): the normalizer's copy comes off
-    auto = getattr(transformers, record.export.auto_class)
-    model = auto.from_pretrained(folder, dtype=torch_dtype(record.export.dtype))
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    if export_backend(folder, record, backend) == "onnx":
+        model = OnnxClassifier(Path(folder) / ONNX_FILE, threads)
+    else:
+        auto = getattr(transformers, record.export.auto_class)
+        model = auto.from_pretrained(folder, dtype=torch_dtype(record.export.dtype))
+        if torch.cuda.is_available():
+            model = model.to("cuda")
     if record.export.auto_class == "AutoModelForCausalLM":  # soft-capped logits: scored as in training
         return LabelScorer(model, tokenizer, record.head, record.labels, record.prompt_template, record.max_length,
                            record.chat_template)
-    # a generative head's export: the tokenizer's model_max_length is the prompt plus the review's budget
-    max_length = tokenizer.model_max_length if record.head == "generative" else record.max_length
-    return LabelScorer(model, tokenizer, "classifier", record.labels, record.prompt_template, max_length)
+    return LabelScorer(model, tokenizer, "classifier", record.labels, record.prompt_template,
+                       _max_length(tokenizer, record))

@@ -1,7 +1,7 @@
 """The Python API: `SentimentAnalyzer.from_pretrained(folder).predict(texts)`.
 
 `folder` is an adapter written by the train stage (its base is resolved from the recorded reference) or a merged
-export written by the export stage. Predictions come from the same LabelScorer that the evaluate stage uses, on
+export written by the export stage (run by ONNX Runtime when it has its ONNX copy: `backend`). Predictions come from the same LabelScorer that the evaluate stage uses, on
 texts cleaned as the training texts were (the CLI's predict and serve come through here too).
 """
 
@@ -12,12 +12,16 @@ import functools
 import logging
 from pathlib import Path
 
+from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.model.adapter import load_scorer
+from qlora_sentiment.model.onnx import OnnxClassifier
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_texts  # noqa: F401 (the API's names)
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnx", "torch")
 
 
 class SentimentAnalyzer:
@@ -25,8 +29,11 @@ class SentimentAnalyzer:
         self.scorer, self.record, self.path = scorer, record, path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, base: str | Path | None = None) -> "SentimentAnalyzer":
-        """`base`: the base_model stage's folder (optional for adapters: the recorded base is used)."""
+    def from_pretrained(cls, path: str | Path, base: str | Path | None = None, backend: str = "auto",
+                        threads: int | None = None) -> "SentimentAnalyzer":
+        """`base`: the base_model stage's folder (optional for adapters: the recorded base is used). `backend`
+        (exports only): `onnx` (ONNX Runtime on the export's onnx/model.onnx: the fastest CPU path), `torch`, or
+        `auto` (onnx when the export has it and no GPU is visible). `threads`: ONNX Runtime's CPU threads."""
         from qlora_sentiment.model.export import load_export
 
         path = Path(path)
@@ -34,8 +41,17 @@ class SentimentAnalyzer:
         if record.clean is None:
             log.warning("%s: its record predates recorded text cleaning: texts are scored as given (rebuild it, "
                         "dvc repro, to clean them as its training texts were)", path)
-        scorer = load_export(path, record) if record.is_export else load_scorer(path, base)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        if not record.is_export and backend == "onnx":
+            raise ModelError(f"{path}: --backend onnx needs a merged export (dvc repro export: models/export); an "
+                             "adapter runs on torch")
+        scorer = load_export(path, record, backend, threads) if record.is_export else load_scorer(path, base)
         return cls(scorer, record, path)
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if isinstance(self.scorer.model, OnnxClassifier) else "torch"
 
     @property
     def labels(self) -> list[str]:
@@ -81,6 +97,7 @@ class SentimentAnalyzer:
         return {
             "path": str(self.path),
             "kind": "export" if record.is_export else "adapter",
+            "backend": self.backend,  # onnx: ONNX Runtime on the export's onnx/model.onnx; torch: PyTorch
             "head": record.head,
             "labels": self.labels,
             "base_model": record.base_model,

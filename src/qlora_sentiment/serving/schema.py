@@ -55,6 +55,8 @@ class Info(BaseModel):
     model: str | None = Field(description="the model folder's name (`adapter`, `export`), not its path")
     labels: list[str]
     kind: str
+    backend: str = Field(description="what runs the model: `onnx` (ONNX Runtime, an export's onnx/model.onnx) or "
+                                     "`torch`")
     head: str
     metrics: dict | None
     limits: dict
