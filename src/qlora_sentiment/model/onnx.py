@@ -71,6 +71,25 @@ def write_onnx(folder: Path, max_length: int) -> Path:
     return path
 
 
+def _strip_trace_metadata(path: Path) -> None:
+    """torch.onnx records each node's Python stack trace (absolute paths of this checkout and its venv) and module
+    path in the node's metadata: the same export in another folder would be other bytes. The graph keeps only what
+    runs; the weights file is not touched (loaded without its external data, saved back as references)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graphs = [model.graph, *model.functions]  # functions and subgraphs (If/Loop bodies) hold nodes too
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attribute in node.attribute:
+                graphs.extend([attribute.g] if attribute.HasField("g") else [])
+                graphs.extend(attribute.graphs)
+    onnx.save(model, str(path))
+
+
 def _export(folder: Path, max_length: int) -> str:
     """Export the saved float32 classifier with batch and sequence dynamic, then check ONNX Runtime's logits
     against the model's on a batch of other shapes; a mismatch is a ModelError."""
@@ -95,6 +114,7 @@ def _export(folder: Path, max_length: int) -> str:
     path = folder / ONNX_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path), external_data=True)
+    _strip_trace_metadata(path)
     # checked on a batch of another size, lengths and padding than the trace's: a graph that specialised on the
     # trace's shapes (or on the sliding window not being reached at max_length) shows here
     ids, mask = padded_batch(tokenizer, [max_length, 1, max(1, max_length - 7)])
