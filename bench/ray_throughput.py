@@ -63,9 +63,11 @@ def measure(args, work: Path, texts: list[str], workers: int) -> dict:
 
 
 def main() -> None:
+    from qlora_sentiment.model.onnx import BACKENDS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models/export"))
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--predictions", default=str(ROOT / "metrics/predictions.jsonl"), help="texts to repeat")
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])

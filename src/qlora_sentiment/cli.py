@@ -138,7 +138,8 @@ def _label(args, signals, run) -> None:
 
     from qlora_sentiment.core.errors import DataError
     from qlora_sentiment.serving.inputs import check_model_folder, predict_texts, warn_about_threads
-    from qlora_sentiment.serving.labelling import FileOutput, Formatter, Output, check_output_path, model_fingerprint
+    from qlora_sentiment.serving.labelling import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_path,
+                                                   model_fingerprint)
 
     output = Path(args.output) if args.output else None
     if args.resume and output is None:
@@ -167,7 +168,7 @@ def _label(args, signals, run) -> None:
     with signals.deferred():
         run.output.open(Formatter(args.format, analyzer.labels, args.raw_csv))
     pending = texts.texts(skip=run.output.rows_written)
-    chunk = args.batch_size * 8  # chunks start at the same rows in every run: a resumed file is the same bytes
+    chunk = args.batch_size * CHUNK_BATCHES  # the same rows in every run, and as --ray's workers call predict
     piped = bool(args.file) or (not args.texts and not sys.stdin.isatty())  # a terminal's few lines need no bar
     # to a log file (stderr not a terminal) a redraw every 10 s, not ten a second: hours of labelling stay short
     with tqdm(total=texts.rows, initial=run.output.rows_written, unit="text", disable=not piped, file=sys.stderr,
@@ -220,12 +221,13 @@ def _serve_until_stopped(args) -> None:
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
+    from qlora_sentiment.model.onnx import BACKENDS
     from qlora_sentiment.serving.inputs import at_least
 
     parser.add_argument("--model", default="models/export",
                         help="merged export (export stage; default models/export) or adapter folder (train stage, "
                              "e.g. models/adapter: the 4-bit model as evaluated)")
-    parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="an export's runtime: onnx (ONNX Runtime, the fastest on a CPU), torch, or auto "
                              "(default: onnx when the export has onnx/model.onnx and no GPU is visible)")
     parser.add_argument("--base", default=None,

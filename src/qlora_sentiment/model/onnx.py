@@ -21,6 +21,7 @@ from qlora_sentiment.core.errors import ModelError
 log = logging.getLogger(__name__)
 
 ONNX_FILE = Path("onnx") / "model.onnx"
+BACKENDS = ("auto", "onnx", "torch")  # what runs an export: see model/export.py's export_backend
 # The largest |logit| difference the export may show against the torch model on its check batch: float32 kernels
 # that sum in another order differ by ~1e-5 here; a wrong graph (a shape specialised at trace time) by far more.
 TOLERANCE = 1e-3
@@ -32,21 +33,20 @@ def wants_onnx(auto_class: str, dtype: str) -> bool:
     return auto_class == "AutoModelForSequenceClassification" and dtype == "float32"
 
 
-class _Logits:
-    """The torch module torch.onnx traces: ids and mask in, the classifier's logits out."""
+def _logits_module(model):
+    """The torch module torch.onnx traces: ids and mask in, the classifier's logits out (torch is imported here,
+    not at module level: the CLI imports this module for BACKENDS)."""
+    import torch
 
-    def __new__(cls, model):
-        import torch
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Logits(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-            def forward(self, input_ids, attention_mask):
-                return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-        return Logits().eval()
+    return Logits().eval()
 
 
 def padded_batch(tokenizer, lengths: list[int]):
@@ -104,7 +104,7 @@ def _export(folder: Path, max_length: int) -> str:
     warnings.filterwarnings("ignore", message="# The axis name")  # batch/sequence named once, used by both inputs
     tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
-    wrapped = _Logits(model)
+    wrapped = _logits_module(model)
     ids, mask = padded_batch(tokenizer, [max(2, max_length // 3), max(3, max_length // 2)])
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     program = torch.onnx.export(wrapped, (ids, mask), dynamo=True, verbose=False, optimize=True,
@@ -135,16 +135,13 @@ class OnnxClassifier:
     def __init__(self, path: Path, threads: int | None):
         import onnxruntime
 
-        if not Path(path).is_file():
-            raise ModelError(f"{path}: no ONNX model here (exports made before ONNX, or of a bf16 model, have none): "
-                             "rebuild it (dvc repro export) or use --backend torch")
+        # a missing file is export_backend's one-line error before this point (ONNX Runtime's own otherwise)
         options = onnxruntime.SessionOptions()
         if threads:  # None: ONNX Runtime's own choice (one thread per physical core)
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its warnings about unused initializers are not ours to fix
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.path = Path(path)
 
     def __call__(self, input_ids, attention_mask, **_):
         import torch

@@ -14,14 +14,12 @@ from pathlib import Path
 
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.model.adapter import load_scorer
-from qlora_sentiment.model.onnx import OnnxClassifier
+from qlora_sentiment.model.onnx import BACKENDS, OnnxClassifier
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_texts  # noqa: F401 (the API's names)
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "onnx", "torch")
 
 
 class SentimentAnalyzer:

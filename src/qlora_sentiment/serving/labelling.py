@@ -28,6 +28,9 @@ from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.core.io import write_json
 
 RECORD_VERSION = 1
+# predict labels --batch-size x CHUNK_BATCHES rows per call, from the same rows in every run (a resumed file is the
+# same bytes) and on Ray's workers too (the same calls give the same numbers as single-process predict)
+CHUNK_BATCHES = 8
 COMMIT_SECONDS = 1.0
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection list
 

@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError, QloraError
-from qlora_sentiment.serving.labelling import neutralise
+from qlora_sentiment.serving.labelling import CHUNK_BATCHES, neutralise
 from qlora_sentiment.serving.textfiles import SUFFIXES, TextFile
 
 FORMATS = ("parquet", "csv")
-CHUNK_BATCHES = 8  # cli._label predicts batch_size x 8 rows per call: the same calls give the same numbers
 BLOCK_ROWS = 1024  # at most this many rows per Ray block (whole chunks): what one worker call labels
 
 
