@@ -34,7 +34,9 @@ def write_curves(folder: Path, curves: dict[str, list[dict]]) -> None:
 
 def mistakes_csv(mistakes: list[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["id", "label", "predicted", "confidence", "text"], lineterminator="\n")
+    aspect = ["aspect"] if mistakes and "aspect" in mistakes[0] else []
+    writer = csv.DictWriter(out, fieldnames=["id", "label", "predicted", "confidence", *aspect, "text"],
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows(mistakes)
     return out.getvalue()

@@ -4,9 +4,7 @@ project. Plain helpers live in helpers.py."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from qlora_sentiment.core.cpu_isa import PINS  # noqa: E402  (no torch import)
 for _name, _value in PINS["avx2"].items():
     os.environ.setdefault(_name, _value)
 
-from helpers import CLI, build_tiny_llama, free_port, make_project, train_tiny  # noqa: E402
+from helpers import aspect_overrides, build_tiny_llama, make_project, serving, train_tiny  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
@@ -69,28 +67,30 @@ def trained(tmp_path_factory, tiny_llama):
 
 
 @pytest.fixture(scope="session")
-def server(trained):
-    port = free_port()
-    proc = subprocess.Popen([CLI, "serve", "--model", str(trained / "adapter"), "--base", str(trained / "base"),
-                             "--threads", "1", "--port", str(port), "--max-items", "8", "--max-chars", "200",
-                             "--max-wait-ms", "20", "--metrics", str(trained / "export" / "metrics.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import httpx
+def trained_aspects(tmp_path_factory, tiny_llama):
+    """A tiny aspect_term adapter (classifier head, as the default), its base and its export (with ONNX):
+    SimpleNamespace(root, params, records, record)."""
+    from types import SimpleNamespace
 
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:  # /health answers while it loads
-                break
-            time.sleep(0.2)
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read()}")
-    else:
-        proc.kill()
-        raise AssertionError("server did not come up in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    from qlora_sentiment.model.base import load_ref
+    from qlora_sentiment.model.export import merge_adapter, write_export
+    from qlora_sentiment.model.record import read_record
+
+    root = tmp_path_factory.mktemp("aspects")
+    cwd = os.getcwd()
+    try:
+        params, records, _ = train_tiny(root, tiny_llama, **aspect_overrides(root / "absa"), **{"train.max_steps": 4})
+    finally:
+        os.chdir(cwd)
+    record = read_record(root / "adapter")
+    merged, tokenizer = merge_adapter(root / "adapter", load_ref(root / "base"), record)
+    write_export(merged, tokenizer, record, root / "export", None, root / "adapter")
+    return SimpleNamespace(root=root, params=params, records=records, record=record)
+
+
+@pytest.fixture(scope="session")
+def server(trained):
+    with serving("--model", str(trained / "adapter"), "--base", str(trained / "base"), "--threads", "1",
+                 "--max-items", "8", "--max-chars", "200", "--max-wait-ms", "20", "--metrics",
+                 str(trained / "export" / "metrics.json")) as url:
+        yield url

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -157,6 +158,42 @@ def easy_reviews(path):
     return path
 
 
+ASPECT_WORDS = {"negative": ["awful", "bad", "dull"], "neutral": ["okay", "fine", "average"],
+                "positive": ["great", "good", "brilliant"]}
+
+
+def easy_aspects_xml(path, sentences: int = 120, seed: int = 0):
+    """SemEval-2014 XML (MAMS's format): two aspects per sentence with different polarities; the word after each
+    aspect decides its label, so only a model that reads which aspect is asked about gets both right."""
+    import random
+    from xml.sax.saxutils import quoteattr
+
+    rng = random.Random(seed)
+    labels = list(ASPECT_WORDS)
+    out = ['<?xml version="1.0" encoding="utf-8"?>', "<sentences>"]
+    for i in range(sentences):
+        first, second = rng.sample(["food", "service", "price", "decor", "staff", "wine"], 2)
+        a, b = rng.sample(labels, 2)
+        text = (f"at table {seed * 1000 + i} the {first} was {rng.choice(ASPECT_WORDS[a])} but the {second} was "
+                f"{rng.choice(ASPECT_WORDS[b])}")  # the table number: no two sentences alike
+        out.append(f"<sentence id=\"{seed}-{i}\"><text>{text}</text><aspectTerms>")
+        for term, label in ((first, a), (second, b)):
+            start = text.index(f"the {term} ") + 4
+            out.append(f"<aspectTerm term={quoteattr(term)} polarity=\"{label}\" from=\"{start}\" "
+                       f"to=\"{start + len(term)}\"/>")
+        out.append("</aspectTerms></sentence>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out + ["</sentences>"]) + "\n")
+    return path
+
+
+def aspect_overrides(name: str) -> dict:
+    """tiny_params overrides for the aspect task on easy_aspects_xml files in the folder `name`."""
+    return {"data.task": "aspect_term", "data.source": "local", "data.name": str(name),
+            "data.splits": {"train": "train.xml", "test": "test.xml"}, "data.labels": list(ASPECT_WORDS),
+            "data.group_column": None}
+
+
 def train_tiny(tmp_path, model_dir, **overrides):
     from qlora_sentiment.config import params_from_dict
     from qlora_sentiment.core.runtime import setup_stage
@@ -167,8 +204,13 @@ def train_tiny(tmp_path, model_dir, **overrides):
 
     os.chdir(tmp_path)  # DVCLive inspects the git repo of the working directory; keep it out of ours
     raw = tiny_params(model_dir, **overrides)
-    raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
-                       group_column=None)
+    if raw["data"]["task"] == "sentence":
+        raw["data"].update(source="local", name=str(easy_reviews(tmp_path / "easy.jsonl")), label_column="label",
+                           group_column=None)
+    else:  # the aspect task: the easy aspects in SemEval XML
+        folder = Path(raw["data"]["name"])
+        easy_aspects_xml(folder / "train.xml")
+        easy_aspects_xml(folder / "test.xml", sentences=20, seed=1)
     params = params_from_dict(raw)
     _, params = setup_stage(params, threads=1)
     materialize(params.model, tmp_path / "base")
@@ -184,6 +226,41 @@ def train_tiny(tmp_path, model_dir, **overrides):
 
 def cli(*args, stdin=None, cwd=None):
     return subprocess.run([CLI, *args], input=stdin, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@contextmanager
+def serving(*args):
+    """`qlora-sentiment serve ARGS` on a free port, until /ready answers 200 (/health answers while it loads):
+    yields its URL, stops it after."""
+    port = free_port()
+    proc = subprocess.Popen([CLI, "serve", *args, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(url, "/ready", proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wait_until(url, path, proc, seconds=120):
+    """Until GET url+path answers 200; the server exiting first, or the time running out, fails the test."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited ({proc.returncode}): {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url}{path} not 200 within {seconds} s")
 
 
 def free_port() -> int:

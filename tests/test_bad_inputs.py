@@ -65,7 +65,12 @@ PARAM_CASES = {
     "seed-range": [("seed", -1)],
     "template-field": [("prompt.template", "Review: {text[0]}")],
     "empty-label": [("data.labels", [" ", "positive"])],
+    "aspect-template": [("prompt.aspect_template", "Review: {text}\nSentiment:")],
+    "aspect-before-text": [("prompt.aspect_template", "Aspect: {aspect}. Review: {text}")],
+    "aspect-column-null": [("data.task", "aspect_term"), ("data.aspect_column", None)],
 }
+ASPECT_XML = ('<sentences><sentence><text>the service was slow</text>\n<aspectTerms><aspectTerm term="service" '
+              'polarity="negative" from="{start}" to="11"/></aspectTerms></sentence></sentences>\n')
 
 
 def data_case(problem_id, tmp):
@@ -97,6 +102,21 @@ def data_case(problem_id, tmp):
         splits = None if problem_id == "unlabelled-rows" else {"train": "train", "test": "dev"}
         return [("data.source", "hub"), ("data.name", "data/raw/ds"), ("data.group_column", None),
                 ("data.label_column", "label"), ("data.splits", splits)]
+    aspect_files = {"aspect-file-sentence-task": ("train.xml", ASPECT_XML.format(start=4), "sentence"),
+                    "aspect-xml-broken": ("train.xml", ASPECT_XML.format(start=4).replace("</aspectTerms>", ""), None),
+                    "aspect-xml-attribute": ("train.xml", ASPECT_XML.format(start=4).replace(' polarity="negative"',
+                                                                                             ""), None),
+                    "aspect-offsets": ("train.xml", ASPECT_XML.format(start=5), None),
+                    "aspect-seg-lines": ("train.seg", "the $T$ was slow\nservice\n", None)}
+    if problem_id in aspect_files:
+        name, content, task = aspect_files[problem_id]
+        folder = tmp / "data/raw/absa"
+        folder.mkdir(parents=True)
+        (folder / name).write_text(content)
+        return [("data.task", task or "aspect_term"), ("data.source", "local"), ("data.name", "data/raw/absa"),
+                ("data.splits", {"train": name}), ("data.group_column", None)]
+    if problem_id == "aspect-column-missing":
+        return [*local_data(tmp, b"text,label\ngood food,positive\nbad food,negative\n"), ("data.task", "aspect_term")]
     if problem_id == "offline-corpus":
         return [("data.name", "rotten_potatoes")]
     if problem_id == "hub-dataset-unreachable":
@@ -164,7 +184,8 @@ def trigger(problem_id, tmp, tiny_llama):
         (tmp / "params.yaml").write_text("train: [1, 2\n")
         return run([str(BIN / "qlora-sentiment"), "check", "--params", str(tmp / "params.yaml")], tmp)
     if problem_id.startswith(("data-", "label-", "not-utf8", "single-", "offline-", "hub-dataset", "empty-after", "text-",
-                              "unlabelled-", "unknown-source", "local-data")):
+                              "unlabelled-", "unknown-source", "local-data", "aspect-file", "aspect-xml",
+                              "aspect-offsets", "aspect-seg", "aspect-column-missing")):
         params = write_params(tmp, patched(*data_case(problem_id, tmp)))
         result = run([py, str(ROOT / "stages/prepare.py"), "--params", str(params), "--out", "prepared",
                       "--report", "prepared/report.json", "--images", "images"], tmp)
@@ -303,6 +324,7 @@ def trigger(problem_id, tmp, tiny_llama):
                                   "500"],
         "serve-allowed-hosts": [cli, "serve", "--model", "no-model", "--allowed-hosts", "localhost,exa mple"],
         "compare-input-missing": [cli, "compare", "--input", "missing.json"],
+        "aspect-with-file": [cli, "predict", "--model", "no-model", "--aspect", "food", "--file", "in.txt"],
         "summary-before-run": [cli, "summary"],  # an empty folder: nothing the pipeline writes
     }
     if problem_id in commands:
@@ -325,7 +347,11 @@ def trigger(problem_id, tmp, tiny_llama):
     raise KeyError(problem_id)
 
 
-TRAINED_CASES = ("onnx-backend-on-adapter", "export-without-onnx", "ray-cluster-unreachable")
+TRAINED_CASES = ("onnx-backend-on-adapter", "export-without-onnx", "ray-cluster-unreachable",
+                 "aspects-on-sentence-model")
+# the session's tiny aspect_term export: predict's refusals of bad aspects
+ASPECT_CASES = {"aspect-not-in-text": ["--aspect", "food", "--aspect", "wine"], "aspect-model-without-aspects": [],
+                "aspect-empty": ["--aspect", " "]}
 
 
 def trained_case(problem_id: str, tmp: Path, trained: Path):
@@ -334,6 +360,8 @@ def trained_case(problem_id: str, tmp: Path, trained: Path):
         (tmp / "in.txt").write_text("good\n")
         return run([cli, "predict", "--model", str(trained / "export"), "--file", str(tmp / "in.txt"), "--ray",
                     f"127.0.0.1:{free_port()}", "--output-dir", str(tmp / "out")], tmp)
+    if problem_id == "aspects-on-sentence-model":
+        return run([cli, "predict", "--model", str(trained / "export"), "--aspect", "film", "a fine film"], tmp)
     if problem_id == "onnx-backend-on-adapter":
         model = ["--model", str(trained / "adapter"), "--base", str(trained / "base")]
     else:  # an export copied without its ONNX copy (as one made before it existed)
@@ -351,6 +379,10 @@ def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama, request):
         return
     if problem.id in TRAINED_CASES:  # a real adapter and export (the session's tiny trained model)
         result = trained_case(problem.id, tmp_path, request.getfixturevalue("trained"))
+    elif problem.id in ASPECT_CASES:
+        export = request.getfixturevalue("trained_aspects").root / "export"
+        result = run([str(BIN / "qlora-sentiment"), "predict", "--model", str(export), *ASPECT_CASES[problem.id],
+                      "the food was great but the service was awful"], tmp_path)
     else:
         result = trigger(problem.id, tmp_path, tiny_llama)
     assert_one_error_line(result, problem.message)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from helpers import PROJECT_FILES, ROOT, run
+from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, run
 
 sys.path.insert(0, str(ROOT / "tools"))
 from random_model import FAMILIES, build  # noqa: E402
@@ -23,6 +23,7 @@ PRESETS = {
     "llama31_8b": ("llama3-tiny", "<|finetune_right_pad_id|>", True),  # the vocabulary's reserved pad token
     "qwen25_7b": ("qwen2-tiny", "<|endoftext|>", True),      # its own pad token, no BOS
     "gemma2_9b": ("gemma2-tiny", "<pad>", True),
+    "absa_mams_llama31_8b": ("llama3-tiny", "<|finetune_right_pad_id|>", True),  # on MAMS-shaped aspect data
 }
 SWAPS = ["runtime.device=cpu", "runtime.torch_threads=1", "data=rotten_tomatoes", "data.max_train=32",
          "data.max_validation=8", "data.max_test=16"]
@@ -55,13 +56,18 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
             shutil.copy2(source, target)
     model = f"models/local/{family}"
     build(family, repo / model)
+    aspects = preset.startswith("absa_")
+    swaps = [s for s in SWAPS if not (aspects and s.startswith("data="))]
+    if aspects:  # the preset's own data preset, on files of its shape where a user puts them
+        for name, count, seed in (("train", 16, 0), ("val", 4, 1), ("test", 8, 2)):
+            easy_aspects_xml(repo / "data/raw/mams-atsa" / f"{name}.xml", count, seed)
     (repo / "params.yaml").write_text(to_yaml(compose(repo / "conf")))
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "project"], repo, env)
 
     out = run(["dvc", "exp", "run", "-S", f"experiment={preset}", "-S", "model.source=local", "-S",
-               f"model.name={model}", *[a for s in SWAPS for a in ("-S", s)]], repo, env)
+               f"model.name={model}", *[a for s in swaps for a in ("-S", s)]], repo, env)
     for stage in ("base_model", "prepare", "train", "baseline", "evaluate", "export"):
         assert f"Running stage '{stage}'" in out.stdout, out.stdout[-3000:]
     # transformers 5 forces Qwen2Tokenizer on qwen2 folders, whose normalizer drops the export's cleaning: the
@@ -82,13 +88,13 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
     tokenizer = load_tokenizer(BaseRef(str(repo / model), None, {}))
     assert tokenizer.pad_token == pad
     formatter = PromptFormatter(tokenizer, record["prompt_template"], record["labels"], record["max_length"], chat)
-    ids = formatter.encode(["a warm, funny film"])[0]
+    ids = formatter.encode(["a warm, funny film"], ["film"] if aspects else None)[0]
     bos = tokenizer.bos_token_id
     assert ids.count(bos) == (1 if spec.bos else 0) if bos is not None else not spec.bos
     if spec.bos:
         assert ids[0] == bos
     if chat:
-        assert formatter.render_raw("x").endswith(tokenizer.apply_chat_template(
+        assert formatter.render_raw("x", "z").endswith(tokenizer.apply_chat_template(
             [{"role": "user", "content": "y"}], tokenize=False, add_generation_prompt=True).split("y")[-1])
     assert all(formatter.label_token_ids(label) for label in record["labels"])
 
@@ -99,7 +105,8 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
     assert exported_record["export"]["auto_class"] == expected_class
     predictions = [json.loads(line) for line in (repo / "metrics/predictions.jsonl").read_text().splitlines()]
     exported = SentimentAnalyzer.from_pretrained(repo / "models/export")
-    again = exported.predict([p["text"] for p in predictions[:8]])
+    again = [exported.predict(p["text"], aspects=[p["aspect"]])[0] for p in predictions[:8]] if aspects \
+        else exported.predict([p["text"] for p in predictions[:8]])
     for p, e in zip(predictions, again):
         assert abs(p["probabilities"]["positive"] - e["probabilities"]["positive"]) < 0.05, (p, e)
     assert len(list((repo / "models/export").glob("*.safetensors"))) >= 1

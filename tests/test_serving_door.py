@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from helpers import CLI, cli, free_port
+from helpers import CLI, cli, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc and RLIMIT_NOFILE in a child: Linux")
 JSON = {"content-type": "application/json"}
@@ -45,19 +45,6 @@ def _serve(trained, *flags, fd_limit=None, stderr=None):
                             text=True, preexec_fn=limit_files if fd_limit else None)
 
 
-def _wait_until(url, path, proc, seconds=120):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert proc.poll() is None, f"server exited ({proc.returncode})"
-        try:
-            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url}{path} not 200 within {seconds} s")
-
-
 @pytest.fixture(scope="session")
 def door_server(trained, tmp_path_factory):
     port = free_port()
@@ -67,7 +54,7 @@ def door_server(trained, tmp_path_factory):
                       fd_limit=FD_LIMIT, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(url, "/ready", proc)
+        wait_until(url, "/ready", proc)
         yield SimpleNamespace(url=url, port=port, proc=proc, log=log)
     finally:
         proc.terminate()
@@ -282,7 +269,7 @@ def test_ctrl_c_and_sigterm_stop_serve_in_one_line(trained, signum, code, name):
     """While the model loads (the server answers /health at once; the model thread is still importing torch)."""
     port = free_port()
     proc = _serve(trained, "--port", str(port))
-    _wait_until(f"http://127.0.0.1:{port}", "/health", proc)
+    wait_until(f"http://127.0.0.1:{port}", "/health", proc)
     assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 503  # still loading
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)

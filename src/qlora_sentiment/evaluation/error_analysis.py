@@ -57,11 +57,36 @@ def bucket_error_rates(predictions: list[dict]) -> dict:
     return out
 
 
+# aspect_train_count buckets: aspects train never had, had a few times, had often
+FREQUENCY_BUCKETS = (("unseen in train", 0, 0), ("1-4 times in train", 1, 4), ("5+ times in train", 5, None))
+
+
+def aspect_error_rates(predictions: list[dict]) -> dict:
+    """The aspect tasks' questions: is the model right when a sentence's aspects disagree (it must read which
+    words belong to which aspect) as often as when they agree, and on aspects it never saw in training?"""
+    errors = np.array([p["predicted"] != p["label"] for p in predictions])
+    by_sentence: dict[str, list[int]] = {}
+    for i, p in enumerate(predictions):
+        by_sentence.setdefault(p.get("group", p["text"]), []).append(i)
+    kind = np.empty(len(predictions), dtype=object)
+    for members in by_sentence.values():
+        labels = {predictions[i]["label"] for i in members}
+        kind[members] = "one aspect" if len(members) == 1 else "aspects agree" if len(labels) == 1 else "aspects disagree"
+    out = {"sentences": {name: _rate(errors[kind == name]) for name in ("one aspect", "aspects agree",
+                                                                         "aspects disagree")}}
+    if all("aspect_train_count" in p for p in predictions):
+        seen = np.array([p["aspect_train_count"] for p in predictions])
+        out["aspect_frequency"] = {name: _rate(errors[(seen >= lo) & (seen <= (hi if hi is not None else seen.max()))])
+                                   for name, lo, hi in FREQUENCY_BUCKETS}
+    return out
+
+
 def confident_mistakes(predictions: list[dict]) -> list[dict]:
     """Misclassified examples, the most confident first (ties by id, so the order is stable)."""
     rows = [
         {"id": p["id"], "label": p["label"], "predicted": p["predicted"],
-         "confidence": p["probabilities"][p["predicted"]], "text": p["text"]}
+         "confidence": p["probabilities"][p["predicted"]], **({"aspect": p["aspect"]} if "aspect" in p else {}),
+         "text": p["text"]}
         for p in predictions if p["predicted"] != p["label"]
     ]
     return sorted(rows, key=lambda r: (-r["confidence"], str(r["id"])))

@@ -17,8 +17,24 @@ def _clip(text: str, width: int = 110) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _review(row: dict) -> str:
+    """The review cell: an aspect example names its aspect first."""
+    return f"**{_clip(row['aspect'], 40)}**: {_clip(row['text'])}" if "aspect" in row else _clip(row["text"])
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
+
+
+def _aspect_lines(aspects: dict | None) -> list[str]:
+    """Error rates of the aspect tasks: by whether a sentence's aspects agree, and by the aspect's train count."""
+    if not aspects:
+        return []
+    lines = ["", "## Error rates by aspect", "", "| examples | n | error rate |", "|---|---|---|"]
+    for group in ("sentences", "aspect_frequency"):
+        for name, r in aspects.get(group, {}).items():
+            lines.append(f"| {name} | {r['n']} | {'–' if r['error_rate'] is None else _pct(r['error_rate'])} |")
+    return lines
 
 
 def summary_markdown(metrics: dict, baseline: dict, errors: dict, mistakes: list[dict],
@@ -62,13 +78,14 @@ def summary_markdown(metrics: dict, baseline: dict, errors: dict, mistakes: list
     for q in errors.get("length_quartiles", []):
         rate = "–" if q["error_rate"] is None else _pct(q["error_rate"])
         lines.append(f"| {q['quartile']} | {q['words'][0]}–{q['words'][1]} | {q['n']} | {rate} |")
+    lines += _aspect_lines(errors.get("aspects"))
     lines += ["", f"## Most confident mistakes (top {min(top, len(mistakes))} of {len(mistakes)})", "",
               "| true | predicted | confidence | review |", "|---|---|---|---|"]
     for m in mistakes[:top]:
-        lines.append(f"| {m['label']} | {m['predicted']} | {m['confidence']:.3f} | {_clip(m['text'])} |")
+        lines.append(f"| {m['label']} | {m['predicted']} | {m['confidence']:.3f} | {_review(m)} |")
     lines += ["", "## Before / after (a fixed sample of test reviews)", "",
               "| true | baseline | fine-tuned | review |", "|---|---|---|---|"]
     for e in examples:
         lines.append(f"| {e['label']} | {e['baseline']} ({e['baseline_confidence']:.2f}) | "
-                     f"{e['finetuned']} ({e['finetuned_confidence']:.2f}) | {_clip(e['text'])} |")
+                     f"{e['finetuned']} ({e['finetuned_confidence']:.2f}) | {_review(e)} |")
     return "\n".join(lines) + "\n"

@@ -60,5 +60,5 @@ def load_baseline_scorer(base_dir: str | Path, params: Params) -> LabelScorer:
     head = baseline_head(ref, params.model.head)
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, head, list(params.data.labels), params.quantization, tokenizer.pad_token_id)
-    return LabelScorer(model, tokenizer, head, list(params.data.labels), params.prompt.template,
+    return LabelScorer(model, tokenizer, head, list(params.data.labels), params.prompt_template,
                        params.train.max_length, params.prompt.chat_template)

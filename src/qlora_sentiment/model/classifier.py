@@ -17,6 +17,7 @@ from qlora_sentiment.model.prompts import PromptFormatter
 from qlora_sentiment.model.record import ModelRecord
 from qlora_sentiment.model.tokenizer import add_cleaning
 
+CHECK_ASPECT = "the service"
 CHECK_TEXTS = ("A warm, funny film.", "A joyless, overlong mess.", "not bad at all -- 3/5", "Ça m'a plu !",
                "two\nlines", "\"quoted\" (and bracketed)", "\ufeffA <b>dull</b>\u200b film &amp; a\u00a0bore")
 
@@ -47,12 +48,21 @@ def wrap_tokenizer(tokenizer, formatter: PromptFormatter):
     def special(name, ids):
         return {"id": name, "ids": ids, "tokens": tokenizer.convert_ids_to_tokens(ids)}
 
-    parts = [("[PROMPT]", prefix_ids), ("[ANSWER]", suffix_ids)]
-    template = " ".join([*(["[PROMPT]"] if prefix_ids else []), "$A", *(["[ANSWER]"] if suffix_ids else [])])
+    parts = [("[PROMPT]", prefix_ids), ("[ANSWER]", suffix_ids), ("[ASPECT]", formatter.middle_ids)]
+    head = [*(["[PROMPT]"] if prefix_ids else []), "$A"]
+    tail = ["[ANSWER]"] if suffix_ids else []
+    template = " ".join(head + tail)
+    # the aspect tasks: (review, aspect) as a text pair, the prompt's middle between them; the normalizer's leading
+    # space (above) then goes before both, so both slots must be spelled alike ("Review: {text}", "Aspect: {aspect}")
+    pair = " ".join(head + (["[ASPECT]"] if formatter.middle_ids else []) + ["$B"] + tail) if formatter.has_aspect \
+        else f"{template} $B"
+    if formatter.has_aspect and formatter.space != formatter.aspect_space:
+        raise ModelError("export: the aspect template puts a space before only one of {text} and {aspect}; the "
+                         "tokenizer cannot spell both; write both as 'Label: {field}'")
     backend.post_processor = processors.TemplateProcessing(
-        single=template, pair=f"{template} $B", special_tokens=[special(n, ids) for n, ids in parts if ids])
+        single=template, pair=pair, special_tokens=[special(n, ids) for n, ids in parts if ids])
     # truncation=True cuts the review where the scorer cuts it (the prompt's ids are counted in, never cut)
-    wrapped.model_max_length = len(prefix_ids) + formatter.text_budget + len(suffix_ids)
+    wrapped.model_max_length = len(prefix_ids) + formatter.text_budget + len(formatter.middle_ids) + len(suffix_ids)
     return wrapped
 
 
@@ -61,8 +71,13 @@ def check_wrapping(wrapped, formatter: PromptFormatter, record: ModelRecord, tex
     scores), or the export would score another prompt. The last text is longer than any budget: cut alike."""
     longest = " ".join(["a long review, word after word"] * (formatter.max_length // 2))
     for text in (*texts, longest):
-        expected = formatter.encode(record.clean_texts([text]))[0]
-        got = wrapped(text, truncation=True)["input_ids"]
+        if formatter.has_aspect:  # the pair the aspect tasks score, the review cut first (as pipeline()'s caller asks)
+            clean, clean_aspect = record.clean_texts([text, CHECK_ASPECT])
+            expected = formatter.encode([clean], [clean_aspect])[0]
+            got = wrapped(text, CHECK_ASPECT, truncation="only_first")["input_ids"]
+        else:
+            expected = formatter.encode(record.clean_texts([text]))[0]
+            got = wrapped(text, truncation=True)["input_ids"]
         if got != expected:
             raise ModelError(f"export: the tokenizer cannot reproduce the prompt's tokens for {text[:60]!r} "
                              f"({len(got)} vs {len(expected)} tokens); keep the causal-LM export for this model")

@@ -36,6 +36,9 @@ class ExportInfo(_Record):
 
 class ModelRecord(_Record):
     head: Literal["generative", "classifier"]
+    # sentence: one label per text; aspect_term / aspect_category: one per (text, aspect) pair (data.task);
+    # records from before the aspect tasks are sentence models
+    task: Literal["sentence", "aspect_term", "aspect_category"] = "sentence"
     labels: list[str]
     prompt_template: str
     chat_template: bool  # the prompt was wrapped in the model's own chat template

@@ -3,7 +3,9 @@
 Generative head: no free generation. Every label's answer tokens are scored in one forward pass and a softmax
 over the labels' log-likelihoods gives probabilities. When each answer is a single token (the usual case) the
 forward pass covers the prompts only and reads the next-token logits; otherwise each (prompt, answer) pair is
-one row of the same batch. Classifier head: softmax of the head's logits.
+one row of the same batch. Classifier head: softmax of the head's logits. Aspect tasks score (text, aspect)
+pairs: the prompt names the aspect, the classifier reads the pair as sentence-pair classifiers do (the text cut
+first, never the aspect).
 """
 
 from __future__ import annotations
@@ -43,15 +45,17 @@ class LabelScorer:
             self.answers = self.formatter.answers
             self.single_token = all(len(a) == 1 for a in self.answers) and len({a[0] for a in self.answers}) == len(labels)
 
-    def _encode(self, texts: list[str]) -> list[list[int]]:
+    def _encode(self, texts: list[str], aspects: list[str] | None = None) -> list[list[int]]:
         if self.head == "generative":
-            return self.formatter.encode(texts)
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+            return self.formatter.encode(texts, aspects)
+        if aspects is None:
+            return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return self.tokenizer(texts, aspects, truncation="only_first", max_length=self.max_length)["input_ids"]
 
-    def predict_proba(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+    def predict_proba(self, texts: list[str], batch_size: int = 16, aspects: list[str] | None = None) -> np.ndarray:
         import torch
 
-        encoded = self._encode(list(texts))
+        encoded = self._encode(list(texts), None if aspects is None else list(aspects))
         out = np.zeros((len(encoded), len(self.labels)), dtype=np.float64)
         self.model.eval()
         with torch.inference_mode(), self._autocast():
@@ -66,6 +70,11 @@ class LabelScorer:
                 # float64 so each row sums to 1 within what scikit-learn checks
                 out[index] = torch.softmax(scores.double(), dim=-1).cpu().numpy()
         return out
+
+    def score_rows(self, rows: list[dict], batch_size: int = 16) -> np.ndarray:
+        """predict_proba of prepared examples ({"text": ...} or, in the aspect tasks, with "aspect")."""
+        aspects = [r["aspect"] for r in rows] if rows and "aspect" in rows[0] else None
+        return self.predict_proba([r["text"] for r in rows], batch_size, aspects)
 
     def _autocast(self):
         """Mixed precision as in training: a model holding both float32 and bf16/fp16 weights (4-bit base in a

@@ -17,9 +17,26 @@ from qlora_sentiment.model.adapter import load_scorer
 from qlora_sentiment.model.onnx import BACKENDS, OnnxClassifier
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_texts  # noqa: F401 (the API's names)
+from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_aspects, check_texts  # noqa: F401 (API names)
 
 log = logging.getLogger(__name__)
+
+
+def aspect_inputs(record: ModelRecord, text, aspects) -> tuple[list[str], str, list[str]]:
+    """One text and its aspects checked and cleaned as the training texts were: (aspects, text, aspects cleaned).
+    An aspect_term model's aspects must occur in the cleaned text, ignoring case: it was trained on terms of their
+    sentence and has nothing to read for another word; an aspect_category model takes any."""
+    texts = check_texts(text)
+    if len(texts) != 1:
+        raise DataError(f"aspects: name the aspects of one text at a time (got {len(texts)} texts)")
+    aspects = check_aspects(aspects, record.task)
+    clean_text, *clean_aspects = record.clean_texts(texts + aspects)
+    for i, aspect in enumerate(clean_aspects):
+        if record.task == "aspect_term" and aspect.casefold() not in clean_text.casefold():
+            raise DataError(f"aspects[{i}]: {aspects[i][:60]!r} does not occur in the text; this model "
+                            "(aspect_term) labels terms of the text: use the text's own words")
+    return aspects, clean_text, clean_aspects
 
 
 class SentimentAnalyzer:
@@ -55,17 +72,59 @@ class SentimentAnalyzer:
     def labels(self) -> list[str]:
         return list(self.scorer.labels)
 
-    def predict(self, texts, batch_size: int = 16) -> list[dict]:
+    @property
+    def task(self) -> str:
+        return self.record.task
+
+    def predict(self, texts, batch_size: int = 16, aspects=None) -> list[dict]:
         """[{label, probabilities: {label: p}}] in input order; a single string gives a one-item list. Each text is
-        cleaned as prepare cleaned the training texts (the record's `clean`: tags, format characters, ...)."""
+        cleaned as prepare cleaned the training texts (the record's `clean`: tags, format characters, ...).
+        An aspect model labels one text's `aspects`: [{aspect, label, probabilities}], one per aspect, in order."""
+        if aspects is not None or self.task != "sentence":
+            return self._predict_aspects(texts, aspects, batch_size)
         texts = check_texts(texts)
         if not texts:
             return []
         proba = self.scorer.predict_proba(self.record.clean_texts(texts), batch_size=batch_size)
-        return [
-            {"label": self.labels[int(p.argmax())], "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}}
-            for p in proba
-        ]
+        return [self._row(p) for p in proba]
+
+    def _row(self, p) -> dict:
+        return {"label": self.labels[int(p.argmax())], "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}}
+
+    def _predict_aspects(self, text, aspects, batch_size: int) -> list[dict]:
+        aspects, clean_text, clean_aspects = aspect_inputs(self.record, text, aspects)
+        proba = self.scorer.predict_proba([clean_text] * len(aspects), batch_size=batch_size, aspects=clean_aspects)
+        return [{"aspect": aspect, **self._row(p)} for aspect, p in zip(aspects, proba)]
+
+    def predict_pairs(self, texts: list[str], aspects: list[str], batch_size: int = 16) -> list[dict]:
+        """[{label, probabilities}] of (text, aspect) pairs, in order, the texts any number of different ones: what
+        the web API's forward passes run (several requests' aspects at once). Check each text's aspects first
+        (`aspect_token_lengths`, aspect_inputs); texts and aspects are cleaned as `predict` cleans them."""
+        unique = list(dict.fromkeys([*texts, *aspects]))  # a text with 64 aspects is cleaned once
+        clean = dict(zip(unique, self.record.clean_texts(unique)))
+        proba = self.scorer.predict_proba([clean[t] for t in texts], batch_size=batch_size,
+                                          aspects=[clean[a] for a in aspects])
+        return [self._row(p) for p in proba]
+
+    def aspect_token_lengths(self, text: str, aspects: list[str]) -> list[int]:
+        """aspect_inputs' checks (a DataError naming the aspect at fault), then the tokens each (text, aspect) pair
+        occupies in a forward pass, counted as token_lengths counts a text: the text's and the aspect's tokens with
+        the prompt (or the pair's special tokens) once, cut at max_length."""
+        aspects, clean_text, clean_aspects = aspect_inputs(self.record, text, aspects)
+        tokenizer, overhead, answer, rows = self._token_counter
+        scorer, lead = self.scorer, ""
+        if scorer.head == "generative":
+            overhead += len(scorer.formatter.middle_ids)
+            lead = " " if scorer.formatter.aspect_space else ""
+        else:  # the pair's special tokens instead of a single text's
+            overhead = tokenizer.num_special_tokens_to_add(pair=True)
+        text_ids, *aspect_ids = tokenizer([clean_text, *(lead + a for a in clean_aspects)],
+                                          add_special_tokens=False)["input_ids"]
+        for i, ids in enumerate(aspect_ids):  # the prompt's rule (PromptFormatter.aspect_ids), as a request's error
+            if scorer.head == "generative" and len(ids) > scorer.formatter.text_budget // 2:
+                raise DataError(f"aspects[{i}]: {len(ids)} tokens; at most {scorer.formatter.text_budget // 2} "
+                                "(half of the review's room in this model's max_length)")
+        return [(min(scorer.max_length, overhead + len(text_ids) + len(ids)) + answer) * rows for ids in aspect_ids]
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Tokens each text occupies in a forward pass (its prompt included, cut at max_length; times the labels
@@ -97,6 +156,7 @@ class SentimentAnalyzer:
             "kind": "export" if record.is_export else "adapter",
             "backend": self.backend,  # onnx: ONNX Runtime on the export's onnx/model.onnx; torch: PyTorch
             "head": record.head,
+            "task": record.task,  # sentence, or aspect_term / aspect_category: predict takes aspects
             "labels": self.labels,
             "base_model": record.base_model,
             "quantization": None if record.is_export else record.quantization.model_dump(),

@@ -9,6 +9,11 @@ first, then the other requests' texts that fit), and goes to the back of the que
 that requests which arrived during its pass lead that one. A 64-text request of long reviews therefore runs as a
 series of short passes, and a short request arriving meanwhile waits for one of them, not for all 64 texts.
 
+An aspect model's request is one text and its aspects: each (text, aspect) pair is an item as a text is, costing
+the text's tokens and the aspect's (`analyzer.aspect_token_lengths`), and the pairs of several requests share
+forward passes (`analyzer.predict_pairs`) exactly as texts do. One server serves one model: a pass never mixes
+texts and pairs.
+
 A request waits at most `max_wait_ms` (counted from the oldest waiting request) for others to join its pass. At
 most `max_queue` requests wait; beyond that `submit` refuses (the API answers 503). A request withdrawn (client
 gone, time up) sends no more texts to the model: only a pass already running finishes. When a forward pass fails,
@@ -63,9 +68,10 @@ class ModelThread:
 @dataclass(eq=False)  # compared by identity: a job is removed from the queue by `withdraw`
 class Job:
     texts: list[str]
-    costs: list[int]  # tokens each text occupies in a forward pass
+    costs: list[int]  # tokens each text (or pair) occupies in a forward pass
     future: asyncio.Future
     queued_at: float
+    aspects: list[str] | None = None  # an aspect model's request: texts[i]'s aspect (its one text, repeated)
     sent: int = 0  # texts handed to forward passes so far (a request's texts run in order)
     answered: int = 0
     results: list = field(default_factory=list)
@@ -84,6 +90,13 @@ class Stats:
     timeouts: int = 0         # no answer within the request timeout (503)
     disconnected: int = 0     # the client left before its answer
     dropped: int = 0          # of those two, requests removed with texts not yet computed
+
+
+def _predict(analyzer, texts: list[str], aspects: list[str] | None) -> list[dict]:
+    """One forward pass: texts, or an aspect model's (text, aspect) pairs."""
+    if aspects is None:
+        return analyzer.predict(texts, batch_size=len(texts))
+    return analyzer.predict_pairs(texts, aspects, batch_size=len(texts))
 
 
 class MicroBatcher:
@@ -141,17 +154,20 @@ class MicroBatcher:
             else:
                 log.error("the model worker stopped: %s", exc)
 
-    async def costs(self, texts: list[str]) -> list[int]:
-        """Tokens each text occupies in a forward pass, counted off the event loop and off the model thread."""
+    async def costs(self, texts: list[str], aspects: list[str] | None = None) -> list[int]:
+        """Tokens each text (or each pair of one text and its aspects) occupies in a forward pass, counted off the
+        event loop and off the model thread; an aspect the model cannot label raises DataError."""
         analyzer = self.analyzer
-        return await self.counter.call(lambda: analyzer.token_lengths(texts))
+        if aspects is None:
+            return await self.counter.call(lambda: analyzer.token_lengths(texts))
+        return await self.counter.call(lambda: analyzer.aspect_token_lengths(texts[0], aspects))
 
-    def submit(self, texts: list[str], costs: list[int]) -> Job:
+    def submit(self, texts: list[str], costs: list[int], aspects: list[str] | None = None) -> Job:
         if len(self.pending) >= self.max_queue:
             self.stats.rejected += 1
             raise QueueFull
         loop = asyncio.get_running_loop()
-        job = Job(texts, costs, loop.create_future(), loop.time())
+        job = Job(texts, costs, loop.create_future(), loop.time(), aspects)
         self.pending.append(job)
         self.arrived.set()
         return job
@@ -209,9 +225,10 @@ class MicroBatcher:
 
     async def _forward(self, picked: list[tuple[Job, int]]) -> None:
         texts = [job.texts[i] for job, i in picked]
+        aspects = None if picked[0][0].aspects is None else [job.aspects[i] for job, i in picked]
         analyzer = self.analyzer
         try:
-            predictions = await self.thread.call(lambda: analyzer.predict(texts, batch_size=len(texts)))
+            predictions = await self.thread.call(lambda: _predict(analyzer, texts, aspects))
         except Exception as exc:
             jobs = list(dict.fromkeys(job for job, _ in picked))
             if len(jobs) > 1:  # find whose texts fail: each request's share on its own

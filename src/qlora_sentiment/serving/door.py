@@ -5,9 +5,13 @@ Strict: `Content-Type: application/json` (charset utf-8 or none; no other type, 
 `Content-Encoding` but identity, a UTF-8 body (a UTF-8 byte order mark is ignored; UTF-16/32 are refused), one JSON
 object with no duplicate key, every error a 4xx naming the header or field. Bounded: the body's size and the time
 to receive it; the work of parsing it (at most `4 * max_items + 100` JSON values are read: a valid request holds
-at most `max_items + 2`, and a body of a million `{}` is refused after a few thousand instead of parsed whole);
+at most `max_items + 3`, and a body of a million `{}` is refused after a few thousand instead of parsed whole);
 bodies over 64 KiB are parsed on a small thread pool, and at most BIG_BODIES of them are read at once (the others
 wait in the kernel's socket buffers), so neither their parsing nor their memory can starve small requests.
+
+An aspect model's request is `text` with `aspects` (1 to max_items, at most MAX_ASPECTS, strings of at most
+MAX_ASPECT_CHARS characters, each following the text rules); whether the model takes aspects is its record's task
+(`Limits.task`): `check_task`, with the Python API's messages.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from json.decoder import JSONArray, JSONObject
 from json.scanner import py_make_scanner
+from typing import NamedTuple
 
-from qlora_sentiment.serving.validation import NonFinite, describe, text_problem
+from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.serving.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, NonFinite, check_aspects, describe,
+                                                text_problem)
 
 SMALL_BODY = 65_536  # bytes: parsed on the event loop (well under a millisecond)
 BIG_BODIES = 16      # bodies over SMALL_BODY read and parsed at once; 16 x 3.9 MB at the default limits
@@ -152,8 +159,43 @@ def decode_utf8(body: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text  # a UTF-8 byte order mark is ignored (RFC 8259)
 
 
-def parse_request(body: bytes, limits) -> list[str]:
-    """The texts of a POST /predict body, or an ApiError(415/422) naming the field or item."""
+class Parsed(NamedTuple):
+    """A POST /predict body: its texts, and an aspect request's aspects (`texts` then holds its text once per
+    aspect: the (text, aspect) pairs the model labels)."""
+    texts: list[str]
+    aspects: list[str] | None = None
+
+
+def unprocessable(exc: DataError) -> ApiError:
+    """A 422 from the Python API's one-line error (`aspects[1]: 'wine' does not occur in the text; ...`), naming
+    the field or item its message starts with."""
+    message = str(exc)
+    return ApiError(422, message, message.partition(":")[0])
+
+
+def check_task(parsed: Parsed, task: str) -> None:
+    """A 422 unless the request suits the loaded model: a sentence model takes no aspects, an aspect model needs
+    them (check_aspects)."""
+    if parsed.aspects is not None or task != "sentence":
+        try:
+            check_aspects(parsed.aspects, task)
+        except DataError as exc:
+            raise unprocessable(exc) from None
+
+
+def _items(data: dict, name: str, max_items: int) -> list[tuple[str, object]]:
+    """(`name[i]`, value) of a list field of 1 to max_items values."""
+    values = data[name]
+    if not isinstance(values, list):
+        raise ApiError(422, f"{name}: expected a list of strings, got {_what(values)}", name)
+    if not 1 <= len(values) <= max_items:
+        raise ApiError(422, f"{name}: {len(values)} items; give 1 to {max_items} per request"
+                       if values else f"{name}: empty list; give 1 to {max_items} {name}", name)
+    return [(f"{name}[{i}]", value) for i, value in enumerate(values)]
+
+
+def parse_request(body: bytes, limits) -> Parsed:
+    """The texts (and aspects) of a POST /predict body, or an ApiError(415/422) naming the field or item."""
     max_values = 4 * limits.max_items + 100
     try:
         data = loads(decode_utf8(body), max_values)
@@ -166,28 +208,25 @@ def parse_request(body: bytes, limits) -> list[str]:
         raise ApiError(422, f"body: not valid JSON ({exc.msg} at character {exc.pos + 1})", "body") from None
     if not isinstance(data, dict):
         raise ApiError(422, f"body: expected a JSON object with 'text' or 'texts', got {_what(data)}", "body")
-    unknown = [key for key in data if key not in ("text", "texts")]
+    unknown = [key for key in data if key not in ("text", "texts", "aspects")]
     if unknown:
         raise ApiError(422, f"{quote(unknown[0])}: unknown field; give 'text' (a string) or 'texts' (a list of "
-                            "strings)", quote(unknown[0]))
+                            "strings), and an aspect model 'aspects' with 'text'", quote(unknown[0]))
     if ("text" in data) == ("texts" in data):
         raise ApiError(422, "give exactly one of 'text' (a string) or 'texts' (a list of strings)")
-    if "text" in data:
-        items = [("text", data["text"])]
-    else:
-        texts = data["texts"]
-        if not isinstance(texts, list):
-            raise ApiError(422, f"texts: expected a list of strings, got {_what(texts)}", "texts")
-        if not 1 <= len(texts) <= limits.max_items:
-            raise ApiError(422, f"texts: {len(texts)} items; give 1 to {limits.max_items} per request"
-                           if texts else f"texts: empty list; give 1 to {limits.max_items} texts", "texts")
-        items = [(f"texts[{i}]", text) for i, text in enumerate(texts)]
-    for name, text in items:
+    items = [("text", data["text"])] if "text" in data else _items(data, "texts", limits.max_items)
+    aspects = []
+    if "aspects" in data:
+        if "texts" in data:
+            raise ApiError(422, "aspects: the aspects of one text: give them with 'text', not 'texts'", "aspects")
+        aspects = _items(data, "aspects", min(limits.max_items, MAX_ASPECTS))
+    for name, text in items + aspects:
         problem = f"expected a string, got {_what(text)}" if isinstance(text, LongNumber) \
-            else text_problem(text, limits.max_chars)
+            else text_problem(text, MAX_ASPECT_CHARS if name.startswith("aspects") else limits.max_chars)
         if problem:
             raise ApiError(422, f"{name}: {problem}", name)
-    return [text for _, text in items]
+    texts = [text for _, text in items]
+    return Parsed(texts * len(aspects), [aspect for _, aspect in aspects]) if aspects else Parsed(texts)
 
 
 class Door:
@@ -200,7 +239,7 @@ class Door:
         self.pool = ThreadPoolExecutor(PARSERS, thread_name_prefix="json")
         self.big = asyncio.Semaphore(BIG_BODIES)
 
-    async def texts(self, request, deadline: float) -> list[str]:
+    async def read(self, request, deadline: float) -> Parsed:
         check_headers(request.headers)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) <= SMALL_BODY:

@@ -109,8 +109,9 @@ def predict_texts(texts: list[str], file: str | None, column: str) -> TextFile |
     return TextFile.from_stream(stream, "stdin")
 
 
-def check_model_folder(folder: str | Path) -> None:
-    """An adapter or export folder that can load: its weights are there and its record reads."""
+def check_model_folder(folder: str | Path, whole_texts: str | None = None) -> None:
+    """An adapter or export folder that can load: its weights are there and its record reads. `whole_texts`: what
+    labels texts without aspects here (`--file`), which an aspect-task model cannot."""
     from qlora_sentiment.model.record import RECORD_FILE, read_record
 
     folder = Path(folder)
@@ -124,4 +125,7 @@ def check_model_folder(folder: str | Path) -> None:
         if not weights:
             raise ModelError(f"{folder}: the {kind} has no weights ({wanted} is missing); copy the whole folder, "
                              "or rebuild it with dvc repro")
-    read_record(folder)
+    task = read_record(folder).task
+    if whole_texts and task != "sentence":
+        raise DataError(f"{folder}: an aspect model (data.task: {task}) labels aspects of a text, and {whole_texts} "
+                        "takes whole texts; use qlora-sentiment predict --aspect ASPECT [--aspect ...] \"TEXT\"")

@@ -53,17 +53,20 @@ def neutralise(cell: str) -> str:
 
 
 class Formatter:
-    """Rows as JSON Lines, CSV (a header) or a table (a header line): the text of a header and of a chunk."""
+    """Rows as JSON Lines, CSV (a header) or a table (a header line): the text of a header and of a chunk. An
+    aspect model's rows have an aspect column (after text in CSV, before the text in the table)."""
 
-    def __init__(self, fmt: str, labels: list[str], raw_csv: bool = False):
-        self.fmt, self.labels, self.raw_csv = fmt, labels, raw_csv
+    def __init__(self, fmt: str, labels: list[str], raw_csv: bool = False, aspects: bool = False):
+        self.fmt, self.labels, self.raw_csv, self.aspects = fmt, labels, raw_csv, aspects
         self.width = max(len("label"), *(len(lab) for lab in labels))
 
     def header(self) -> str:
         if self.fmt == "csv":
-            return self._csv([["text", "label", *[f"p_{lab}" for lab in self.labels]]])
+            return self._csv([["text", *(["aspect"] if self.aspects else []), "label",
+                               *[f"p_{lab}" for lab in self.labels]]])
         if self.fmt == "table":
-            return f"{'label':<{self.width}}  " + "  ".join(f"{lab[:8]:>8}" for lab in self.labels) + "  text\n"
+            return (f"{'label':<{self.width}}  " + "  ".join(f"{lab[:8]:>8}" for lab in self.labels)
+                    + ("  aspect: text\n" if self.aspects else "  text\n"))
         return ""
 
     def rows(self, rows: list[dict]) -> str:
@@ -71,11 +74,12 @@ class Formatter:
             return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         if self.fmt == "csv":
             cell = (lambda text: text) if self.raw_csv else neutralise
-            return self._csv([cell(r["text"]), cell(r["label"]),
+            return self._csv([cell(r["text"]), *([cell(r["aspect"])] if self.aspects else []), cell(r["label"]),
                               *[f"{r['probabilities'][lab]:.6f}" for lab in self.labels]] for r in rows)
         lines = []
         for r in rows:
             text = " ".join(r["text"].splitlines())  # one table row per text, whatever line breaks it holds
+            text = f"{' '.join(r['aspect'].splitlines())}: {text}" if self.aspects else text
             text = text if len(text) <= 70 else text[:69] + "…"
             lines.append(f"{r['label']:<{self.width}}  " + "  ".join(f"{r['probabilities'][lab]:>8.3f}"
                                                                       for lab in self.labels) + f"  {text}\n")

@@ -197,7 +197,7 @@ def label_with_ray(inputs: list[Path], model: str | Path, out_dir: Path, *, base
     check_output_dir(out_dir)
     texts = [TextFile.open(path, column) for path in input_files(inputs)]  # every input error before Ray starts
     try:
-        check_model_folder(model)
+        check_model_folder(model, whole_texts="predict --ray")
         ray = import_ray()
         started = time.perf_counter()
         connected = connect(ray, address, workers * threads_per_worker)

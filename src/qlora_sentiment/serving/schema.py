@@ -1,5 +1,6 @@
 """The web API's OpenAPI contract: every rule the server enforces on a request is stated here (exactly one of
-`text`/`texts`, item count, length, a visible character), and every error has one body shape, `Error`."""
+`text`/`texts`, or an aspect model's `text` and `aspects`; item count, length, a visible character), and every
+error has one body shape, `Error`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qlora_sentiment.serving.validation import VISIBLE_PATTERN
+from qlora_sentiment.serving.validation import MAX_ASPECT_CHARS, MAX_ASPECTS, VISIBLE_PATTERN
 
 
 class Error(BaseModel):
@@ -19,12 +20,14 @@ class Error(BaseModel):
 
 class Prediction(BaseModel):
     text: str
+    aspect: str = Field(None, description="the aspect labelled: in an aspect model's answers only (one per aspect "
+                                          "of the request, in order)")
     label: str
     probabilities: dict[str, float]
 
 
 class PredictResponse(BaseModel):
-    predictions: list[Prediction] = Field(description="one per text, in order")
+    predictions: list[Prediction] = Field(description="one per text (an aspect model's: per aspect), in order")
 
 
 class Health(BaseModel):
@@ -58,6 +61,8 @@ class Info(BaseModel):
     backend: str = Field(description="what runs the model: `onnx` (ONNX Runtime, an export's onnx/model.onnx) or "
                                      "`torch`")
     head: str
+    task: str = Field("sentence", description="`sentence`: the model labels whole texts; `aspect_term` / "
+                                              "`aspect_category`: it labels a text's `aspects`")
     metrics: dict | None
     limits: dict
 
@@ -77,6 +82,8 @@ ERRORS = {
     503: "busy (queue full), the model not loaded yet, or no answer within the request timeout: retry after "
          "Retry-After seconds",
 }
+ASPECT_RULE = {"aspect_term": "a term of the text: it must occur in it (ignoring case)",
+               "aspect_category": "a category (`service`, `FOOD#QUALITY`): any"}
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
                                "schema": {"type": "integer", "minimum": 1}}}
 
@@ -87,8 +94,9 @@ def error_responses(*codes: int) -> dict:
 
 
 def predict_request_body(max_items: int, max_chars: int, text_tokens: int | None = None,
-                         max_batch_tokens: int | None = None) -> dict:
-    """The request body of POST /predict, as the server checks it; `text_tokens`: the model's max_length."""
+                         max_batch_tokens: int | None = None, task: str = "sentence") -> dict:
+    """The request body of POST /predict, as the server checks it; `text_tokens`: the model's max_length; `task`:
+    the model's (an aspect model takes `text` and `aspects`)."""
     rule = TEXT_RULE.format(max_chars=max_chars)
     if text_tokens:
         rule += f"; scored on its first {text_tokens} tokens (the prompt included), the rest is not read"
@@ -96,21 +104,29 @@ def predict_request_body(max_items: int, max_chars: int, text_tokens: int | None
             "description": rule}
     if text_tokens:
         text["x-max-tokens"] = text_tokens
-    cost = (f" A request costs at most {max_items} x {text_tokens} tokens; its texts are computed in forward passes "
-            f"of at most {max_batch_tokens} padded tokens, taking turns with other requests."
-            if text_tokens and max_batch_tokens else "")
-    schema = {
-        "title": "PredictRequest",
-        "description": "exactly one of `text` (one review) or `texts` (several); no other field." + cost,
-        "type": "object",
-        "properties": {
-            "text": {**text, "description": "one review: " + text["description"]},
-            "texts": {"type": "array", "minItems": 1, "maxItems": max_items, "items": text,
-                      "description": f"1 to {max_items} reviews, each as `text`"},
-        },
-        "additionalProperties": False,
-        "oneOf": [{"required": ["text"], "not": {"required": ["texts"]}},
-                  {"required": ["texts"], "not": {"required": ["text"]}}],
-        "examples": [{"text": "A warm, funny film."}, {"texts": ["Great.", "A joyless, overlong mess."]}],
-    }
+    cost = (f" A request costs at most {max_items} x {text_tokens} tokens; its texts (or text-aspect pairs) are "
+            f"computed in forward passes of at most {max_batch_tokens} padded tokens, taking turns with other "
+            "requests." if text_tokens and max_batch_tokens else "")
+    review = {**text, "description": "one review: " + text["description"]}
+    if task == "sentence":
+        what = "exactly one of `text` (one review) or `texts` (several); no other field."
+        properties = {"text": review, "texts": {"type": "array", "minItems": 1, "maxItems": max_items, "items": text,
+                                                "description": f"1 to {max_items} reviews, each as `text`"}}
+        shape = {"oneOf": [{"required": ["text"], "not": {"required": ["texts"]}},
+                          {"required": ["texts"], "not": {"required": ["text"]}}]}
+        examples = [{"text": "A warm, funny film."}, {"texts": ["Great.", "A joyless, overlong mess."]}]
+    else:
+        what = (f"`text` (one review) and its `aspects` (this model's task: {task}): one prediction per aspect, in "
+                "order; no other field.")
+        aspect = {"type": "string", "minLength": 1, "maxLength": MAX_ASPECT_CHARS, "pattern": VISIBLE_PATTERN,
+                  "description": f"{ASPECT_RULE.get(task, 'an aspect')}; the text's rules, at most "
+                                 f"{MAX_ASPECT_CHARS} characters"}
+        most = min(max_items, MAX_ASPECTS)
+        properties = {"text": review, "aspects": {"type": "array", "minItems": 1, "maxItems": most, "items": aspect,
+                                                  "description": f"1 to {most} aspects of `text`, each labelled "
+                                                                 "on its own"}}
+        shape = {"required": ["text", "aspects"]}
+        examples = [{"text": "the food was great but the service was awful", "aspects": ["food", "service"]}]
+    schema = {"title": "PredictRequest", "description": what + cost, "type": "object", "properties": properties,
+              "additionalProperties": False, **shape, "examples": examples}
     return {"required": True, "content": {"application/json": {"schema": schema}}}

@@ -16,6 +16,8 @@ import unicodedata
 from qlora_sentiment.config.text import _ranges as code_ranges, char_class
 
 MAX_TEXT_CHARS = 20_000  # far beyond max_length tokens; longer is a mistake (a whole file as one text)
+MAX_ASPECT_CHARS = 200  # an aspect is a term or category ("battery life", "FOOD#QUALITY"), never a passage
+MAX_ASPECTS = 64  # aspects of one text
 
 
 def _invisible_ranges() -> list[tuple[int, int]]:
@@ -71,6 +73,27 @@ def text_problem(text, max_chars: int = MAX_TEXT_CHARS) -> str | None:
     if not _VISIBLE.search(text):
         return "empty text" if not text.strip() else "empty text (only invisible or control characters)"
     return None
+
+
+def check_aspects(aspects, task: str, max_items: int = MAX_ASPECTS) -> list[str]:
+    """The aspects of one text as a list, or one DataError naming the first bad item (`aspects[1]: empty text`).
+    A sentence model takes none; an aspect model at least one."""
+    from qlora_sentiment.core.errors import DataError
+
+    if task == "sentence":
+        raise DataError("aspects: this model labels whole texts (trained with data.task: sentence); leave out the "
+                        "aspects, or use a model trained on an aspect task")
+    if aspects is None or (not isinstance(aspects, str) and not list(aspects)):
+        raise DataError(f"aspects: this model labels aspects (data.task: {task}); name at least one "
+                        "(--aspect food, aspects=['food'])")
+    aspects = [aspects] if isinstance(aspects, str) else list(aspects)
+    if len(aspects) > max_items:
+        raise DataError(f"aspects: {len(aspects)} aspects; at most {max_items} per text")
+    for i, aspect in enumerate(aspects):
+        problem = text_problem(aspect, MAX_ASPECT_CHARS)
+        if problem:
+            raise DataError(f"aspects[{i}]: {problem}")
+    return aspects
 
 
 def check_texts(texts, max_chars: int = MAX_TEXT_CHARS) -> list[str]:

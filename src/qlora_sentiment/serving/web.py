@@ -8,14 +8,20 @@ disconnects is dropped before its forward pass. GET /health is liveness (counter
 readiness (model loaded, queue room). Around it all (serving/guard.py): the Host check, a cap on requests in
 progress, `X-Content-Type-Options: nosniff`; /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline
 package (no CDN); nothing the API says names a path of this machine.
+
+An aspect model (`limits.task`, read from the model's record before it loads) labels one `text`'s `aspects`: one
+prediction per aspect, in order; its OpenAPI request body says so, and a request that does not suit the model
+(aspects for a sentence model, none for an aspect model, an aspect_term model's aspect not in the text) is a 422
+naming `aspects` or the item.
 """
 
 import asyncio
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.serving.batcher import MicroBatcher, ModelFailed, QueueFull
-from qlora_sentiment.serving.door import ApiError, Door
+from qlora_sentiment.serving.door import ApiError, Door, check_task, unprocessable
 from qlora_sentiment.serving.guard import Guard, scrub_paths, without_paths
 from qlora_sentiment.serving.schema import (Health, Info, PredictResponse, Ready, error_responses,
                                             predict_request_body)
@@ -23,7 +29,7 @@ from qlora_sentiment.serving.schema import (Health, Info, PredictResponse, Ready
 
 @dataclass(frozen=True)
 class Limits:
-    max_items: int = 64         # texts per request
+    max_items: int = 64         # texts (or an aspect model's aspects) per request
     max_chars: int = 5_000      # characters per text
     max_batch: int = 32         # texts per forward pass
     max_batch_tokens: int = 512  # padded tokens per forward pass (texts x the longest): bounds a pass's time
@@ -34,6 +40,7 @@ class Limits:
     body_timeout: float = 10.0  # seconds to receive the body; beyond: 408
     max_connections: int = 1000  # open connections and requests in progress (serving/connections.py, guard.py)
     idle_timeout: float = 10.0  # seconds a connection may stay open without sending a whole request head
+    task: str = "sentence"      # the model's data.task: an aspect model's requests name their aspects
 
     @property
     def max_body_bytes(self) -> int:
@@ -65,6 +72,8 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
 
     batcher = MicroBatcher(limits.max_batch, limits.max_wait_ms, limits.max_queue, limits.max_batch_tokens)
     door = Door(limits)
+    request_body = predict_request_body(limits.max_items, limits.max_chars, limits.text_tokens,
+                                        limits.max_batch_tokens, limits.task)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -109,31 +118,34 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
     def unavailable(why: str) -> ApiError:
         return ApiError(503, why, None, retry_after=1)
 
-    @app.post("/predict", response_model=PredictResponse,
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_unset=True,
               responses=error_responses(400, 408, 413, 415, 422, 500, 503),
-              openapi_extra={"requestBody": predict_request_body(limits.max_items, limits.max_chars,
-                                                                 limits.text_tokens, limits.max_batch_tokens)})
+              openapi_extra={"requestBody": request_body})
     async def predict(request: Request):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limits.request_timeout
         try:
-            texts = await door.texts(request, deadline)  # 415, 413, 408, 422: before the model is asked anything
+            parsed = await door.read(request, deadline)  # 415, 413, 408, 422: before the model is asked anything
         except ClientDisconnect:  # gone while sending its body
             batcher.stats.disconnected += 1
             return Response(status_code=499)
         if not batcher.ready:
             batcher.stats.rejected += 1
             raise unavailable("the model is not loaded yet (GET /ready); retry")
+        check_task(parsed, limits.task)  # 422: aspects for a sentence model, none for an aspect model
         if batcher.depth >= limits.max_queue:  # before counting tokens: a full queue refuses at once
             batcher.stats.rejected += 1
             raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry")
         try:
-            costs = await asyncio.wait_for(batcher.costs(texts), max(0.0, deadline - loop.time()))
+            costs = await asyncio.wait_for(batcher.costs(parsed.texts, parsed.aspects),
+                                           max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             batcher.stats.timeouts += 1
             raise unavailable(f"no answer within {limits.request_timeout:g} s (the model is busy); retry") from None
+        except DataError as exc:  # an aspect_term model's aspect that is not in the text
+            raise unprocessable(exc) from None
         try:
-            job = batcher.submit(texts, costs)
+            job = batcher.submit(parsed.texts, costs, parsed.aspects)
         except QueueFull:
             raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry") from None
         left = asyncio.ensure_future(_client_left(request))
@@ -149,7 +161,10 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
                 predictions = job.future.result()
             except ModelFailed as exc:
                 raise ApiError(500, f"the model failed on this request: {exc}") from None
-            return {"predictions": [dict(p, text=t) for t, p in zip(texts, predictions)]}
+            rows = [dict(p, text=t) for t, p in zip(parsed.texts, predictions)]
+            for row, aspect in zip(rows, parsed.aspects or ()):
+                row["aspect"] = aspect
+            return {"predictions": rows}
         if left in done:
             return Response(status_code=499)  # nobody is listening
         raise unavailable(f"no answer within {limits.request_timeout:g} s (the model is busy); retry")

@@ -43,6 +43,7 @@ def training_params(params: Params) -> dict:
     full = params.model_dump(mode="json")
     return {"seed": full["seed"], "model": full["model"], "quantization": full["quantization"], "lora": full["lora"],
             "prompt": full["prompt"], "train": full["train"], "labels": full["data"]["labels"],
+            "task": full["data"]["task"],
             "eval_batch_size": full["eval"]["batch_size"]}
 
 
@@ -51,9 +52,9 @@ def _label_scores(model, tokenizer, params: Params, rows: list[dict]) -> dict:
     from qlora_sentiment.model.scoring import LabelScorer
 
     labels = params.data.labels
-    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt.template, params.train.max_length,
+    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt_template, params.train.max_length,
                          params.prompt.chat_template)
-    proba = scorer.predict_proba([r["text"] for r in rows], batch_size=params.eval.batch_size)
+    proba = scorer.score_rows(rows, batch_size=params.eval.batch_size)
     return classification_metrics([r["label"] for r in rows], proba, labels)
 
 
@@ -166,7 +167,8 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
         return TrainResult(None, trainer.model, tokenizer, history, result.global_step)
     trainable, total = model.get_nb_trainable_parameters()
     record = ModelRecord(
-        head=params.model.head, labels=list(params.data.labels), prompt_template=params.prompt.template,
+        head=params.model.head, task=params.data.task, labels=list(params.data.labels),
+        prompt_template=params.prompt_template,
         chat_template=params.prompt.chat_template,
         max_length=params.train.max_length, quantization=params.quantization, base_model=ref.info,
         optimizer=OptimizerUse(requested=params.train.optimizer, used=optimizer), device=device_description(),

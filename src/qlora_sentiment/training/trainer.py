@@ -155,13 +155,13 @@ def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length,
+    formatter = PromptFormatter(tokenizer, params.prompt_template, params.data.labels, params.train.max_length,
                                 params.prompt.chat_template)
 
     def to_dataset(rows):
         # pre-tokenized (the prompt's token-level template, model/prompts.py): TRL takes input_ids and
         # completion_mask as they are, so training sees the ids scoring and the export use
-        examples = [formatter.training_example(r["text"], r["label"]) for r in rows]
+        examples = [formatter.training_example(r["text"], r["label"], r.get("aspect")) for r in rows]
         return Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "completion_mask")})
 
     config = SFTConfig(**args, max_length=params.train.max_length, completion_only_loss=True, packing=False)
@@ -176,7 +176,14 @@ def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args):
     index = {name: i for i, name in enumerate(params.data.labels)}
 
     def to_dataset(rows):
-        enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=params.train.max_length)
+        texts = [r["text"] for r in rows]
+        if rows and "aspect" in rows[0]:  # a sentence pair, as the scorer reads it: the text cut, never the aspect
+            enc = tokenizer(texts, [r["aspect"] for r in rows], truncation="only_first",
+                            max_length=params.train.max_length)
+            # the scorer feeds ids and mask only: an encoder's segment ids (BERT) are left at 0 in both
+            enc = {key: enc[key] for key in ("input_ids", "attention_mask")}
+        else:
+            enc = tokenizer(texts, truncation=True, max_length=params.train.max_length)
         return Dataset.from_dict({**enc, "labels": [index[r["label"]] for r in rows]})
 
     # The Trainer multiplies a loss-kwargs model's loss by the process count, expecting it to be summed over the
