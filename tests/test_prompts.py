@@ -48,7 +48,7 @@ def test_training_scoring_and_export_see_the_same_ids(preset, tmp_path):
             assert ids == formatter.prefix_ids + own + formatter.suffix_ids
         assert (formatter.prefix_ids[0] == tokenizer.bos_token_id) == (preset != "qwen25_7b")  # Qwen adds no BOS
         # training: the same prompt ids, then the answer and EOS, the only tokens with a loss
-        example = formatter.training_example(clean[0], "positive")
+        example = formatter.training_examples([clean[0]], ["positive"])[0]
         prompt = formatter.encode(clean[:1])[0]
         answer = formatter.label_token_ids("positive") + [tokenizer.eos_token_id]
         assert example["input_ids"] == prompt + answer

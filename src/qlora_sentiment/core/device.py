@@ -17,7 +17,7 @@ def cuda_problem() -> str | None:
     visible device."""
     import torch
 
-    if torch.version.cuda is None:
+    if not torch_has_cuda():
         return (f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build "
                 "(`make run LOCK=requirements/cuda.lock`, or pip install torch from https://download.pytorch.org/whl/<cuda>)")
     try:

@@ -40,11 +40,11 @@ def setup_torch(threads: int | None, seed: int, device: str = "auto", cpu_isa: s
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
 
-    if device != "cpu" and torch.version.cuda is not None:  # importing torch does not start CUDA: still in time
+    from qlora_sentiment.core.device import resolve_device, torch_has_cuda
+
+    if device != "cpu" and torch_has_cuda():  # importing torch does not start CUDA: still in time
         one_gpu_per_process()
     from transformers import set_seed
-
-    from qlora_sentiment.core.device import resolve_device
 
     resolved = resolve_device(device)
     if threads is not None:

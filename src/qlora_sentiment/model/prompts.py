@@ -38,13 +38,14 @@ class PromptFormatter:
             raise ConfigError("params: prompt.chat_template: true, but this model's tokenizer has no chat template; "
                               "set prompt.chat_template: false")
         self.has_aspect = "{aspect}" in template
+        self.adds_bos = self._tokenizer_adds_bos()  # render_raw needs it: tokenize once, not per render
         rendered = self.render_raw(SENTINEL, ASPECT_SENTINEL if self.has_aspect else None)
         prefix, suffix = rendered.split(SENTINEL)
         middle, suffix = suffix.split(ASPECT_SENTINEL) if self.has_aspect else ("", suffix)
         # "Review: {text}": the space belongs to the review's first token (byte-level BPE's "Ġword", "▁word");
         # "Aspect: {aspect}" alike for the aspect
         self.space, self.aspect_space = prefix.endswith(" "), middle.endswith(" ")
-        bos = [tokenizer.bos_token_id] if self._tokenizer_adds_bos() else []
+        bos = [tokenizer.bos_token_id] if self.adds_bos else []
         self.prefix_ids = bos + self._ids(prefix.removesuffix(" ") if self.space else prefix)
         self.middle_ids = self._following_ids(middle.removesuffix(" ") if self.aspect_space else middle)
         self.suffix_ids = self._following_ids(suffix)
@@ -66,7 +67,7 @@ class PromptFormatter:
                                                       add_generation_prompt=True)
         # Templates that write BOS themselves: the prefix's ids take the one the tokenizer adds, not a second.
         bos = self.tokenizer.bos_token
-        if bos and rendered.startswith(bos) and self._tokenizer_adds_bos():
+        if bos and rendered.startswith(bos) and self.adds_bos:
             rendered = rendered[len(bos):]
         return rendered
 
@@ -118,8 +119,11 @@ class PromptFormatter:
         text_ids = self.text_ids(texts, [self.text_budget - len(a) for a in aspect_ids])
         return [self.prefix_ids + t + self.middle_ids + a + self.suffix_ids for t, a in zip(text_ids, aspect_ids)]
 
-    def training_example(self, text: str, label: str, aspect: str | None = None) -> dict:
-        """input_ids and completion_mask as TRL's SFTTrainer takes them pre-tokenized (loss on answer + EOS)."""
-        prompt = self.encode([text], None if aspect is None else [aspect])[0]
-        answer = self.label_token_ids(label) + [self.tokenizer.eos_token_id]
-        return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
+    def training_examples(self, texts: list[str], labels: list[str], aspects: list[str] | None = None) -> list[dict]:
+        """input_ids and completion_mask as TRL's SFTTrainer takes them pre-tokenized (loss on answer + EOS); the
+        prompts tokenized as one batch (the hot path of dataset preparation)."""
+        examples = []
+        for prompt, label in zip(self.encode(texts, aspects), labels):
+            answer = self.label_token_ids(label) + [self.tokenizer.eos_token_id]
+            examples.append({"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)})
+        return examples

@@ -160,9 +160,8 @@ def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[d
     # gather the weights (PEFT's FSDP-QLoRA recipe); rank 0 keeps the results. Data-parallel copies need not.
     everyone = trainer.is_fsdp_enabled
     state_dict = full_state_dict(trainer) if everyone else None
-    if not main and not everyone:
-        return TrainResult(None, trainer.model, tokenizer, history, result.global_step)
-    validation, label_loss = validation_scores(trainer.model, tokenizer, params, val_rows)
+    if main or everyone:
+        validation, label_loss = validation_scores(trainer.model, tokenizer, params, val_rows)
     if not main:
         return TrainResult(None, trainer.model, tokenizer, history, result.global_step)
     trainable, total = model.get_nb_trainable_parameters()

@@ -161,7 +161,8 @@ def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args):
     def to_dataset(rows):
         # pre-tokenized (the prompt's token-level template, model/prompts.py): TRL takes input_ids and
         # completion_mask as they are, so training sees the ids scoring and the export use
-        examples = [formatter.training_example(r["text"], r["label"], r.get("aspect")) for r in rows]
+        aspects = [r["aspect"] for r in rows] if formatter.has_aspect else None
+        examples = formatter.training_examples([r["text"] for r in rows], [r["label"] for r in rows], aspects)
         return Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "completion_mask")})
 
     config = SFTConfig(**args, max_length=params.train.max_length, completion_only_loss=True, packing=False)
