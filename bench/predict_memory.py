@@ -33,6 +33,7 @@ WORDS = "great awful boring brilliant dull fun bad good loved hated slow warm fu
 CHILD = """
 import sys
 from qlora_sentiment import cli
+from qlora_sentiment.serving import predict_command
 from qlora_sentiment.serving import inputs
 
 class Trivial:
@@ -44,8 +45,8 @@ class Trivial:
                 for t in texts]
 
 if sys.argv[1] == "trivial":
-    cli._load = lambda args: Trivial()
-    inputs.check_model_folder = lambda folder: None
+    predict_command.load_analyzer = lambda args: Trivial()
+    inputs.check_model_folder = lambda folder, **_: None
 cli.main(sys.argv[2:])
 """
 

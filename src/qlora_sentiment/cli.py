@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -27,196 +26,10 @@ def _env(args) -> None:
     print(json.dumps(describe_environment(), indent=2))
 
 
-def _load(args):
-    from qlora_sentiment.core.runtime import setup_torch
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
-
-    setup_torch(args.threads, seed=0)
-    return SentimentAnalyzer.from_pretrained(args.model, base=_base(args), backend=args.backend, threads=args.threads)
-
-
-def _base(args):
-    """--base, or inside the project models/base when it is the adapter's base (None: the adapter's record)."""
-    from qlora_sentiment.model.base import REFERENCE_FILE
-
-    base = args.base
-    if base is None and Path("models/base", REFERENCE_FILE).is_file() and (Path(args.model) / "adapter_config.json").is_file():
-        from qlora_sentiment.core.io import read_json
-        from qlora_sentiment.model.record import read_record
-
-        # Inside the project: reuse the base_model stage's folder when it is the adapter's base.
-        if read_json(Path("models/base", REFERENCE_FILE)) == read_record(args.model).base_model:
-            base = "models/base"
-    return base
-
-
 def _predict(args) -> None:
-    """Label the texts a chunk at a time, each chunk's rows written (and flushed) as soon as they are labelled.
-    Ctrl-C or SIGTERM: one line saying how many rows are complete, exit 130 / 143, the complete rows kept."""
-    from types import SimpleNamespace
+    from qlora_sentiment.serving.predict_command import predict
 
-    from qlora_sentiment.serving.labelling import Interrupted, Signals
-
-    if args.aspect is not None:
-        return _predict_aspects(args)
-    if args.ray is not None:
-        return _predict_with_ray(args)
-    _refuse_ray_flags(args)
-    args.format = args.format or "json"
-    run = SimpleNamespace(output=None, total=None, bar=None)
-    with Signals() as signals:
-        try:
-            _label(args, signals, run)
-        except Interrupted as exc:
-            if run.bar is not None:
-                run.bar.close()
-            if run.output is not None:
-                run.output.stop()
-            print(_interrupted(args, run), file=sys.stderr, flush=True)
-            sys.exit(128 + exc.signum)
-        except BrokenPipeError:  # stdout's reader has gone (`| head`): nothing left to say, nowhere to say it
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)
-
-
-def _predict_aspects(args) -> None:
-    """--aspect A --aspect B "text": one row per aspect of one text, in order (an aspect-task model)."""
-    from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.core.io import write_text
-    from qlora_sentiment.serving.inputs import check_model_folder
-    from qlora_sentiment.serving.labelling import Formatter, Output
-
-    refused = [(bool(args.file) or args.ray is not None, "--aspect labels the aspects of one text given as an "
-                "argument; --file and --ray take whole texts (sentence models)"),
-               (len(args.texts) != 1, f"--aspect needs exactly one text as an argument (got {len(args.texts)})"),
-               (args.resume or bool(args.output_dir) or args.format == "parquet",
-                "--aspect writes its rows to stdout or --output FILE as json, csv or table (no --resume, --ray "
-                "flags or parquet)")]
-    for bad, message in refused:
-        if bad:
-            raise DataError(message)
-    check_model_folder(args.model)
-    from qlora_sentiment.model.record import read_record
-    from qlora_sentiment.serving.analyzer import aspect_inputs
-
-    aspect_inputs(read_record(args.model), args.texts[0], args.aspect)  # bad aspects: before the model loads
-    analyzer = _load(args)
-    rows = [{"text": args.texts[0], **p}
-            for p in analyzer.predict(args.texts[0], batch_size=args.batch_size, aspects=args.aspect)]
-    formatter = Formatter(args.format or "json", analyzer.labels, args.raw_csv, aspects=True)
-    if args.output:  # a few rows: written whole (atomically), no progress record to resume from
-        write_text(args.output, formatter.header() + formatter.rows(rows))
-        return
-    output = Output({})
-    output.open(formatter)
-    output.write(rows)
-
-
-def _refuse_ray_flags(args) -> None:
-    from qlora_sentiment.core.errors import DataError
-
-    for flag, given in (("--output-dir", args.output_dir), ("--ray-workers", args.ray_workers),
-                        ("--format parquet", args.format == "parquet")):
-        if given:
-            raise DataError(f"{flag} is for --ray (shards written by Ray workers); without it use --output FILE "
-                            "and --format json, csv or table")
-
-
-def _predict_with_ray(args) -> None:
-    """--ray: a file or folder labelled by Ray workers into --output-dir shards (serving/ray_labelling.py).
-    Ctrl-C or SIGTERM: one line, exit 130 / 143, no output folder left behind."""
-    from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.serving.labelling import Interrupted, Signals
-    from qlora_sentiment.serving.ray_labelling import label_with_ray
-
-    refused = [(not args.file, ("--ray labels --file FILE or a folder of files (texts as arguments or on stdin: "
-                                "predict without --ray)")),
-               (bool(args.texts), "--ray labels --file only; give texts as arguments without --ray"),
-               (args.resume, "--ray cannot --resume: a stopped run leaves no output; run it again"),
-               (bool(args.output), "--ray writes shards to --output-dir DIR, not --output FILE"),
-               (not args.output_dir, "--ray needs --output-dir DIR (a new or empty folder for the shards)"),
-               (args.format in ("json", "table"), (f"--format {args.format}: with --ray use parquet (the default) "
-                                                   "or csv"))]
-    for bad, message in refused:
-        if bad:
-            raise DataError(message)
-    workers, threads, fmt = args.ray_workers or 2, args.threads or 1, args.format or "parquet"
-    if args.ray == "local" and workers * threads > (os.cpu_count() or 1):
-        print(f"warning: --ray-workers {workers} x --threads {threads} is more than the {os.cpu_count()} CPU cores "
-              "here; workers will compete for them", file=sys.stderr, flush=True)
-    with Signals():
-        try:
-            run = label_with_ray([Path(args.file)], args.model, Path(args.output_dir), base=_base(args),
-                                 backend=args.backend, fmt=fmt, address=None if args.ray == "local" else args.ray,
-                                 workers=workers, batch_size=args.batch_size, threads_per_worker=threads,
-                                 column=args.text_column, raw_csv=args.raw_csv)
-        except Interrupted as exc:
-            print(f"interrupted: nothing written to {args.output_dir}", file=sys.stderr, flush=True)
-            sys.exit(128 + exc.signum)
-    print(f"labelled {run.rows:,} rows of {run.files} file(s) into {run.shards} {fmt} shard(s) in {args.output_dir}: "
-          f"{run.seconds:.1f} s, {run.rows_per_second:,.0f} rows/s with {run.workers} Ray workers", file=sys.stderr)
-
-
-def _interrupted(args, run) -> str:
-    if run.total is None:
-        return "interrupted while checking the input; nothing was written"
-    written = run.output.rows_written if run.output is not None else 0
-    where = args.output or "stdout"
-    hint = "; continue with --resume" if args.output and written < run.total else ""
-    return f"interrupted: {written:,} of {run.total:,} rows written to {where}{hint}"
-
-
-def _label(args, signals, run) -> None:
-    from itertools import islice
-
-    from tqdm import tqdm
-
-    from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.serving.inputs import check_model_folder, predict_texts, warn_about_threads
-    from qlora_sentiment.serving.labelling import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_path,
-                                                   model_fingerprint)
-
-    output = Path(args.output) if args.output else None
-    if args.resume and output is None:
-        raise DataError("--resume needs --output FILE (rows written to stdout cannot be continued)")
-    if output is not None:
-        check_output_path(output, Path(args.file) if args.file else None)
-    texts = predict_texts(args.texts, args.file, args.text_column)  # every input error before the model loads
-    run.total = texts.rows
-    warn_about_threads(args.threads)
-    check_model_folder(args.model, whole_texts="predict without --aspect")
-    column = args.text_column if args.file and Path(args.file).suffix.lower() != ".txt" else None
-    settings = {"format": args.format, "text_column": column, "raw_csv": args.raw_csv,
-                "batch_size": args.batch_size, "threads": args.threads}
-    if output is None:
-        run.output = Output(settings)
-    else:
-        settings.update(model={"path": args.model, "sha256": model_fingerprint(args.model)},
-                        input={"name": texts.name, "sha256": texts.sha256, "rows": texts.rows})
-        run.output = FileOutput(output, settings, args.resume)
-        if run.output.complete:
-            print(f"{output}: already complete ({texts.rows:,} rows); nothing to do", file=sys.stderr)
-            return
-        if run.output.rows_written:
-            print(f"{output}: continuing after row {run.output.rows_written:,} of {texts.rows:,}", file=sys.stderr)
-    analyzer = _load(args)
-    with signals.deferred():
-        run.output.open(Formatter(args.format, analyzer.labels, args.raw_csv))
-    pending = texts.texts(skip=run.output.rows_written)
-    chunk = args.batch_size * CHUNK_BATCHES  # the same rows in every run, and as --ray's workers call predict
-    piped = bool(args.file) or (not args.texts and not sys.stdin.isatty())  # a terminal's few lines need no bar
-    # to a log file (stderr not a terminal) a redraw every 10 s, not ten a second: hours of labelling stay short
-    with tqdm(total=texts.rows, initial=run.output.rows_written, unit="text", disable=not piped, file=sys.stderr,
-              mininterval=0.1 if sys.stderr.isatty() else 10) as run.bar:
-        while part := list(islice(pending, chunk)):
-            predictions = analyzer.predict(part, batch_size=args.batch_size)
-            with signals.deferred():
-                run.output.write([{"text": t, **p} for t, p in zip(part, predictions)])
-            run.bar.update(len(part))
-    with signals.deferred():
-        run.output.finish()
-    texts.close()  # stdin's temporary copy goes with it
-    texts.close()
+    predict(args)
 
 
 def _serve(args) -> None:
@@ -230,6 +43,7 @@ def _serve_until_stopped(args) -> None:
     from qlora_sentiment.core.io import read_json
     from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
     from qlora_sentiment.serving.server import EXIT_ADDRESS_IN_USE, AddressInUse, bind, check_timing, serve
+    from qlora_sentiment.serving.predict_command import load_analyzer
     from qlora_sentiment.serving.web import Limits
 
     check_timing(args)
@@ -253,7 +67,7 @@ def _serve_until_stopped(args) -> None:
                     body_timeout=args.body_timeout, max_connections=args.max_connections,
                     idle_timeout=args.idle_timeout)
     # the model loads on the server's model thread: GET /health answers at once, GET /ready once it is loaded
-    serve(sock, lambda: _load(args), f"serving {args.model}", limits, metrics, args.allowed_hosts)
+    serve(sock, lambda: load_analyzer(args), f"serving {args.model}", limits, metrics, args.allowed_hosts)
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:

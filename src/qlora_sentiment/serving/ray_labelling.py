@@ -147,7 +147,7 @@ class Labeller:
         from qlora_sentiment.core.runtime import configure_environment, setup_torch
 
         configure_environment()  # a remote node's worker has not run the CLI's setup
-        setup_torch(threads, seed=0)  # as cli._load: torch's threads (ONNX Runtime gets `threads` below)
+        setup_torch(threads, seed=0)  # as predict_command.load_analyzer: torch's threads (ONNX Runtime gets `threads` below)
         from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 
         self.analyzer = SentimentAnalyzer.from_pretrained(model, base=base, backend=backend, threads=threads)
