@@ -151,7 +151,7 @@ def test_dollar_t_errors_name_file_and_line(tmp_path, case):
 
 
 def test_unknown_suffix_and_kind(tmp_path):
-    for path, kind, words in [(tmp_path / "a.csv", "term", [".xml", ".seg", ".raw", ".txt"]),
+    for path, kind, words in [(tmp_path / "a.csv", "term", [".xml", ".seg", ".raw"]),
                               (write(tmp_path, "a.xml", SEMEVAL14), "opinion", ["term", "category"]),
                               (tmp_path / "a.seg", "category", ["'term'"])]:
         with pytest.raises(DataError) as info:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +24,8 @@ def test_prepared_rows_keep_sentences_together(trained_aspects):
     assert all("aspect_train_count" in r for r in records["test"])
     train_groups = {r["group"] for r in records["train"]}
     assert not train_groups & {r["group"] for r in records["validation"]}  # carved by sentence
+    for name in ("train", "test"):  # capped (data.max_train, max_test) by whole sentences: two aspects each
+        assert set(Counter(r["group"] for r in records[name]).values()) == {2}, name
     assert len({r["id"] for r in records["train"]}) == len(records["train"])  # two aspects, two ids
 
 
@@ -47,6 +50,8 @@ def test_adapter_export_onnx_and_pipeline_agree(trained_aspects):
     classify = pipeline("text-classification", model=str(root / "export"), top_k=None)
     scores = {s["label"]: s["score"] for s in classify({"text": TEXT, "text_pair": "food"})}
     assert max(abs(scores[k] - adapter[1]["probabilities"][k]) for k in scores) < 1e-3
+    card = (root / "export" / "README.md").read_text()  # the model card shows the pair, as the code above calls it
+    assert '"text_pair": "service"' in card and 'aspects=["food", "service"]' in card
 
 
 def test_aspect_prompt_travels_into_the_export_tokenizer(tiny_llama):
@@ -80,6 +85,8 @@ def test_cli_labels_each_aspect_and_refuses_what_it_cannot(trained_aspects):
         (["--aspect", " ", TEXT], "aspects[0]: empty text"),
         ([TEXT], "labels aspects of a text, and predict without --aspect takes whole texts"),
         (["--aspect", "food", TEXT, "a second text"], "--aspect needs exactly one text as an argument (got 2)"),
+        (["--aspect", "food", "--output", "no/such/folder/out.jsonl", TEXT], "no folder no/such/folder"),
+        (["--aspect", "food", "--ray-workers", "2", TEXT], "--ray-workers is for --ray"),
     ]:
         result = cli("predict", "--model", export, *args)
         assert result.returncode != 0 and result.stdout == ""
@@ -94,6 +101,11 @@ def test_sentence_models_take_no_aspects():
         check_aspects(["food"], "sentence")
     with pytest.raises(DataError, match="name at least one"):
         check_aspects([], "aspect_term")
+    with pytest.raises(DataError, match="name at least one"):
+        check_aspects((a for a in ()), "aspect_term")
+    assert check_aspects((a for a in ["food", "service"]), "aspect_term") == ["food", "service"]
+    with pytest.raises(DataError, match="aspects: a list of strings"):
+        check_aspects(3, "aspect_term")
 
 
 @pytest.mark.slow

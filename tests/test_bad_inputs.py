@@ -68,6 +68,8 @@ PARAM_CASES = {
     "aspect-template": [("prompt.aspect_template", "Review: {text}\nSentiment:")],
     "aspect-before-text": [("prompt.aspect_template", "Aspect: {aspect}. Review: {text}")],
     "aspect-column-null": [("data.task", "aspect_term"), ("data.aspect_column", None)],
+    "aspect-space": [("prompt.aspect_template", "Review: {text}\nAspect:{aspect}\nSentiment:")],
+    "aspect-balance": [("data.task", "aspect_term"), ("data.balance", True)],
 }
 ASPECT_XML = ('<sentences><sentence><text>the service was slow</text>\n<aspectTerms><aspectTerm term="service" '
               'polarity="negative" from="{start}" to="11"/></aspectTerms></sentence></sentences>\n')

@@ -50,6 +50,11 @@ CATALOGUE = [
             "Name the aspect in the aspect tasks' prompt, e.g. `Review: {text}\\nAspect: {aspect}\\nSentiment:`."),
     Problem("aspect-before-text", "params", "prompt.aspect_template: {aspect} must come after {text}",
             "Put `{aspect}` after `{text}`: the review is cut to fit max_length, never the aspect."),
+    Problem("aspect-space", "params", "prompt.aspect_template: put a space before both {text} and {aspect}",
+            "Spell both slots alike, e.g. `Review: {text}\\nAspect: {aspect}` (the export's tokenizer prepends one space "
+            "to both texts of the pair)."),
+    Problem("aspect-balance", "params", "data.balance: undersamples single rows, which would split the sentences",
+            "Set `data.balance: false` for the aspect tasks (the caps `data.max_*` keep whole sentences)."),
     Problem("aspect-column-null", "params", "data.aspect_column: task aspect_term needs the aspect column",
             "Name the column that holds each row's aspect (SemEval XML and `$T$` files need none: any name does)."),
     Problem("empty-label", "params", "data.labels[0]: must not be empty or blank", "Give every label a name."),

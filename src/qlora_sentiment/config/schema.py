@@ -189,6 +189,9 @@ class DataConfig(Section):
         for raw, label in self.label_map.items():
             if label is not None and label not in self.labels:
                 raise ValueError(f"label_map.{raw}: maps to '{label}', not one of {self.labels} (or null to drop)")
+        if self.task != "sentence" and self.balance:
+            raise ValueError(f"balance: undersamples single rows, which would split the sentences of task {self.task} "
+                             "(its error analysis reads whole sentences); set it false")
         if self.task != "sentence" and self.aspect_column is None:
             raise ValueError(f"aspect_column: task {self.task} needs the aspect column's name (e.g. aspect)")
         if self.splits is not None and "train" not in self.splits:
@@ -212,9 +215,10 @@ def _template_fields(template: str, key: str, aspect: bool) -> None:
     """A template's placeholders: {text} always, {labels} optional, {aspect} in the aspect template only (after
     {text}: the review is cut to fit, never the aspect)."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = [(literal, f) for literal, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise ValueError(f"{key}: not a valid format string ({exc}); write literal braces as {{{{ }}}}")
+    fields = [f for _, f in parsed]
     allowed = TEMPLATE_FIELDS if aspect else ("text", "labels")
     for name in fields:
         if name not in allowed:  # also rejects {text[0]}, {labels.x}, {} and {0}
@@ -225,6 +229,11 @@ def _template_fields(template: str, key: str, aspect: bool) -> None:
             raise ValueError(f"{key}: must contain the placeholder {{{name}}}")
     if aspect and fields.index("aspect") < fields.index("text"):
         raise ValueError(f"{key}: {{aspect}} must come after {{text}} (the review is cut to fit, never the aspect)")
+    before = {f: literal for literal, f in parsed}
+    if aspect and before["text"].endswith(" ") != before["aspect"].endswith(" "):
+        # the export's tokenizer prepends one space to both texts of the pair: it cannot spell them differently
+        raise ValueError(f"{key}: put a space before both {{text}} and {{aspect}} or before neither "
+                         "(e.g. 'Review: {text}' and 'Aspect: {aspect}')")
 
 
 class PromptConfig(Section):

@@ -76,3 +76,9 @@ def clean_text(text: str, cleaning) -> str:
     if cleaning.unicode != "none":
         text = unicodedata.normalize(cleaning.unicode, text)
     return space.sub(" ", text).strip()
+
+
+def aspect_in_text(aspect: str, text: str) -> bool:
+    """Whether an aspect term occurs in its (cleaned) text, ignoring case: training keeps only such rows of an
+    aspect_term task, and its models refuse other aspects."""
+    return aspect.casefold() in text.casefold()

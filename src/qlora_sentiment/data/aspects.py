@@ -20,7 +20,7 @@ from qlora_sentiment.core.errors import DataError
 COLUMNS = ["row", "text", "aspect", "raw_label", "group"]
 KINDS = ("term", "category")
 XML_SUFFIXES = (".xml",)
-DOLLAR_T_SUFFIXES = (".seg", ".raw", ".txt")
+DOLLAR_T_SUFFIXES = (".seg", ".raw")  # not .txt: a data file of that name is read as a table
 DOLLAR_T_LABELS = {"-1": "negative", "0": "neutral", "1": "positive"}
 # kind -> element -> the attribute that names the aspect (2014/MAMS elements, then the 2015/2016 Opinion)
 ASPECT_ATTRIBUTE = {

@@ -101,7 +101,7 @@ def clean_aspects(rows: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, di
     empty = aspects == ""
     absent = pd.Series(False, index=rows.index)
     if cfg.task == "aspect_term":
-        absent = ~empty & pd.Series([a.casefold() not in t.casefold() for a, t in zip(aspects, rows["text"])],
+        absent = ~empty & pd.Series([not text_cleaning.aspect_in_text(a, t) for a, t in zip(aspects, rows["text"])],
                                     index=rows.index)
     rows = rows.assign(aspect=aspects)[~(empty | absent)]
     return rows, {"empty_aspect": int(empty.sum()), "aspect_not_in_text": int(absent.sum())}

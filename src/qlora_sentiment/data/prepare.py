@@ -94,6 +94,21 @@ def _cap(frame: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
     return kept
 
 
+def _cap_sentences(frame: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    """At most `cap` aspects in whole sentences (an aspect task): sentences shuffled by the seed and kept while they
+    fit, so that no sentence loses some of its aspects (the error analysis reads sentences whole)."""
+    if cap is None or len(frame) <= cap:
+        return frame
+    groups = sorted(frame["group"].unique())
+    np.random.default_rng(seed).shuffle(groups)
+    sizes, kept, total = frame.groupby("group").size(), set(), 0
+    for group in groups:
+        if total + sizes[group] <= cap:
+            kept.add(group)
+            total += sizes[group]
+    return frame[frame["group"].isin(kept)]
+
+
 def size(parts: dict[str, pd.DataFrame], cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame], dict]:
     """Balance train if asked, cap each split, fix a seeded row order; counts what each step removed."""
     caps = {"train": cfg.max_train, "validation": cfg.max_validation, "test": cfg.max_test}
@@ -104,7 +119,7 @@ def size(parts: dict[str, pd.DataFrame], cfg: DataConfig, seed: int) -> tuple[di
             balanced = _balance(part, seed)
             counts["balance"] = len(part) - len(balanced)
             part = balanced
-        capped = _cap(part, caps[name], seed)
+        capped = (_cap if cfg.task == "sentence" else _cap_sentences)(part, caps[name], seed)
         counts["cap"][name] = len(part) - len(capped)
         # A fixed, seed-dependent order: training shuffles again, but files diff cleanly between runs.
         out[name] = capped.sample(frac=1.0, random_state=seed).reset_index(drop=True)

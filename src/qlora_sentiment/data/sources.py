@@ -18,9 +18,10 @@ import pandas as pd
 from qlora_sentiment.config import DataConfig
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.core.packages import package_file
+from qlora_sentiment.data.aspects import DOLLAR_T_SUFFIXES, XML_SUFFIXES, read_aspect_file
 
 FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-ASPECT_FILE_TYPES = (".xml", ".seg", ".raw")  # SemEval XML, ABSA-PyTorch's three-line $T$ files
+ASPECT_FILE_TYPES = XML_SUFFIXES + DOLLAR_T_SUFFIXES  # SemEval XML, ABSA-PyTorch's three-line $T$ files
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,6 @@ def _read_local(path: Path, cfg: DataConfig) -> pd.DataFrame:
     if cfg.task == "sentence":
         raise DataError(f"data.task: {path} holds aspect-level labels; set data.task: aspect_term (or "
                         "aspect_category for SemEval's categories)")
-    from qlora_sentiment.data.aspects import read_aspect_file
 
     frame, skipped = read_aspect_file(path, "category" if cfg.task == "aspect_category" else "term")
     frame.attrs.update(standard=True, skipped=skipped)

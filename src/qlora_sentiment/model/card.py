@@ -62,17 +62,23 @@ def model_card(record: ModelRecord, metrics: dict | None, dataset: dict | None =
         head = ("This model soft-caps its final logits, which a classification head cannot reproduce, so this is the "
                 "merged causal LM: score it with the project's API (the label is read as the next token after the "
                 "prompt below); `pipeline(\"text-classification\")` does not apply.")
+    pair = record.task != "sentence"  # a (text, aspect) pair classifier
+    example = ('{"text": "The food was great but the service was slow.", "text_pair": "service"}' if pair
+               else '"A joyless, overlong mess."')
+    api = ('predict("The food was great but the service was slow.", aspects=["food", "service"])' if pair
+           else "predict([...])")
     body = [
         f"# {data.model_name}", "",
         f"A sentiment classifier ({', '.join(record.labels)}) fine-tuned from {base} with LoRA on the {quantized} "
         f"base by qlora-sentiment (a DVC pipeline), merged into the de-quantized weights "
         f"({record.export.dtype}). {head}", "",
+        *([f"It labels the sentiment a text expresses toward one aspect ({record.task}): give it the text and the "
+           "aspect as a text pair.", ""] if pair else []),
         "## How to use", "",
         *([] if causal else ["```python", "from transformers import pipeline", "",
                              "classify = pipeline(\"text-classification\", model=\"path/or/hub-id\", top_k=None)",
-                             "classify(\"A joyless, overlong mess.\")", "```", "", "or with the project's API (same "
-                             "scores):"]),
-        "`SentimentAnalyzer.from_pretrained(\"path\").predict([...])` (qlora-sentiment).", "",
+                             f"classify({example})", "```", "", "or with the project's API (same scores):"]),
+        f"`SentimentAnalyzer.from_pretrained(\"path\").{api}` (qlora-sentiment).", "",
         "## Training", "",
         f"- LoRA: {record.trainable_parameters:,} trainable of {record.total_parameters:,} parameters; "
         f"{record.global_step} steps on {record.processes} process(es), on {record.device}",

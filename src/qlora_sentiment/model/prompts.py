@@ -12,6 +12,8 @@ by its post-processor) gives exactly the ids training and scoring used.
 
 from __future__ import annotations
 
+import string
+
 from qlora_sentiment.core.errors import ConfigError
 
 SENTINEL = "\u2063qlora-sentiment-text\u2063"  # stands for the review while the rendered prompt is split around it
@@ -37,7 +39,8 @@ class PromptFormatter:
         if chat and not getattr(tokenizer, "chat_template", None):
             raise ConfigError("params: prompt.chat_template: true, but this model's tokenizer has no chat template; "
                               "set prompt.chat_template: false")
-        self.has_aspect = "{aspect}" in template
+        # a placeholder, not the text "{aspect}" (a literal "{{aspect}}" is no placeholder)
+        self.has_aspect = "aspect" in {field for _, field, _, _ in string.Formatter().parse(template)}
         self.adds_bos = self._tokenizer_adds_bos()  # render_raw needs it: tokenize once, not per render
         rendered = self.render_raw(SENTINEL, ASPECT_SENTINEL if self.has_aspect else None)
         prefix, suffix = rendered.split(SENTINEL)
@@ -55,7 +58,8 @@ class PromptFormatter:
         self.text_budget = max_length - fixed - max(len(a) for a in self.answers) - 1
         if self.text_budget < 8:
             raise ConfigError(f"params: train.max_length: {max_length} tokens leave no room for the review after the "
-                              f"prompt template ({fixed} tokens); raise it or shorten prompt.template")
+                              f"prompt template ({fixed} tokens); raise it or shorten prompt."
+                              f"{'aspect_template' if self.has_aspect else 'template'}")
 
     def render_raw(self, text: str, aspect: str | None = None) -> str:
         """The prompt as a string (the chat template applied): what the token ids spell, for people to read."""

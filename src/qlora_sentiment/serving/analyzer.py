@@ -12,6 +12,7 @@ import functools
 import logging
 from pathlib import Path
 
+from qlora_sentiment.config.text import aspect_in_text
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.model.adapter import load_scorer
 from qlora_sentiment.model.onnx import BACKENDS, OnnxClassifier
@@ -33,7 +34,7 @@ def aspect_inputs(record: ModelRecord, text, aspects) -> tuple[list[str], str, l
     aspects = check_aspects(aspects, record.task)
     clean_text, *clean_aspects = record.clean_texts(texts + aspects)
     for i, aspect in enumerate(clean_aspects):
-        if record.task == "aspect_term" and aspect.casefold() not in clean_text.casefold():
+        if record.task == "aspect_term" and not aspect_in_text(aspect, clean_text):
             raise DataError(f"aspects[{i}]: {aspects[i][:60]!r} does not occur in the text; this model "
                             "(aspect_term) labels terms of the text: use the text's own words")
     return aspects, clean_text, clean_aspects

@@ -210,8 +210,9 @@ def parse_request(body: bytes, limits) -> Parsed:
         raise ApiError(422, f"body: expected a JSON object with 'text' or 'texts', got {_what(data)}", "body")
     unknown = [key for key in data if key not in ("text", "texts", "aspects")]
     if unknown:
+        also = " and 'aspects' (a list of strings) with 'text'" if limits.task != "sentence" else ""
         raise ApiError(422, f"{quote(unknown[0])}: unknown field; give 'text' (a string) or 'texts' (a list of "
-                            "strings), and an aspect model 'aspects' with 'text'", quote(unknown[0]))
+                            f"strings){also}", quote(unknown[0]))
     if ("text" in data) == ("texts" in data):
         raise ApiError(422, "give exactly one of 'text' (a string) or 'texts' (a list of strings)")
     items = [("text", data["text"])] if "text" in data else _items(data, "texts", limits.max_items)

@@ -39,7 +39,10 @@ def predict(args) -> None:
     from qlora_sentiment.serving.labelling import Interrupted, Signals
 
     if args.aspect is not None:
-        return _predict_aspects(args)
+        try:
+            return _predict_aspects(args)
+        except BrokenPipeError:
+            _stdout_gone()
     if args.ray is not None:
         return _predict_with_ray(args)
     _refuse_ray_flags(args)
@@ -55,17 +58,22 @@ def predict(args) -> None:
                 run.output.stop()
             print(_interrupted(args, run), file=sys.stderr, flush=True)
             sys.exit(128 + exc.signum)
-        except BrokenPipeError:  # stdout's reader has gone (`| head`): nothing left to say, nowhere to say it
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)
+        except BrokenPipeError:
+            _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """stdout's reader has gone (`| head`): nothing left to say, nowhere to say it."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)
 
 
 def _predict_aspects(args) -> None:
     """--aspect A --aspect B "text": one row per aspect of one text, in order (an aspect-task model)."""
     from qlora_sentiment.core.errors import DataError
     from qlora_sentiment.core.io import write_text
-    from qlora_sentiment.serving.inputs import check_model_folder
-    from qlora_sentiment.serving.labelling import Formatter, Output
+    from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
+    from qlora_sentiment.serving.labelling import Formatter, Output, check_output_path
 
     refused = [(bool(args.file) or args.ray is not None, "--aspect labels the aspects of one text given as an "
                 "argument; --file and --ray take whole texts (sentence models)"),
@@ -76,6 +84,10 @@ def _predict_aspects(args) -> None:
     for bad, message in refused:
         if bad:
             raise DataError(message)
+    _refuse_ray_flags(args)
+    if args.output:
+        check_output_path(Path(args.output), None)
+    warn_about_threads(args.threads)
     check_model_folder(args.model)
     from qlora_sentiment.model.record import read_record
     from qlora_sentiment.serving.analyzer import aspect_inputs

@@ -83,10 +83,13 @@ def check_aspects(aspects, task: str, max_items: int = MAX_ASPECTS) -> list[str]
     if task == "sentence":
         raise DataError("aspects: this model labels whole texts (trained with data.task: sentence); leave out the "
                         "aspects, or use a model trained on an aspect task")
-    if aspects is None or (not isinstance(aspects, str) and not list(aspects)):
+    try:  # listed once: a generator can be read only once
+        aspects = [] if aspects is None else [aspects] if isinstance(aspects, str) else list(aspects)
+    except TypeError:
+        raise DataError(f"aspects: a list of strings, not {type(aspects).__name__}") from None
+    if not aspects:
         raise DataError(f"aspects: this model labels aspects (data.task: {task}); name at least one "
                         "(--aspect food, aspects=['food'])")
-    aspects = [aspects] if isinstance(aspects, str) else list(aspects)
     if len(aspects) > max_items:
         raise DataError(f"aspects: {len(aspects)} aspects; at most {max_items} per text")
     for i, aspect in enumerate(aspects):

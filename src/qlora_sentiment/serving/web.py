@@ -129,10 +129,10 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
         except ClientDisconnect:  # gone while sending its body
             batcher.stats.disconnected += 1
             return Response(status_code=499)
+        check_task(parsed, limits.task)  # 422, known before the model loads: aspects for a sentence model, or none
         if not batcher.ready:
             batcher.stats.rejected += 1
             raise unavailable("the model is not loaded yet (GET /ready); retry")
-        check_task(parsed, limits.task)  # 422: aspects for a sentence model, none for an aspect model
         if batcher.depth >= limits.max_queue:  # before counting tokens: a full queue refuses at once
             batcher.stats.rejected += 1
             raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry")

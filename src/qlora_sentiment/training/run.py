@@ -41,9 +41,11 @@ def mean_logged_loss(log_history: list[dict]) -> float | None:
 def training_params(params: Params) -> dict:
     """Everything that changes the trained weights (threads and paths do not)."""
     full = params.model_dump(mode="json")
+    # the prompt this task reads (the other template cannot change these weights), as before the aspect tasks
+    prompt = {"template": params.prompt_template, "chat_template": params.prompt.chat_template}
+    task = {} if params.data.task == "sentence" else {"task": params.data.task}
     return {"seed": full["seed"], "model": full["model"], "quantization": full["quantization"], "lora": full["lora"],
-            "prompt": full["prompt"], "train": full["train"], "labels": full["data"]["labels"],
-            "task": full["data"]["task"],
+            "prompt": prompt, "train": full["train"], "labels": full["data"]["labels"], **task,
             "eval_batch_size": full["eval"]["batch_size"]}
 
 
