@@ -123,7 +123,7 @@ def train_project(params, rows, scratch: Path, ref) -> dict:
     texts = [r["text"] for r in rows]  # the classifier reads the raw review
     if head == "generative":
         formatter = PromptFormatter(tokenizer, params.prompt.template, params.data.labels, params.train.max_length)
-        tokens = sum(len(formatter.training_example(r["text"], r["label"])["input_ids"]) for r in rows)
+        tokens = sum(len(e["input_ids"]) for e in formatter.training_examples(texts, [r["label"] for r in rows]))
     else:
         tokens = _real_tokens(tokenizer, texts)
     start = time.perf_counter()
