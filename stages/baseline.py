@@ -10,6 +10,7 @@ from qlora_sentiment.config import load_params  # noqa: E402
 from qlora_sentiment.evaluation.analysis import predict_split, reliability_rows, summarize  # noqa: E402
 from qlora_sentiment.model.adapter import load_baseline_scorer  # noqa: E402
 from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl  # noqa: E402
+from qlora_sentiment.core.cpu_matmul import cpu_matmul  # noqa: E402
 from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
 
 
@@ -26,7 +27,9 @@ def main(argv):
     params = load_params(args.params)
     _, params = setup_stage(params)
     labels = list(params.data.labels)
-    predictions = predict_split(load_baseline_scorer(args.base, params), read_jsonl(args.test), params.eval.batch_size)
+    with cpu_matmul(params.runtime.cpu_matmul):
+        predictions = predict_split(load_baseline_scorer(args.base, params), read_jsonl(args.test),
+                                    params.eval.batch_size)
     metrics = summarize(predictions, labels, params.seed)
     write_jsonl(args.predictions, predictions)
     write_json(args.reliability, reliability_rows(predictions, labels))

@@ -19,6 +19,7 @@ from qlora_sentiment.evaluation.analysis import analyze, predict_split  # noqa: 
 from qlora_sentiment.model.adapter import load_scorer  # noqa: E402
 from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl, write_text  # noqa: E402
 from qlora_sentiment.evaluation.plots import confusion_png, curves_png, reliability_png  # noqa: E402
+from qlora_sentiment.core.cpu_matmul import cpu_matmul  # noqa: E402
 from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
 
 
@@ -60,7 +61,8 @@ def main(argv):
     params = load_params(args.params)
     _, params = setup_stage(params)
     scorer = load_scorer(args.adapter, args.base)
-    predictions = predict_split(scorer, read_jsonl(args.test), params.eval.batch_size)
+    with cpu_matmul(params.runtime.cpu_matmul):  # as the train stage scored validation
+        predictions = predict_split(scorer, read_jsonl(args.test), params.eval.batch_size)
     result = analyze(predictions, read_jsonl(args.baseline), scorer.labels, params.seed)
 
     plots, m = Path(args.plots), result.metrics

@@ -56,7 +56,8 @@ def main(argv):
         save_adapter(result.model, result.tokenizer, tmp, record, result.state_dict)
     write_curves(Path(args.live), result.log_history, record)
     # Beside the adapter, not in it: the adapter's hash then depends on the weights alone, not on the machine.
-    write_json(args.environment, describe_environment(params.quantization.compute_dtype, auto_dtype))
+    write_json(args.environment, describe_environment(params.quantization.compute_dtype, auto_dtype,
+                                                      params.runtime.cpu_matmul))
     shutil.rmtree(args.checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
     # untracked (see TIMING_FILE): timings differ between identical runs
     write_timing(Path(args.live) / TIMING_FILE, Path(args.out), result.log_history, result.seconds,

@@ -120,3 +120,5 @@ def test_environment_record_holds_only_what_machines_of_one_kind_share(monkeypat
     assert pinned["cpu_isa"] == "avx2" and pinned["cpu_capability"] == "AVX2" and pinned["compute_dtype"] == "float32"
     assert "cpu_bf16_flags" not in pinned and pinned["python"] == "%d.%d" % sys.version_info[:2]
     assert "cpu_bf16_flags" in describe_environment("bfloat16", auto_dtype=True)  # what decided `auto`
+    assert describe_environment("float32", cpu_matmul="onednn")["cpu_matmul"] == "onednn"  # runtime.cpu_matmul
+    assert "cpu_matmul" not in pinned

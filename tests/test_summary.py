@@ -43,6 +43,7 @@ def test_summary_is_short_and_says_what_matters(tmp_path):
     assert f"McNemar p = {metrics['baseline']['mcnemar']['p_value']:.2g}" in text
     assert "442 s, 6.8 reviews/s" in text
     assert environment["compute_dtype"] in text and environment["cpu_capability"] in text
+    assert f"{environment['cpu_matmul']} matmul" in text  # the committed run's library (runtime.cpu_matmul)
     assert "gemma3-270m" in text
     assert "metrics/evaluation.md" in text and "dvc plots show" in text and "docs/" in text
 

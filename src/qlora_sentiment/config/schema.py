@@ -58,6 +58,9 @@ class RuntimeConfig(Section):
     # avx2: the CPU math libraries capped at AVX2 (core/cpu_isa.py), so every x86-64 machine of a kind writes the
     # same bytes (dvc.lock); native: whatever this CPU has (AVX-512 rounds differently: other weights, other hashes)
     cpu_isa: Literal["avx2", "native"]
+    # onednn: the float32 matrix products of train, baseline and evaluate in oneDNN, capped by cpu_isa
+    # (core/cpu_matmul.py: MKL's vendor-neutral branch has no AVX2 kernels, training 1.7x slower); mkl: torch's own
+    cpu_matmul: Literal["onednn", "mkl"]
 
     @model_validator(mode="after")
     def _fsdp_needs_processes(self):

@@ -13,10 +13,11 @@ import sys
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "accelerate", "dvc", "dvclive")
 
 
-def describe_environment(compute_dtype: str | None = None, auto_dtype: bool = False) -> dict:
+def describe_environment(compute_dtype: str | None = None, auto_dtype: bool = False,
+                         cpu_matmul: str | None = None) -> dict:
     """compute_dtype: quantization.compute_dtype as it ran; auto_dtype: it was `auto`, resolved from the CPU's bf16
     flags, which are then recorded too (otherwise they are machine facts that changed nothing, and would make this
-    git-tracked file differ between machines of one kind)."""
+    git-tracked file differ between machines of one kind); cpu_matmul: runtime.cpu_matmul of a CPU run."""
     import torch
 
     from qlora_sentiment.core.cpu_isa import pinned_isa
@@ -41,4 +42,5 @@ def describe_environment(compute_dtype: str | None = None, auto_dtype: bool = Fa
         "cpu_isa": pinned_isa() or "native",
         **({"cpu_bf16_flags": cpu_bf16_flags()} if auto_dtype and not cuda else {}),
         **({"compute_dtype": compute_dtype} if compute_dtype is not None else {}),
+        **({"cpu_matmul": cpu_matmul} if cpu_matmul is not None and not cuda else {}),
     }

@@ -73,8 +73,9 @@ def _compute(environment: dict) -> str:
     isa = environment.get("cpu_capability", "?")
     pinned = environment.get("cpu_isa")
     threads = environment.get("torch_threads")
+    matmul = environment.get("cpu_matmul")
     return (f"{dtype} on the CPU, {isa} kernels" + (f" (runtime.cpu_isa: {pinned})" if pinned else "")
-            + (f", {threads} torch threads" if threads else ""))
+            + (f", {matmul} matmul" if matmul else "") + (f", {threads} torch threads" if threads else ""))
 
 
 def summary_lines(root: Path = Path(".")) -> list[str]:

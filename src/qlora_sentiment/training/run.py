@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlora_sentiment.config import Params
+from qlora_sentiment.core.cpu_matmul import cpu_matmul
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.model.loading import load_model, load_tokenizer
 from qlora_sentiment.model.record import ModelRecord, OptimizerUse
@@ -46,7 +47,9 @@ def training_params(params: Params) -> dict:
     task = {} if params.data.task == "sentence" else {"task": params.data.task}
     return {"seed": full["seed"], "model": full["model"], "quantization": full["quantization"], "lora": full["lora"],
             "prompt": prompt, "train": full["train"], "labels": full["data"]["labels"], **task,
-            "eval_batch_size": full["eval"]["batch_size"]}
+            "eval_batch_size": full["eval"]["batch_size"],
+            # the CPU kernels round differently: a checkpoint of the other kind would mix two runs
+            "cpu": {key: full["runtime"][key] for key in ("cpu_isa", "cpu_matmul")}}
 
 
 def _label_scores(model, tokenizer, params: Params, rows: list[dict]) -> dict:
@@ -124,7 +127,14 @@ def device_description() -> str:
 
 def train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[dict],
           checkpoint_dir: Path) -> TrainResult:
-    """Fit the adapter (resuming from `checkpoint_dir` when the same run was interrupted) and score validation."""
+    """Fit the adapter (resuming from `checkpoint_dir` when the same run was interrupted) and score validation,
+    every CPU matrix product in runtime.cpu_matmul's library."""
+    with cpu_matmul(params.runtime.cpu_matmul):
+        return _train(params, ref, train_rows, val_rows, checkpoint_dir)
+
+
+def _train(params: Params, ref: BaseRef, train_rows: list[dict], val_rows: list[dict],
+           checkpoint_dir: Path) -> TrainResult:
     import torch
     from accelerate import PartialState
 
