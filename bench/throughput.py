@@ -5,8 +5,8 @@ labels (`metrics/predictions.jsonl`) on the same test reviews, each variant in a
 
 Variants: the 4-bit adapter (the previous default of `predict` and `serve`), the merged export on PyTorch in
 float32, bf16 and with dynamic int8 Linear layers (`torch.ao.quantization.quantize_dynamic`), and on ONNX Runtime
-(the export's onnx/model.onnx: today's default) in float32 at two batch sizes, with weight-only int8 (MatMulNBits,
-8-bit blocks of 32, int8 compute) and with dynamic int8 MatMuls (per-channel weights, the score head in float32);
+(the export's onnx/model.onnx: today's default) in float32 at two batch sizes, with weight-only int8 and int4
+(MatMulNBits, 8- and 4-bit blocks of 32, int8 compute) and with dynamic int8 MatMuls (per-channel weights, the score head in float32);
 the quantized graphs are made from onnx/model.onnx into a temporary folder first. Every variant scores the texts
 through `SentimentAnalyzer.predict` (cleaning, prompt, padding, softmax: what the CLI does).
 Writes bench/throughput.json; figures in BENCHMARKS.md ("predict: inference paths on the CPU").
@@ -75,13 +75,15 @@ def quantized_graphs(export: Path, folder: Path) -> dict[str, Path]:
     source = export / "onnx" / "model.onnx"
     graph = onnx.load(source, load_external_data=False)
     head = [n.name for n in graph.graph.node if n.op_type == "MatMul"][-1:]  # the score layer: kept in float32
-    paths = {"dynamic": folder / "dynamic.onnx", "weight-only": folder / "weight-only.onnx"}
+    paths = {"dynamic": folder / "dynamic.onnx", "weight-only": folder / "weight-only.onnx",
+             "weight-only-4bit": folder / "weight-only-4bit.onnx"}
     quantize_dynamic(source, paths["dynamic"], weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul"], nodes_to_exclude=head, use_external_data_format=True)
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
-    quantizer = MatMulNBitsQuantizer(onnx.load(source), nodes_to_exclude=head, algo_config=config)
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(paths["weight-only"]), use_external_data_format=True)
+    for name, bits in (("weight-only", 8), ("weight-only-4bit", 4)):
+        config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
+        quantizer = MatMulNBitsQuantizer(onnx.load(source), nodes_to_exclude=head, algo_config=config)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(paths[name]), use_external_data_format=True)
     logging.disable(logging.NOTSET)
     return paths
 
@@ -111,6 +113,7 @@ def main() -> None:
         ("export, ONNX Runtime float32 (today's default)", {**ort, "batch": 16}),
         ("export, ONNX Runtime float32, batch 64", {**ort, "batch": 64}),
         ("export, ONNX Runtime weight-only int8", {**ort, "onnx": str(graphs["weight-only"]), "batch": 16}),
+        ("export, ONNX Runtime weight-only int4", {**ort, "onnx": str(graphs["weight-only-4bit"]), "batch": 16}),
         ("export, ONNX Runtime dynamic int8", {**ort, "onnx": str(graphs["dynamic"]), "batch": 16}),
     ]
     rows = []
