@@ -1,13 +1,15 @@
 """SmoothQuant before dynamic int8 on ONNX Runtime (issue 25, an experiment, not a product path): per-channel
 activation maxima of 256 training reviews are folded into the export's weights (RMSNorm gains into q/k/v and
 gate/up, up_proj rows into down_proj, v_proj rows into o_proj; exact in float32), the graph re-exported with the
-export stage's own write_onnx, then quantized dynamically (int8 per-channel weights, per-tensor activations, the
-score head in float32) and scored on the 1,000 test reviews against metrics/predictions.jsonl.
+export stage's own write_onnx, then quantized as bench/throughput.py's dynamic int8 variant (int8 per-channel
+weights, per-tensor activations, the score head in float32) and scored on the 1,000 test reviews against
+metrics/predictions.jsonl, as bench/throughput.py scores its variants.
 
     python bench/smoothquant.py 0.5      # migration strength alpha; the graphs go to /tmp/sq/a0.5/
 
 Figures: BENCHMARKS.md ("predict: inference paths on the CPU").
 """
+
 import json
 import logging
 import shutil
@@ -19,68 +21,92 @@ import transformers
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-alpha = float(sys.argv[1]); out = Path(f"/tmp/sq/a{alpha}")
-if out.exists(): shutil.rmtree(out)
-shutil.copytree(ROOT / "models/export", out, ignore=shutil.ignore_patterns("onnx"))
-tok = transformers.PreTrainedTokenizerFast.from_pretrained(out)
-model = transformers.AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
-layers = model.model.layers
-acts = {}
-def hook(name):
-    def f(mod, inp):
-        x = inp[0].detach().abs().reshape(-1, inp[0].shape[-1]).amax(0)
-        acts[name] = torch.maximum(acts[name], x) if name in acts else x
-    return f
-hs = []
-for i, l in enumerate(layers):
-    for n, m in (("q", l.self_attn.q_proj), ("o", l.self_attn.o_proj), ("gate", l.mlp.gate_proj), ("down", l.mlp.down_proj)):
-        hs.append(m.register_forward_pre_hook(hook((i, n))))
-texts = [json.loads(x)["text"] for x in open(ROOT / "data/prepared/train.jsonl")][:256]
-with torch.inference_mode():
-    for t in texts:
-        model(**tok([t], return_tensors="pt"))
-for h in hs: h.remove()
-def scale(act, weights):
-    w = torch.cat([m.weight.abs() for m in weights], 0).amax(0)
-    return (act.clamp(min=1e-5) ** alpha / w.clamp(min=1e-5) ** (1 - alpha)).clamp(min=1e-5)
-cfg = model.config
-with torch.no_grad():
-    for i, l in enumerate(layers):
-        a = l.self_attn
-        s = scale(acts[(i, "q")], [a.q_proj, a.k_proj, a.v_proj])
-        norm = l.input_layernorm; norm.weight.copy_((1 + norm.weight) / s - 1)
-        for m in (a.q_proj, a.k_proj, a.v_proj): m.weight.mul_(s)
-        m = l.mlp
-        s = scale(acts[(i, "gate")], [m.gate_proj, m.up_proj])
-        norm = l.pre_feedforward_layernorm; norm.weight.copy_((1 + norm.weight) / s - 1)
-        for p in (m.gate_proj, m.up_proj): p.weight.mul_(s)
-        s = scale(acts[(i, "down")], [m.down_proj])
-        m.up_proj.weight.div_(s[:, None]); m.down_proj.weight.mul_(s)
-        # o_proj: input channel (head h, d) comes from v's channel (kv(h), d): one scale per kv channel
-        hd, nh, nkv = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads
-        act = acts[(i, "o")].view(nkv, nh // nkv, hd).amax(1)
-        w = a.o_proj.weight.abs().amax(0).view(nkv, nh // nkv, hd).amax(1)
-        s = (act.clamp(min=1e-5) ** alpha / w.clamp(min=1e-5) ** (1 - alpha)).clamp(min=1e-5)  # [nkv, hd]
-        a.v_proj.weight.div_(s.reshape(-1)[:, None])
-        a.o_proj.weight.mul_(s[:, None, :].expand(nkv, nh // nkv, hd).reshape(-1))
-model.save_pretrained(out)
-from qlora_sentiment.model.onnx import write_onnx
-write_onnx(out, 128)
-import onnx
-from onnxruntime.quantization import QuantType, quantize_dynamic
-src = out / "onnx/model.onnx"
-head = [n.name for n in onnx.load(src, load_external_data=False).graph.node if n.op_type == "MatMul"][-1:]
-logging.disable(logging.INFO)
-quantize_dynamic(src, out / "dyn.onnx", weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
-                 nodes_to_exclude=head, use_external_data_format=True)
-import throughput as T
-reference = [json.loads(l) for l in open(ROOT / "metrics/predictions.jsonl")]
-common = {"predictions": str(ROOT / "metrics/predictions.jsonl"), "n": 1000, "threads": 2, "model": str(ROOT / "models/export"),
-          "dtype": "as-is", "backend": "onnx", "batch": 16}
-for name, spec in (("smoothed fp32", {"onnx": str(src)}), ("smoothed dyn int8", {"onnx": str(out / "dyn.onnx")})):
-    r = T.run({**common, **spec})
-    if "error" in r: print(name, r); continue
-    labels = r.pop("labels"); pos = r.pop("positive")
-    ch = sum(x != y["predicted"] for x, y in zip(labels, reference))
-    dp = max(abs(p - y["probabilities"]["positive"]) for p, y in zip(pos, reference))
-    print(f"alpha {alpha} {name}: {len(labels)/r['seconds']:.2f} texts/s, changed {ch}, max dp {dp:.4f}", flush=True)
+import throughput  # noqa: E402  (bench/ is not a package)
+
+
+def activation_maxima(model, tokenizer, texts: list[str]) -> dict:
+    """{(layer, 'q'|'o'|'gate'|'down'): per-channel max |input|} of the projections that read each input."""
+    maxima, hooks = {}, []
+
+    def hook(key):
+        def record(module, inputs):
+            x = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(0)
+            maxima[key] = torch.maximum(maxima[key], x) if key in maxima else x
+        return record
+
+    for i, layer in enumerate(model.model.layers):
+        for name, module in (("q", layer.self_attn.q_proj), ("o", layer.self_attn.o_proj),
+                             ("gate", layer.mlp.gate_proj), ("down", layer.mlp.down_proj)):
+            hooks.append(module.register_forward_pre_hook(hook((i, name))))
+    with torch.inference_mode():
+        for text in texts:  # one at a time: no padding positions in the maxima
+            model(**tokenizer([text], return_tensors="pt"))
+    for h in hooks:
+        h.remove()
+    return maxima
+
+
+def scale(act, weight_max, alpha: float):
+    return (act.clamp(min=1e-5) ** alpha / weight_max.clamp(min=1e-5) ** (1 - alpha)).clamp(min=1e-5)
+
+
+def weight_max(*linears):
+    return torch.cat([m.weight.abs() for m in linears], 0).amax(0)
+
+
+@torch.no_grad()
+def smooth(model, maxima: dict, alpha: float) -> None:
+    """Divide each projection's input channels by s and multiply its weight columns by s (Gemma's RMSNorm
+    multiplies by 1 + weight, so that gain absorbs 1/s for the layers it feeds)."""
+    cfg = model.config
+    hd, nh, nkv = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads
+    for i, layer in enumerate(model.model.layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        for norm, linears, key in ((layer.input_layernorm, (attn.q_proj, attn.k_proj, attn.v_proj), "q"),
+                                   (layer.pre_feedforward_layernorm, (mlp.gate_proj, mlp.up_proj), "gate")):
+            s = scale(maxima[(i, key)], weight_max(*linears), alpha)
+            norm.weight.copy_((1 + norm.weight) / s - 1)
+            for linear in linears:
+                linear.weight.mul_(s)
+        s = scale(maxima[(i, "down")], weight_max(mlp.down_proj), alpha)  # down reads act(gate) * up: up's rows
+        mlp.up_proj.weight.div_(s[:, None])
+        mlp.down_proj.weight.mul_(s)
+        # o_proj's input channel (head h, d) is v's channel (kv(h), d): one scale per kv channel, shared by its heads
+        act = maxima[(i, "o")].view(nkv, nh // nkv, hd).amax(1)
+        s = scale(act, weight_max(attn.o_proj).view(nkv, nh // nkv, hd).amax(1), alpha)
+        attn.v_proj.weight.div_(s.reshape(-1)[:, None])
+        attn.o_proj.weight.mul_(s[:, None, :].expand(nkv, nh // nkv, hd).reshape(-1))
+
+
+def main() -> None:
+    from qlora_sentiment.model.onnx import write_onnx
+
+    alpha = float(sys.argv[1])
+    export, out = ROOT / "models/export", Path(f"/tmp/sq/a{alpha}")
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(export, out, ignore=shutil.ignore_patterns("onnx"))
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(out)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+    texts = [json.loads(line)["text"] for line in open(ROOT / "data/prepared/train.jsonl", encoding="utf-8")][:256]
+    smooth(model, activation_maxima(model, tokenizer, texts), alpha)
+    model.save_pretrained(out)
+    max_length = json.loads((export / "qlora_sentiment.json").read_text())["max_length"]  # as the export stage
+    source = write_onnx(out, max_length)
+    logging.disable(logging.INFO)  # the quantizer logs every node it visits
+    throughput.dynamic_int8(source, out / "dynamic.onnx")
+    predictions = ROOT / "metrics/predictions.jsonl"
+    reference = [json.loads(line) for line in predictions.open(encoding="utf-8")]
+    common = {"predictions": str(predictions), "n": len(reference), "threads": 2, "model": str(export),
+              "dtype": "as-is", "backend": "onnx", "batch": 16}
+    for name, graph in (("smoothed float32", source), ("smoothed dynamic int8", out / "dynamic.onnx")):
+        result = throughput.run({**common, "onnx": str(graph)})
+        if "error" in result:
+            print(f"alpha {alpha} {name}: {result['error']}")
+            continue
+        r = throughput.agreement(result, reference)
+        print(f"alpha {alpha} {name}: {r['texts_per_s']:.2f} texts/s, {r['labels_changed']} labels changed, "
+              f"max |dp| {r['max_abs_dp']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -65,20 +65,40 @@ def run(spec: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def score_head(source: Path) -> list[str]:
+    """The score layer's MatMul (the graph's last): every quantized variant keeps it in float32."""
+    import onnx
+
+    return [n.name for n in onnx.load(source, load_external_data=False).graph.node if n.op_type == "MatMul"][-1:]
+
+
+def dynamic_int8(source: Path, target: Path) -> None:
+    """ONNX Runtime's dynamic int8: per-channel int8 weights, per-tensor activation scales, the score head kept."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+                     nodes_to_exclude=score_head(source), use_external_data_format=True)
+
+
+def agreement(result: dict, reference: list[dict]) -> dict:
+    """A child's result with texts/s, labels changed and max |dp| against the evaluate stage's predictions."""
+    labels, positive = result.pop("labels"), result.pop("positive")
+    return {**result, "texts_per_s": round(len(labels) / result["seconds"], 2),
+            "labels_changed": sum(a != r["predicted"] for a, r in zip(labels, reference)),
+            "max_abs_dp": round(max(abs(p - r["probabilities"]["positive"]) for p, r in zip(positive, reference)), 5)}
+
+
 def quantized_graphs(export: Path, folder: Path) -> dict[str, Path]:
     """The export's float32 graph quantized two ways by ONNX Runtime's own tools (bench only, not a product path)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     logging.disable(logging.INFO)  # both quantizers log every node they visit
     source = export / "onnx" / "model.onnx"
-    graph = onnx.load(source, load_external_data=False)
-    head = [n.name for n in graph.graph.node if n.op_type == "MatMul"][-1:]  # the score layer: kept in float32
+    head = score_head(source)
     paths = {"dynamic": folder / "dynamic.onnx", "weight-only": folder / "weight-only.onnx",
              "weight-only-4bit": folder / "weight-only-4bit.onnx"}
-    quantize_dynamic(source, paths["dynamic"], weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head, use_external_data_format=True)
+    dynamic_int8(source, paths["dynamic"])
     for name, bits in (("weight-only", 8), ("weight-only-4bit", 4)):
         config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
         quantizer = MatMulNBitsQuantizer(onnx.load(source), nodes_to_exclude=head, algo_config=config)
@@ -120,12 +140,7 @@ def main() -> None:
     for name, spec in variants:
         result = run({**common, **spec})
         if "error" not in result:
-            labels = result.pop("labels")
-            positive = result.pop("positive")
-            result["texts_per_s"] = round(len(labels) / result["seconds"], 2)
-            result["labels_changed"] = sum(a != r["predicted"] for a, r in zip(labels, reference))
-            result["max_abs_dp"] = round(max(abs(p - r["probabilities"]["positive"])
-                                             for p, r in zip(positive, reference)), 5)
+            result = agreement(result, reference)
         rows.append({"variant": name, **{k: v for k, v in spec.items() if k not in ("model", "onnx")}, **result})
         print(json.dumps(rows[-1]), flush=True)
     today = rows[0].get("texts_per_s")
