@@ -58,6 +58,7 @@ PARAM_CASES = {
     "quant-type": [("quantization.quant_type", "nf5")],
     "label-count": [("data.labels", ["a", "b", "c", "d"])],
     "compute-dtype": [("quantization.compute_dtype", "bf16")],
+    "cpu-matmul": [("runtime.cpu_matmul", "blas")],
     "prompt-placeholder": [("prompt.template", "no placeholder here")],
     "last-n-layers": [("lora.target_modules", "all-linear")],
     "params-partial": [("train.learning_rate", DELETE)],

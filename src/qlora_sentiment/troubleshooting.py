@@ -31,6 +31,9 @@ CATALOGUE = [
     Problem("compute-dtype", "params", "quantization.compute_dtype: 'bf16' is not one of ['auto', 'float32', "
             "'bfloat16', 'float16']; did you mean 'bfloat16'?",
             "Use `auto` (bf16 where the hardware has it, recorded in metrics/train/environment.json) or pin one."),
+    Problem("cpu-matmul", "params", "runtime.cpu_matmul: 'blas' is not one of ['onednn', 'mkl']",
+            "Use `onednn` (the committed default: oneDNN's matrix products, the bytes of `dvc.lock`) or `mkl` "
+            "(torch's own library: other bytes)."),
     Problem("label-count", "params", "data.labels: needs 2 or 3 labels", "Binary or negative/neutral/positive."),
     Problem("prompt-placeholder", "params", "prompt.template: must contain the placeholder {text}",
             "Put `{text}` where the review goes."),
