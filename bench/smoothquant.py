@@ -78,11 +78,11 @@ def smooth(model, maxima: dict, alpha: float) -> None:
         attn.o_proj.weight.mul_(s[:, None, :].expand(nkv, nh // nkv, hd).reshape(-1))
 
 
-def main() -> None:
+def smoothed_graph(export: Path, out: Path, alpha: float) -> Path:
+    """The export with activation maxima of 256 training reviews folded into its weights, written to `out` with
+    the export stage's own write_onnx: the smoothed float32 graph's path."""
     from qlora_sentiment.model.onnx import write_onnx
 
-    alpha = float(sys.argv[1])
-    export, out = ROOT / "models/export", Path(f"/tmp/sq/a{alpha}")
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(export, out, ignore=shutil.ignore_patterns("onnx"))
     tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(out)
@@ -91,7 +91,13 @@ def main() -> None:
     smooth(model, activation_maxima(model, tokenizer, texts), alpha)
     model.save_pretrained(out)
     max_length = json.loads((export / "qlora_sentiment.json").read_text())["max_length"]  # as the export stage
-    source = write_onnx(out, max_length)
+    return write_onnx(out, max_length)
+
+
+def main() -> None:
+    alpha = float(sys.argv[1])
+    export, out = ROOT / "models/export", Path(f"/tmp/sq/a{alpha}")
+    source = smoothed_graph(export, out, alpha)
     logging.disable(logging.INFO)  # the quantizer logs every node it visits
     throughput.dynamic_int8(source, out / "dynamic.onnx")
     predictions = ROOT / "metrics/predictions.jsonl"

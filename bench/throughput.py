@@ -108,6 +108,23 @@ def quantized_graphs(export: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
+def print_table(rows: list[dict], n: int) -> None:
+    """The rows as BENCHMARKS.md shows them, ratios against the first (the adapter); a batch column if rows have one."""
+    batch = all("batch" in r for r in rows)
+    cells = ["variant", *(["batch"] if batch else []), "texts/s", "vs adapter", "peak RSS MB",
+             f"labels changed (of {n})", "max |dp|"]
+    print("\n| " + " | ".join(cells) + " |\n" + "|---" * len(cells) + "|")
+    anchor = rows[0].get("texts_per_s")
+    for r in rows:
+        first = [r["variant"], *([str(r["batch"])] if batch else [])]
+        if "error" in r:
+            print("| " + " | ".join([*first, f"error: {r['error']}", "", "", "", ""]) + " |")
+            continue
+        ratio = f"{r['texts_per_s'] / anchor:.2f}×" if anchor else "–"
+        print("| " + " | ".join([*first, str(r["texts_per_s"]), ratio, f"{r['peak_rss_mb']:.0f}",
+                                 str(r["labels_changed"]), str(r["max_abs_dp"])]) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", type=Path, default=ROOT / "models/adapter")
@@ -143,16 +160,7 @@ def main() -> None:
             result = agreement(result, reference)
         rows.append({"variant": name, **{k: v for k, v in spec.items() if k not in ("model", "onnx")}, **result})
         print(json.dumps(rows[-1]), flush=True)
-    today = rows[0].get("texts_per_s")
-    print(f"\n| variant | batch | texts/s | vs adapter | peak RSS MB | labels changed (of {args.n}) | max |dp| |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['variant']} | {r['batch']} | error: {r['error']} | | | | |")
-            continue
-        ratio = f"{r['texts_per_s'] / today:.2f}×" if today else "–"
-        print(f"| {r['variant']} | {r['batch']} | {r['texts_per_s']} | {ratio} | {r['peak_rss_mb']:.0f} | "
-              f"{r['labels_changed']} | {r['max_abs_dp']} |")
+    print_table(rows, args.n)
     import onnxruntime
     import torch
 
