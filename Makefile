@@ -29,9 +29,12 @@ $(STAMP): pyproject.toml $(LOCK) requirements/offline.lock requirements/uv.lock 
 	@$(PYTHON) tools/check_lock.py $(LOCK)
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements/uv.lock
-	# exactly the lock: sync also removes what the lock does not name (the offline packages take no dependencies)
-	UV_FIND_LINKS=$(TORCH_LINKS) $(UV) pip sync -q --python $(BIN)/python --require-hashes $(LOCK) requirements/offline.lock requirements/uv.lock
-	$(UV) pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+	# exactly the lock: sync also removes what the lock does not name (the offline packages take no dependencies).
+	# --compile-bytecode: uv, unlike pip, leaves the .pyc files to the first import, and where Python may not write
+	# them (PYTHONDONTWRITEBYTECODE, as on this project's machines) every process compiled torch, transformers and
+	# peft again: ~11 s of each stage's start (BENCHMARKS.md "Test suite")
+	UV_FIND_LINKS=$(TORCH_LINKS) $(UV) pip sync -q --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK) requirements/offline.lock requirements/uv.lock
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
