@@ -1,8 +1,8 @@
 """runtime.cpu_matmul: which library multiplies float32 matrices on the CPU while a stage trains or scores.
 
 Under runtime.cpu_isa: avx2, MKL runs its vendor-neutral COMPATIBLE branch (core/cpu_isa.py), which has no AVX2
-kernels: measured on the 2-core AMD EPYC, a [328x640]x[640x2048] product takes 37.5 ms there against 8.9 ms in
-oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA), and matrix products are most of a training step (BENCHMARKS.md).
+kernels, and matrix products are most of a training step: with them in oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA)
+training runs 1.73x the reviews/s (BENCHMARKS.md, `bench/bench.py --speed`).
 `onednn` sends aten::mm and aten::addmm of float32 CPU tensors to oneDNN's matmul (torch.ops.mkldnn, the kernels
 torch itself uses for bf16 and for compiled graphs), forward and backward alike, because the override sits below
 autograd. oneDNN accumulates each output in order along the inner dimension and picks its kernels from the ISA cap,
@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from typing import get_args
 
-CPU_MATMULS = ("onednn", "mkl")
+from qlora_sentiment.config.schema import RuntimeConfig
+
+CPU_MATMULS = get_args(RuntimeConfig.model_fields["cpu_matmul"].annotation)  # the schema's Literal: one list
 
 
 def _linear(a, b, bias=None):
