@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import throughput  # noqa: E402  (bench/ is not a package)
 
 CONSTANTS = {"pt_eps": (1e-30, np.float32), "pt_128": (128.0, np.float32), "pt_0": (0.0, np.float32),
-             "pt_255": (255.0, np.float32), "pt_zp": (128, np.uint8), "pt_axes": ([-1], np.int64)}
+             "pt_127": (127.0, np.float32), "pt_255": (255.0, np.float32), "pt_zp": (128, np.uint8),
+             "pt_axes": ([-1], np.int64)}
 
 
 def per_token_int8(source: Path, target: Path, weight_bits: int = 8, float_inner: tuple[int, ...] = ()) -> int:
@@ -45,7 +46,6 @@ def per_token_int8(source: Path, target: Path, weight_bits: int = 8, float_inner
     skip = set(throughput.score_head(source))
     levels = 2 ** (weight_bits - 1) - 1
     graph.initializer.extend(numpy_helper.from_array(np.array(v, t), n) for n, (v, t) in CONSTANTS.items())
-    graph.initializer.append(numpy_helper.from_array(np.array(127.0, np.float32), "pt_127"))
     nodes, count = [], 0
     for node in graph.node:
         w = numpy_helper.to_array(weights[node.input[1]]) if node.op_type == "MatMul" and \
@@ -97,11 +97,7 @@ def main() -> None:
         target = scratch / f"graph{i}.onnx"
         count = per_token_int8(graph, target, bits, float_inner)
         variants.append((f"{name} ({count} MatMuls)", {"model": str(export), "backend": "onnx", "onnx": str(target)}))
-    rows = []
-    for name, spec in variants:
-        result = throughput.run({**common, **spec})
-        rows.append({"variant": name, **(throughput.agreement(result, reference) if "error" not in result else result)})
-        print(json.dumps(rows[-1]), flush=True)
+    rows = throughput.score_variants(variants, common, reference)
     throughput.print_table(rows, len(reference))
     shutil.rmtree(scratch)
     (ROOT / "bench/pertoken_int8.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")

@@ -104,13 +104,13 @@ def main() -> None:
     reference = [json.loads(line) for line in predictions.open(encoding="utf-8")]
     common = {"predictions": str(predictions), "n": len(reference), "threads": 2, "model": str(export),
               "dtype": "as-is", "backend": "onnx", "batch": 16}
-    for name, graph in (("smoothed float32", source), ("smoothed dynamic int8", out / "dynamic.onnx")):
-        result = throughput.run({**common, "onnx": str(graph)})
-        if "error" in result:
-            print(f"alpha {alpha} {name}: {result['error']}")
+    variants = [("smoothed float32", {"onnx": str(source)}),
+                ("smoothed dynamic int8", {"onnx": str(out / "dynamic.onnx")})]
+    for r in throughput.score_variants(variants, common, reference):
+        if "error" in r:
+            print(f"alpha {alpha} {r['variant']}: {r['error']}")
             continue
-        r = throughput.agreement(result, reference)
-        print(f"alpha {alpha} {name}: {r['texts_per_s']:.2f} texts/s, {r['labels_changed']} labels changed, "
+        print(f"alpha {alpha} {r['variant']}: {r['texts_per_s']:.2f} texts/s, {r['labels_changed']} labels changed, "
               f"max |dp| {r['max_abs_dp']:.4f}", flush=True)
 
 

@@ -88,6 +88,19 @@ def agreement(result: dict, reference: list[dict]) -> dict:
             "max_abs_dp": round(max(abs(p - r["probabilities"]["positive"]) for p, r in zip(positive, reference)), 5)}
 
 
+def score_variants(variants: list[tuple[str, dict]], common: dict, reference: list[dict]) -> list[dict]:
+    """Each (name, spec) scored in a child process of its own: a row with the spec's settings (not its paths) and
+    its agreement with the evaluate stage, printed as it comes."""
+    rows = []
+    for name, spec in variants:
+        result = run({**common, **spec})
+        if "error" not in result:
+            result = agreement(result, reference)
+        rows.append({"variant": name, **{k: v for k, v in spec.items() if k not in ("model", "onnx")}, **result})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def quantized_graphs(export: Path, folder: Path) -> dict[str, Path]:
     """The export's float32 graph quantized two ways by ONNX Runtime's own tools (bench only, not a product path)."""
     import onnx
@@ -153,13 +166,7 @@ def main() -> None:
         ("export, ONNX Runtime weight-only int4", {**ort, "onnx": str(graphs["weight-only-4bit"]), "batch": 16}),
         ("export, ONNX Runtime dynamic int8", {**ort, "onnx": str(graphs["dynamic"]), "batch": 16}),
     ]
-    rows = []
-    for name, spec in variants:
-        result = run({**common, **spec})
-        if "error" not in result:
-            result = agreement(result, reference)
-        rows.append({"variant": name, **{k: v for k, v in spec.items() if k not in ("model", "onnx")}, **result})
-        print(json.dumps(rows[-1]), flush=True)
+    rows = score_variants(variants, common, reference)
     print_table(rows, args.n)
     import onnxruntime
     import torch
