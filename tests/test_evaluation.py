@@ -10,7 +10,8 @@ from qlora_sentiment.evaluation.curves import areas, pr_rows, roc_rows
 from qlora_sentiment.core.errors import ModelError
 from qlora_sentiment.evaluation.error_analysis import bucket_error_rates, buckets_of, confident_mistakes
 from qlora_sentiment.evaluation.analysis import analyze, summarize
-from qlora_sentiment.evaluation.metrics import bootstrap_intervals, calibration_metrics, reliability_bins
+from qlora_sentiment.evaluation.metrics import (bootstrap_intervals, calibration_metrics, macro_f1_rows,
+                                                reliability_bins)
 from qlora_sentiment.evaluation.significance import mcnemar_exact
 
 LABELS = ["negative", "positive"]
@@ -47,6 +48,20 @@ def test_ece_and_reliability_bins_by_hand():
     assert [(b["count"], b["accuracy"]) for b in bins] == [(2, 0.5), (4, 0.75)]
     expected = 4 / 6 * abs(0.75 - 0.9) + 2 / 6 * abs(0.5 - 0.6)
     assert calibration_metrics(truth, proba)["ece"] == pytest.approx(expected)
+
+
+def test_bootstrap_macro_f1_has_scikit_learns_bits():
+    """The bootstrap's vectorized macro F1 equals f1_score(average="macro", zero_division=0) exactly (the committed
+    intervals keep their bytes), with labels a resample lacks in truth, in predictions or in both."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for n_labels, length in ((2, 1), (2, 37), (3, 5), (3, 200), (5, 9)):
+        truth = rng.integers(0, n_labels, (200, length))
+        pred = rng.integers(0, max(n_labels - 1, 2), (200, length))  # the last label never predicted (3 and 5)
+        expected = [f1_score(t, p, labels=range(n_labels), average="macro", zero_division=0)
+                    for t, p in zip(truth, pred)]
+        assert macro_f1_rows(truth, pred, n_labels).tolist() == expected, (n_labels, length)
 
 
 def test_bootstrap_is_seeded():

@@ -1,4 +1,5 @@
-"""Classification metrics from true labels and per-label probabilities (scikit-learn does the arithmetic)."""
+"""Classification metrics from true labels and per-label probabilities (scikit-learn does the arithmetic; the
+bootstrap repeats its macro-F1 formula over all resamples at once, macro_f1_rows)."""
 
 from __future__ import annotations
 
@@ -66,16 +67,27 @@ def calibration_metrics(truth: np.ndarray, proba: np.ndarray, n_bins: int = 10) 
     return {"ece": float(ece), "brier": float(brier), "bins": n_bins}
 
 
+def macro_f1_rows(truth: np.ndarray, pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Macro F1 of each row of label indices (one bootstrap resample a row), all rows at once: scikit-learn's
+    `f1_score(average="macro", zero_division=0)` with its own arithmetic (per label 2·tp / (true + predicted) in
+    float64, 0 where a label is neither, then the mean), so every value has the same bits. A Python loop of f1_score
+    calls spent ~2.3 s of each 1,000-resample interval in argument checks."""
+    per_label = np.zeros((truth.shape[0], n_labels))
+    for k in range(n_labels):
+        is_true, is_pred = truth == k, pred == k
+        denominator = (is_true.sum(axis=1) + is_pred.sum(axis=1)).astype(np.float64)
+        np.divide(2.0 * (is_true & is_pred).sum(axis=1), denominator, out=per_label[:, k], where=denominator > 0)
+    return per_label.mean(axis=1)
+
+
 def bootstrap_intervals(truth: np.ndarray, pred: np.ndarray, n_labels: int, seed: int,
                         n_resamples: int = 1000, level: float = 0.95) -> dict:
     """Percentile bootstrap intervals for accuracy and macro F1, resampling test examples with a fixed seed."""
-    from sklearn.metrics import f1_score
-
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(truth), size=(n_resamples, len(truth)))
-    accuracy = (truth[draws] == pred[draws]).mean(axis=1)
-    macro_f1 = np.array([f1_score(truth[d], pred[d], labels=range(n_labels), average="macro", zero_division=0)
-                         for d in draws])
+    truth_rows, pred_rows = truth[draws], pred[draws]
+    accuracy = (truth_rows == pred_rows).mean(axis=1)
+    macro_f1 = macro_f1_rows(truth_rows, pred_rows, n_labels)
     tail = (1 - level) / 2 * 100
     # {low, high} objects rather than lists, so `dvc metrics show/diff` lists each bound as a number.
     return {
