@@ -56,3 +56,50 @@ def test_speed_variant_items_in_upper_case_are_environment():
     assert variant_env("QLORA_FILL_UNINITIALIZED=1,lora.r=8,train.batch_size=16") == (
         {"QLORA_FILL_UNINITIALIZED": "1"}, "lora.r=8,train.batch_size=16")
     assert variant_env("") == ({}, "")
+
+
+def test_per_token_int8_fused_computes_what_unfused_does(tmp_path):
+    """bench/pertoken_int8.py's fusion (one quantization and one wider int8 product for the MatMuls that read one
+    input, then a Split) is a rearrangement, not another approximation: same outputs as one block per MatMul."""
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pertoken_int8 import per_token_int8
+
+    rng = np.random.default_rng(0)
+    shapes = {"q": (8, 6), "k": (8, 4), "v": (8, 4), "o": (6, 8), "head": (16, 2)}  # q/k/v read x; the head is last
+    weights = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), f"w_{n}") for n, s in shapes.items()]
+    nodes = [helper.make_node("MatMul", ["x", f"w_{n}"], [n], name=f"mm_{n}") for n in "qkv"]
+    nodes += [helper.make_node("MatMul", ["q", "w_o"], ["o"], name="mm_o"),
+              helper.make_node("Concat", ["o", "k", "v"], ["h"], axis=-1),
+              helper.make_node("MatMul", ["h", "w_head"], ["y"], name="mm_head")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3, 2])], weights)
+    source = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), source)
+    x = rng.normal(size=(2, 3, 8)).astype(np.float32)
+    x[0, 1, 3] = 40.0  # an outlier token: per-token scales keep it from flattening the others
+    bits = 7  # 8-bit weights overflow AVX2's 16-bit uint8*int8 pairs where there is no VNNI (measured on a Zen 3)
+
+    def run(fuse: bool):
+        target = tmp_path / f"fused-{fuse}.onnx"
+        assert per_token_int8(source, target, weight_bits=bits, fuse=fuse) == 4  # q, k, v, o; the score head stays float32
+        kinds = [n.op_type for n in onnx.load(target, load_external_data=False).graph.node]
+        assert kinds.count("MatMulInteger") == (2 if fuse else 4) and kinds.count("Split") == int(fuse)
+        return onnxruntime.InferenceSession(target).run(None, {"x": x})[0]
+
+    exact = onnxruntime.InferenceSession(source).run(None, {"x": x})[0]
+    fused, unfused = run(True), run(False)
+    np.testing.assert_allclose(fused, unfused, rtol=1e-6, atol=1e-6)
+    assert 0 < np.abs(fused - exact).max() < 0.1 * np.abs(exact).max()  # int8: close to float32, not equal
+
+    # act_blocks: q/k/v's 8 inputs in two blocks of 4, each with its own per-token scale and int8 product
+    target = tmp_path / "blocks.onnx"
+    per_token_int8(source, target, weight_bits=bits, fuse=True, act_blocks={8: 4})
+    kinds = [n.op_type for n in onnx.load(target, load_external_data=False).graph.node]
+    assert kinds.count("MatMulInteger") == 3 and kinds.count("Slice") == 2
+    blocked = onnxruntime.InferenceSession(target).run(None, {"x": x})[0]
+    assert 0 < np.abs(blocked - exact).max() < 0.1 * np.abs(exact).max()
