@@ -86,7 +86,8 @@ def test_per_token_int8_fused_computes_what_unfused_does(tmp_path):
 
     def run(fuse: bool):
         target = tmp_path / f"fused-{fuse}.onnx"
-        assert per_token_int8(source, target, weight_bits=bits, fuse=fuse) == 4  # q, k, v, o; the score head stays float32
+        # q, k, v, o; the score head stays float32
+        assert per_token_int8(source, target, weight_bits=bits, fuse=fuse) == 4
         kinds = [n.op_type for n in onnx.load(target, load_external_data=False).graph.node]
         assert kinds.count("MatMulInteger") == (2 if fuse else 4) and kinds.count("Split") == int(fuse)
         return onnxruntime.InferenceSession(target).run(None, {"x": x})[0]
