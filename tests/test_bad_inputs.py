@@ -142,6 +142,17 @@ def assert_one_error_line(result, message):
     return errors[0]
 
 
+def base_model_patched(tmp, params, prelude: str):
+    """The real base_model stage, in a process where `prelude` (Python) ran first; no half-written output."""
+    script = tmp / "entry.py"
+    script.write_text(prelude + "import runpy, sys\n"
+                      f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
+                      f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
+    result = run([sys.executable, str(script)], tmp)
+    assert not (tmp / "base").exists(), "half-written outputs"
+    return result
+
+
 def write_params(tmp, params):
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -234,16 +245,24 @@ def trigger(problem_id, tmp, tiny_llama):
         fake = tmp / "cpuinfo"
         fake.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx\n")
         params = write_params(tmp, patched(("runtime.cpu_isa", "avx2")))
-        script = tmp / "entry.py"
-        script.write_text(
-            "import runpy, sys\n"
-            "import qlora_sentiment.core.device as device\n"
-            f"device.CPUINFO = {str(fake)!r}\n"
-            f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
-            f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
-        result = run([py, str(script)], tmp)
-        assert not (tmp / "base").exists(), "half-written outputs"
-        return result
+        return base_model_patched(tmp, params, "import qlora_sentiment.core.device as device\n"
+                                               f"device.CPUINFO = {str(fake)!r}\n")
+    if problem_id == "gpu-too-old":
+        # The real base_model stage on a V100 under the CUDA 13 build (torch's device queries answered as there):
+        # stops before resolving, let alone downloading, the model
+        params = write_params(tmp, patched(("runtime.device", "cuda"), ("model.source", "hub"),
+                                           ("model.name", "acme/some-7b")))
+        arches = ['sm_75', 'sm_80', 'sm_86', 'sm_90', 'sm_100', 'sm_120', 'compute_120']
+        return base_model_patched(tmp, params, (
+            "import torch\n"
+            "torch.version.cuda = '13.0'\n"
+            "torch.cuda.init = lambda: None\n"
+            "torch.cuda.device_count = lambda: 1\n"
+            "torch.cuda.get_device_capability = lambda device=0: (7, 0)\n"
+            "torch.cuda.get_device_name = lambda device=0: 'Tesla V100-SXM2-16GB'\n"
+            f"torch.cuda.get_arch_list = lambda: {arches!r}\n"))
+    if problem_id in CLOUD_CASES:
+        return cloud_case(problem_id, tmp)
     if problem_id == "lock-mismatch":
         # `make install` with a lock resolved for another Python: stopped before a venv is made.
         lock = tmp / "cpu.lock"
@@ -257,19 +276,13 @@ def trigger(problem_id, tmp, tiny_llama):
     if problem_id == "gguf-parts-damaged":
         # The real base_model stage on the real packaged parts, one byte of the joined file changed on the way.
         params = write_params(tmp, patched(("model.name", "gemma3-270m")))
-        script = tmp / "entry.py"
-        script.write_text(
-            "import runpy, shutil, sys\n"
+        return base_model_patched(tmp, params, (
+            "import shutil\n"
             "real = shutil.copyfileobj\n"
             "def damaged(src, dst, length=0):\n"
             "    real(src, dst, length)\n"
             "    dst.write(b'x')\n"
-            "shutil.copyfileobj = damaged\n"
-            f"sys.argv = ['base_model.py', '--params', {str(params)!r}, '--out', 'base']\n"
-            f"runpy.run_path({str(ROOT / 'stages/base_model.py')!r}, run_name='__main__')\n")
-        result = run([py, str(script)], tmp)
-        assert not (tmp / "base").exists(), "half-written outputs"
-        return result
+            "shutil.copyfileobj = damaged\n"))
     if problem_id in ("bitsandbytes-missing", "cuda-out-of-memory", "cuda-out-of-memory-scoring",
                       "cuda-out-of-memory-export"):
         # A real stage entry point with the failure injected where it happens (no GPU / a broken install here).
@@ -350,8 +363,33 @@ def trigger(problem_id, tmp, tiny_llama):
     raise KeyError(problem_id)
 
 
+CLOUD_CASES = {  # id -> (the repo's DVC remote, preflight's overrides, environment)
+    "remote-missing": (None, [], {}),
+    "remote-plugin-missing": ("oss://bucket/dvc", [], {}),
+    # no key anywhere (no variables, an empty HOME) and never the instance-metadata address: fails before any request
+    "remote-credentials": ("s3://bucket/dvc", [], {"AWS_EC2_METADATA_DISABLED": "true"}),
+    "raw-data-untracked": (None, ["experiment=absa_mams_llama31_8b"], {}),
+}
+
+
+def cloud_case(problem_id: str, tmp: Path):
+    """`qlora-sentiment preflight` (cloud/sky-train.yaml's first step) in a clone-like repo with the project's conf/."""
+    remote, overrides, env = CLOUD_CASES[problem_id]
+    repo = tmp / "repo"
+    shutil.copytree(ROOT / "conf", repo / "conf")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    if remote:
+        run(["dvc", "remote", "add", "-d", "storage", remote], repo)
+        if remote.startswith("s3://"):  # were a request sent, it would go nowhere but this machine
+            run(["dvc", "remote", "modify", "storage", "endpointurl", f"http://127.0.0.1:{free_port()}"], repo)
+    clean = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN") if k in os.environ}
+    args = [a for o in overrides for a in ("-S", o)]
+    return run([str(BIN / "qlora-sentiment"), "preflight", *args], repo, {**clean, "HOME": str(tmp), **env})
+
+
 TRAINED_CASES = ("onnx-backend-on-adapter", "export-without-onnx", "ray-cluster-unreachable",
-                 "aspects-on-sentence-model")
+                 "aspects-on-sentence-model", "merge-host-memory")
 # the session's tiny aspect_term export: predict's refusals of bad aspects
 ASPECT_CASES = {"aspect-not-in-text": ["--aspect", "food", "--aspect", "wine"], "aspect-model-without-aspects": [],
                 "aspect-empty": ["--aspect", " "]}
@@ -363,6 +401,24 @@ def trained_case(problem_id: str, tmp: Path, trained: Path):
         (tmp / "in.txt").write_text("good\n")
         return run([cli, "predict", "--model", str(trained / "export"), "--file", str(tmp / "in.txt"), "--ray",
                     f"127.0.0.1:{free_port()}", "--output-dir", str(tmp / "out")], tmp)
+    if problem_id == "merge-host-memory":
+        # the real export stage on the tiny adapter (~1 MB to merge), on a machine with 64 KiB of RAM available
+        from helpers import tiny_params
+
+        params = write_params(tmp, tiny_params(trained / "base"))
+        (tmp / "metrics.json").write_text("{}")
+        script = tmp / "export.py"
+        script.write_text(
+            "import runpy, sys, psutil\n"
+            "real = psutil.virtual_memory()\n"
+            "psutil.virtual_memory = lambda: real._replace(available=2**16)\n"
+            f"sys.argv = ['export.py', '--params', {str(params)!r}, '--base', {str(trained / 'base')!r},\n"
+            f"            '--adapter', {str(trained / 'adapter')!r}, '--metrics', 'metrics.json',\n"
+            "            '--error-analysis', 'metrics.json', '--out', 'export']\n"
+            f"runpy.run_path({str(ROOT / 'stages/export.py')!r}, run_name='__main__')\n")
+        result = run([sys.executable, str(script)], tmp)
+        assert not (tmp / "export").exists(), "half-written outputs"
+        return result
     if problem_id == "aspects-on-sentence-model":
         return run([cli, "predict", "--model", str(trained / "export"), "--aspect", "film", "a fine film"], tmp)
     if problem_id == "onnx-backend-on-adapter":

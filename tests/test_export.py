@@ -162,7 +162,7 @@ def test_a_merge_too_big_for_the_gpu_runs_on_the_cpu(tiny_llama, monkeypatch, ca
 
     from qlora_sentiment.config import QuantizationConfig
     from qlora_sentiment.model.base import BaseRef
-    from qlora_sentiment.model.export import merge_fits_gpu, parameter_count
+    from qlora_sentiment.model.merge_memory import merge_fits_gpu, parameter_count
     from qlora_sentiment.model.loading import load_model
     from qlora_sentiment.model.record import ModelRecord
 
@@ -175,7 +175,7 @@ def test_a_merge_too_big_for_the_gpu_runs_on_the_cpu(tiny_llama, monkeypatch, ca
                                                                         compute_dtype="bfloat16"))
     need = count * (2 + 0.56)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    caplog.set_level(logging.WARNING, logger="qlora_sentiment.model.export")
+    caplog.set_level(logging.WARNING, logger="qlora_sentiment.model.merge_memory")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need * 1.2), int(need * 2)))
     assert merge_fits_gpu(ref, record) and not caplog.records
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need * 0.5), int(need * 2)))

@@ -1,6 +1,6 @@
 """GPU memory a preset needs, ESTIMATED from the models' published configs (no GPU was available to measure).
 
-    python tools/gpu_memory.py            # the table in docs/gpu.md
+    python tools/gpu_memory.py            # the two memory tables in docs/gpu.md
 
 Weights: linear layers in NF4 with double quantization (4.127 bits a parameter). Everything else (embeddings, LM
 head, norms) in fp32: PEFT's prepare_model_for_kbit_training casts every bf16/fp16 parameter of a 4-bit model to
@@ -13,6 +13,17 @@ key) element per layer (bf16 scores, the soft-cap's division, tanh and product, 
 cast). With gradient checkpointing only each layer's input (bf16) is kept, plus one layer's activations while it
 is recomputed. Overhead: CUDA context and allocator slack, 1.5 GB. TRL projects only the answer positions through
 the LM head, so logits are small.
+
+Scoring (evaluate, baseline; eval.batch_size x max_length): no KV cache, no gradients, the base as loaded (4-bit
+linear layers, the rest in bf16). Only one layer's tensors live at a time: ~8 bytes per token per MLP unit (the
+gate/up outputs, their LoRA sums and the fp32 copy PEFT makes of the down projection's input) and ~16 per token
+per hidden unit (residual, RMSNorm's fp32), plus one de-quantized weight; Gemma 2's eager attention adds its scores
+(~12 bytes an element while they live). The generative head reads one position's logits (`logits_to_keep=1`).
+Validation during training scores the same way (the frozen weights cast back to bf16 while it scores, LoRA and its
+optimizer state beside them). "Before" is what validation took until issue 38: float32 compute and a KV cache.
+Export: the merge (model/merge_memory.py) de-quantizes the whole model into bf16 beside its 4-bit copy, 2.56 bytes
+a parameter; on the GPU when that is under 90 % of the free memory (assumed: the card less 0.5 GB of context),
+else on the CPU, in that much host RAM.
 """
 
 from dataclasses import dataclass
@@ -21,6 +32,7 @@ GB = 1e9
 MISTRAL_LAYER_ACTIVATIONS = 373e3  # bytes per token per layer, measured on the CPU for a Mistral-7B-shaped layer
 EAGER_SCORE_BYTES = 22  # per attention-score element kept for backward by eager attention with soft-capping
 OVERHEAD = 1.5 * GB
+EAGER_INFERENCE_SCORE_BYTES = 12  # per attention-score element while one eager layer runs without gradients
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,32 @@ def estimate(shape: Shape, batch: int, length: int, checkpointing: bool) -> floa
     return (weights + lora + activations + OVERHEAD) / GB
 
 
+def parameters(shape: Shape) -> int:  # what merge_memory.parameter_count counts (norms and biases left out)
+    return shape.linear_params() + shape.vocab * shape.hidden * (1 if shape.tied else 2)
+
+
+def scoring(shape: Shape, batch: int, length: int, training: bool = False, before: bool = False) -> float:
+    """Peak of one scoring pass. training: validation during training (LoRA state resident; the cast of the
+    float32 weights to bf16 holds the embedding twice for a moment). before: float32 compute with a KV cache."""
+    tokens, width = batch * length, 4 if before else 2
+    head = shape.vocab * shape.hidden * (1 if shape.tied else 2)
+    weights = shape.linear_params() * 4.127 / 8 + head * width + shape.lora_params() * 4  # LoRA: float32
+    live = tokens * (8 * shape.intermediate + 16 * shape.hidden) * width / 2 + shape.intermediate * shape.hidden * width
+    if shape.eager:
+        live += batch * shape.heads * length * length * EAGER_INFERENCE_SCORE_BYTES * width / 2
+    cache = shape.layers * 2 * tokens * shape.kv_dim * width if before else 0
+    peak = weights + live + cache
+    if training and not before:  # the cast: float32 frozen weights (as training holds them) + the embedding in bf16
+        peak = max(peak, weights + head * 2 + shape.vocab * shape.hidden * 2)
+    if training:
+        peak += shape.lora_params() * (4 + 2)  # gradients, 8-bit AdamW
+    return (peak + OVERHEAD) / GB
+
+
+def merge_place(need: float, card_gb: int) -> str:
+    return "GPU" if need <= 0.9 * (card_gb - 0.5) * GB else "CPU"
+
+
 def main() -> None:
     settings = [("24 GB", 4, 512, True), ("48 GB", 8, 512, True), ("80 GB", 4, 512, False)]
     print("| preset | " + " | ".join(f"{g}: batch {b} x {n}, checkpointing {'on' if c else 'off'}"
@@ -77,6 +115,17 @@ def main() -> None:
     print("|---|" + "---|" * len(settings))
     for name, shape in MODELS.items():
         print(f"| {name} | " + " | ".join(f"~{estimate(shape, b, n, c):.0f} GB" for _, b, n, c in settings) + " |")
+    print()
+    print("| preset | scoring, batch 16 x 512, bf16, no cache (evaluate, baseline; any card) | validation during "
+          "training, the same (before: fp32 + KV cache) | export merge, bf16 beside the 4-bit copy | merges on a "
+          "24 GB / 48 GB / 80 GB card |")
+    print("|---|---|---|---|---|")
+    for name, shape in MODELS.items():
+        need = parameters(shape) * 2.56
+        print(f"| {name} | ~{scoring(shape, 16, 512):.0f} GB | ~{scoring(shape, 16, 512, True):.0f} GB "
+              f"(~{scoring(shape, 16, 512, True, True):.0f} GB) | ~{need / 2**30:.1f} GiB "
+              f"({parameters(shape) / 1e9:.2f}B parameters) | "
+              + " / ".join(merge_place(need, gb) for gb in (24, 48, 80)) + " |")
 
 
 if __name__ == "__main__":

@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="reports/pr", help="folder for report.md and its images")
     report.set_defaults(func=_pr_report)
 
+    preflight = sub.add_parser("preflight", help="before a rented GPU trains: the default DVC remote answers and the "
+                                                 "preset's raw data is in git or DVC (cloud/sky-train.yaml)")
+    preflight.add_argument("-S", "--set-param", action="append", default=[], metavar="OVERRIDE",
+                           help="the `dvc exp run -S` overrides the run will use (e.g. experiment=llama31_8b)")
+    preflight.set_defaults(func=_preflight)
+
     push = sub.add_parser("push", help="upload the export (or the adapter) with its model card to the Hugging Face Hub")
     push.add_argument("--repo", required=True, help="Hub repository id, e.g. your-name/smollm2-sentiment")
     push.add_argument("--model", default="models/export", help="folder to upload: models/export (default) or "
@@ -204,6 +210,13 @@ def _summary(args):
     from qlora_sentiment.experiments.summary import summary_lines
 
     print("\n".join(summary_lines()))
+
+
+def _preflight(args):
+    from qlora_sentiment.experiments.remote import preflight
+
+    url = preflight(Path.cwd(), args.set_param)
+    print(f"preflight: the experiment's data is here or in DVC, and the DVC remote {url} answers")
 
 
 def _compare(args):

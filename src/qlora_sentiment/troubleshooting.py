@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Problem:
     id: str
-    area: str      # params | data | model | install | predict | serve | compare
+    area: str      # params | data | model | install | cloud | predict | serve | compare
     message: str   # what the one-line error says (a distinctive part of it)
     fix: str
 
@@ -237,6 +237,24 @@ CATALOGUE = [
             "HTTP 400: call the server by a name `--allowed-hosts` lists, or add the name there."),
     Problem("serve-malformed-http", "serve", "request: not valid HTTP/1.1 (illegal header line",
             "HTTP 400 (h11's reason in brackets): fix the client; the server closes the connection."),
+    Problem("gpu-too-old", "model", "(compute capability 7.0) is too old for this torch",
+            "The CUDA 13 build of torch in `requirements/cuda.lock` has kernels for compute capability 7.5 and newer "
+            "(T4, L4, A10G, A100, H100): V100, P100 and older are unsupported (docs/gpu.md \"GPU generations\")."),
+    Problem("merge-host-memory", "model", "on the CPU needs ~",
+            "The export merges on the CPU when the GPU has no room: give the machine the RAM the message names "
+            "(cloud/sky-train.yaml asks for `memory: 32+`), or a GPU with room for the merge."),
+    Problem("remote-missing", "cloud", "no default DVC remote in",
+            "A rented GPU's experiment travels back through the DVC remote: `dvc remote add -d storage "
+            "s3://<bucket>/<path>`, commit `.dvc/config`, push, launch again (docs/gpu.md \"A rented GPU\")."),
+    Problem("remote-plugin-missing", "cloud", "oss is supported, but requires 'dvc-oss' to be installed",
+            "The locks carry DVC's S3, GCS and Azure plugins; for another storage add its plugin to "
+            "pyproject.toml and `make lock`."),
+    Problem("remote-credentials", "cloud", "no credentials (Unable to locate credentials); give",
+            "Give the remote's credentials to the job: `--secret AWS_ACCESS_KEY_ID --secret AWS_SECRET_ACCESS_KEY` "
+            "for S3 (GOOGLE_APPLICATION_CREDENTIALS for GCS, AZURE_STORAGE_CONNECTION_STRING for Azure)."),
+    Problem("raw-data-untracked", "cloud", "it is neither in git nor tracked by DVC here",
+            "Data in `data/raw/` reaches a rented machine through git or DVC: `dvc add data/raw/<name> && dvc push`, "
+            "commit the `.dvc` file, push, launch again."),
     Problem("compare-input-missing", "compare", "missing.json: no such file (--input takes saved",
             "Save it first: `dvc exp show --json > exps.json`, then `--input exps.json`."),
     Problem("compare-without-dvc", "compare", "dvc is not on PATH",

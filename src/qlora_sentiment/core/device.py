@@ -28,7 +28,28 @@ def cuda_problem() -> str | None:
     if torch.cuda.device_count() == 0:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         return "no CUDA device is visible" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
-    return None
+    return unsupported_gpu()
+
+
+def unsupported_gpu() -> str | None:
+    """A GPU this torch build has no kernels for (a V100 under the CUDA 13 build: "no kernel image" at the first
+    op, after the hub download). A device runs a build's sm_XY code of its own major version and minor <= its own,
+    and JIT-compiles compute_XY (PTX) of any lower version."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    arches = torch.cuda.get_arch_list()
+    for arch in arches:
+        kind, _, number = arch.partition("_")
+        built = (int(number[:-1]), int(number[-1])) if number.isdigit() else None
+        if built and ((kind == "sm" and built[0] == major and built[1] <= minor)
+                      or (kind == "compute" and built <= (major, minor))):
+            return None
+    built = sorted(int(a[3:]) for a in arches if a.startswith("sm_") and a[3:].isdigit()) or [0]
+    oldest = f"{built[0] // 10}.{built[0] % 10}"
+    return (f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor}) is too old for this torch "
+            f"({torch.__version__}: kernels for {oldest} and newer); rent a GPU of compute capability {oldest} or "
+            "newer (T4, L4, A10G, A100, H100: docs/gpu.md \"GPU generations\")")
 
 
 def resolve_device(requested: str) -> str:

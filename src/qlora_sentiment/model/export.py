@@ -11,10 +11,11 @@ from pathlib import Path
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.core.io import write_json
 from qlora_sentiment.model.card import model_card
+from qlora_sentiment.model.merge_memory import merge_fits_gpu, require_host_ram
 from qlora_sentiment.model.loading import head_from_adapter, load_model, load_tokenizer, peft_quietly, torch_dtype
-from qlora_sentiment.model.tokenizer import add_cleaning, remove_cleaning, save_tokenizer
+from qlora_sentiment.model.tokenizer import add_cleaning, read_whole_file, remove_cleaning, save_tokenizer
 from qlora_sentiment.model.scoring import LabelScorer
-from qlora_sentiment.model.classifier import soft_capped, to_classifier
+from qlora_sentiment.model.classifier import CHECK_TEXTS, soft_capped, to_classifier
 from qlora_sentiment.model.onnx import ONNX_FILE, OnnxClassifier, wants_onnx, write_onnx
 from qlora_sentiment.model.record import RECORD_FILE, ModelRecord, write_record
 from qlora_sentiment.core.errors import ModelError
@@ -31,6 +32,8 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
     q = record.quantization
     tokenizer = load_tokenizer(ref)
     on_cpu = not merge_fits_gpu(ref, record)
+    if on_cpu:
+        require_host_ram(ref, record)  # before any weight loads: a killed export loses nothing, a refused one says why
     with head_from_adapter(record.head), peft_quietly():  # the adapter supplies the trained head
         model = load_model(ref, record.head, record.labels, q, tokenizer.pad_token_id, on_cpu=on_cpu)
         if q.load_in_4bit:
@@ -39,36 +42,6 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
     if any(type(m).__name__ in ("Linear4bit", "Params4bit") for m in merged.modules()):
         raise RuntimeError("4-bit layers survived de-quantization; the export would not load without bitsandbytes")
     return merged, tokenizer
-
-
-def parameter_count(ref: BaseRef) -> int:
-    """The base's parameters, counted on the meta device (no memory, no weights read)."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(ref.path, **ref.kwargs))
-    model.tie_weights()  # a tied LM head is the embedding, counted once (as the loaded model is)
-    return model.num_parameters()
-
-
-def merge_fits_gpu(ref: BaseRef, record: ModelRecord, headroom: float = 0.9) -> bool:
-    """Whether the GPU has room for the merge: the de-quantized model in the compute dtype beside its 4-bit copy
-    (~0.56 bytes a parameter). A 7-9B model in bf16 takes 13.5-17.2 GiB: more than a 16 GB card has free. No:
-    the merge runs on the CPU (said, with the RAM it needs); same result, it is the same de-quantized arithmetic."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return False
-    count = parameter_count(ref)
-    need = count * (torch_dtype(record.quantization.compute_dtype).itemsize
-                    + (0.56 if record.quantization.load_in_4bit else 0))
-    free = torch.cuda.mem_get_info()[0]
-    if need <= headroom * free:
-        return True
-    log.warning("export: merging %.1fB parameters takes ~%.1f GiB and the GPU has %.1f GiB free; merging on the CPU "
-                "instead (~%.1f GiB of RAM, slower)", count / 1e9, need / 2**30, free / 2**30, need / 2**30)
-    return False
 
 
 def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dict | None,
@@ -88,10 +61,7 @@ def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dic
         add_cleaning(tokenizer, record.clean)
     # shards of at most 5 GB: a merged 7B (14.5 GB in bf16) in one file is hard to upload, mirror or memory-map
     merged.save_pretrained(out, max_shard_size="5GB")
-    # The causal LM's tokenizer tokenizes whole prompts: it stays the base's (cleaning it would rewrite the prompt)
-    save_tokenizer(tokenizer, out, generic=auto_class == "AutoModelForSequenceClassification")
-    if auto_class == "AutoModelForSequenceClassification" and record.clean is not None:
-        warn_if_auto_tokenizer_drops_cleaning(out, tokenizer)
+    save_export_tokenizer(tokenizer, out, auto_class)
     exported = record.exported(adapter_dir, auto_class)
     if wants_onnx(auto_class, exported.export.dtype):  # the CPU inference path of predict and serve
         write_onnx(out, _max_length(tokenizer, record))
@@ -102,16 +72,46 @@ def write_export(merged, tokenizer, record: ModelRecord, out: Path, metrics: dic
     return exported
 
 
-def warn_if_auto_tokenizer_drops_cleaning(out: Path, saved) -> None:
-    """`AutoTokenizer` (and so `pipeline()`) must load the normalizer that was saved; for model types whose class
-    transformers 5 forces (Qwen2, Phi-3, ...) it does not: say so once, with the way round it."""
+def save_export_tokenizer(tokenizer, out: Path, auto_class: str) -> None:
+    """The tokenizer beside the saved model (its config.json is read here), so that plain
+    `AutoTokenizer.from_pretrained(out)`, and so `pipeline()`, gives the ids of `tokenizer`: training's. A classifier
+    export's tokenizer.json holds the cleaning (normalizer) and the prompt (post-processor) and is recorded as a
+    PreTrainedTokenizerFast, read whole; the causal LM's tokenizer tokenizes whole prompts: it stays the base's
+    (cleaning it would rewrite the prompt). Where transformers would still load another tokenizer the export stops
+    (ModelError): never a folder that pipeline() quietly scores with other ids."""
     import transformers
 
+    generic = auto_class == "AutoModelForSequenceClassification"
+    save_tokenizer(tokenizer, out, generic=generic)
     loaded = transformers.AutoTokenizer.from_pretrained(out)
-    if loaded.backend_tokenizer.normalizer.__getstate__() != saved.backend_tokenizer.normalizer.__getstate__():
-        log.warning("export: transformers' AutoTokenizer loads this model type as %s, which drops the text cleaning "
-                    "from tokenizer.json; SentimentAnalyzer and the CLI clean anyway, and for pipeline() pass "
-                    "tokenizer=PreTrainedTokenizerFast.from_pretrained(folder)", type(loaded).__name__)
+    if generic and not same_tokenizer(loaded, tokenizer):
+        forced = type(loaded).__name__  # a model type whose class transformers forces (Qwen2, Phi-3, ...)
+        read_whole_file(out)
+        loaded = transformers.AutoTokenizer.from_pretrained(out)
+        log.info("export: transformers forces %s on this model type, which rebuilds the normalizer (the cleaning, "
+                 "the leading space); tokenizer_config.json's auto_map makes AutoTokenizer read tokenizer.json "
+                 "whole (with trust_remote_code=True it stops instead)", forced)
+    if not same_tokenizer(loaded, tokenizer):
+        raise ModelError(f"export: transformers {transformers.__version__} loads this export's tokenizer as "
+                         f"{type(loaded).__name__}, which gives other token ids than training's, and "
+                         "AutoTokenizer/pipeline() would score them without a word: the export stops here (report it "
+                         "with the transformers version: tokenizer_config.json needs another way to name its class)")
+
+
+def same_tokenizer(loaded, saved, texts=(*CHECK_TEXTS, "Review: <b>10/10</b>!\n\n")) -> bool:
+    """The same tokenizers pipeline around the same vocabulary (normalizer, pre-tokenizer, post-processor, decoder,
+    added tokens) and the same ids for CHECK_TEXTS, whatever Python class holds it. The vocabulary is compared by
+    kind and size only: the model classes rebuild theirs from the file's (a 262k one's JSON takes seconds)."""
+    a, b = loaded.backend_tokenizer, saved.backend_tokenizer
+
+    def state(part):
+        return None if part is None else part.__getstate__()
+
+    return (all(state(getattr(a, p)) == state(getattr(b, p))
+                for p in ("normalizer", "pre_tokenizer", "post_processor", "decoder"))
+            and type(a.model) is type(b.model) and a.get_vocab_size() == b.get_vocab_size()
+            and a.get_added_tokens_decoder() == b.get_added_tokens_decoder()
+            and all(loaded(t)["input_ids"] == saved(t)["input_ids"] for t in texts))
 
 
 def _max_length(tokenizer, record: ModelRecord) -> int:
@@ -146,8 +146,8 @@ def load_export(folder: Path, record: ModelRecord, backend: str = "auto", thread
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     if record.clean is not None and record.export.auto_class == "AutoModelForSequenceClassification" \
             and not remove_cleaning(tokenizer, record.clean):
-        # transformers 5 swaps the saved generic class for its own for some model types (Qwen2, Phi-3: "incorrect
-        # hub tokenizer class"), and that class rebuilds its normalizer in code; the generic one reads the file whole
+        # exports written before the auto_map (save_export_tokenizer): transformers 5 swaps the saved generic class
+        # for its own for some model types (Qwen2, Phi-3), which rebuilds its normalizer; the generic one reads the file
         tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
         if not remove_cleaning(tokenizer, record.clean):
             raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} "

@@ -6,13 +6,59 @@ forward pass covers the prompts only and reads the next-token logits; otherwise 
 one row of the same batch. Classifier head: softmax of the head's logits. Aspect tasks score (text, aspect)
 pairs: the prompt names the aspect, the classifier reads the pair as sentence-pair classifiers do (the text cut
 first, never the aspect).
+
+Every forward pass is one pass over whole prompts: `use_cache=False`, so no KV cache is built (transformers
+otherwise fills one from `config.use_cache`, for both heads: at batch 16 x 512 a Llama-8B's is 1 GiB in bf16 that
+nothing reads). The precision is evaluate's wherever the scorer runs: a model prepared for 4-bit training holds its
+frozen weights in float32 (PEFT's k-bit preparation upcasts them), so during training the scorer casts them back to
+the dtype they were loaded in (`remember_load_dtypes`, `load_precision`) and autocasts as evaluate does.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from qlora_sentiment.model.prompts import PromptFormatter
+
+# Attribute set on a parameter: the half dtype it was loaded in, before PEFT's k-bit preparation upcast it.
+LOAD_DTYPE = "_qlora_load_dtype"
+
+
+def remember_load_dtypes(model) -> None:
+    """Mark every bf16/fp16 parameter (not the packed 4-bit ones) with its dtype; call it before
+    prepare_model_for_kbit_training casts them to float32 (the Parameter objects stay, their data changes)."""
+    import torch
+
+    for param in model.parameters():
+        if param.dtype in (torch.bfloat16, torch.float16) and type(param).__name__ != "Params4bit":
+            setattr(param, LOAD_DTYPE, param.dtype)
+
+
+@contextlib.contextmanager
+def load_precision(model):
+    """Frozen parameters marked by remember_load_dtypes back in their loaded dtype while the block runs: the model
+    then holds the dtypes a freshly loaded adapter holds (evaluate's), and `_autocast` applies as it does there.
+    Exact both ways: a frozen weight is its loaded half value upcast, so the downcast and the restoring upcast are
+    lossless; trainable weights (LoRA, a trained head: float32 master weights) are left alone. Nothing is marked
+    on a float32 run, a model not prepared for k-bit training, or a loaded adapter: then nothing changes."""
+    import torch
+
+    cast = []
+    for param in model.parameters():
+        dtype = getattr(param, LOAD_DTYPE, None)
+        if dtype is not None and param.dtype != dtype and not param.requires_grad:
+            cast.append((param, param.dtype))
+    with torch.no_grad():  # outside inference_mode: the restored weights must stay usable for training
+        for param, _ in cast:
+            param.data = param.data.to(getattr(param, LOAD_DTYPE))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for param, dtype in cast:
+                param.data = param.data.to(dtype)
 
 
 def _batches(lengths: list[int], batch_size: int):
@@ -58,7 +104,8 @@ class LabelScorer:
         encoded = self._encode(list(texts), None if aspects is None else list(aspects))
         out = np.zeros((len(encoded), len(self.labels)), dtype=np.float64)
         self.model.eval()
-        with torch.inference_mode(), self._autocast():
+        # load_precision first: its casts happen outside inference_mode, and _autocast sees the model's dtypes in it
+        with load_precision(self.model), torch.inference_mode(), self._autocast():
             for index in _batches([len(e) for e in encoded], batch_size):
                 rows = [encoded[i] for i in index]
                 if self.head == "classifier":
@@ -94,7 +141,8 @@ class LabelScorer:
 
     def _classifier_logits(self, rows):
         ids, mask = _pad(rows, self.tokenizer.pad_token_id, left=False)
-        return self.model(input_ids=ids.to(self._device()), attention_mask=mask.to(self._device())).logits
+        return self.model(input_ids=ids.to(self._device()), attention_mask=mask.to(self._device()),
+                          use_cache=False).logits
 
     def _next_token_logprobs(self, rows):
         import torch
@@ -104,7 +152,7 @@ class LabelScorer:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         device = self._device()
         logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                            position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :]
+                            position_ids=positions.to(device), logits_to_keep=1, use_cache=False).logits[:, -1, :]
         answer_ids = torch.tensor([a[0] for a in self.answers], device=logits.device)
         return torch.log_softmax(logits.float(), dim=-1)[:, answer_ids]
 
@@ -115,7 +163,8 @@ class LabelScorer:
         pairs = [r + a for r in rows for a in self.answers]
         ids, mask = _pad(pairs, self.tokenizer.pad_token_id, left=False)
         device = self._device()
-        logprobs = torch.log_softmax(self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1)
+        logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         scores = torch.zeros(len(pairs), device=logprobs.device)
         for p, pair in enumerate(pairs):
             answer = self.answers[p % len(self.answers)]

@@ -26,6 +26,24 @@ def save_tokenizer(tokenizer, out, generic: bool = False) -> None:
         write_text(config, json.dumps(values, indent=2, ensure_ascii=False) + "\n")
 
 
+# No such module is shipped: with trust_remote_code=True, AutoTokenizer stops on the missing file (named so), rather
+# than loading a tokenizer that gives other ids.
+WHOLE_FILE_REF = "load_without_trust_remote_code.PreTrainedTokenizerFast"
+
+
+def read_whole_file(out) -> None:
+    """Make `AutoTokenizer` read the saved tokenizer.json whole for the model types whose class transformers 5
+    forces (`qwen2`, `phi3`, ...: its MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS), which rebuild their normalizer and
+    pre-tokenizer in code and so lose the export's cleaning and leading space: every review then gets other ids.
+
+    AutoTokenizer skips that forcing when tokenizer_config.json has an `auto_map`, then drops the auto_map for these
+    model types unless trust_remote_code=True, and loads the `tokenizer_class` named (PreTrainedTokenizerFast)."""
+    config = Path(out) / "tokenizer_config.json"
+    values = json.loads(config.read_text(encoding="utf-8"))
+    values["auto_map"] = {"AutoTokenizer": [None, WHOLE_FILE_REF]}
+    write_text(config, json.dumps(values, indent=2, ensure_ascii=False) + "\n")
+
+
 # html.unescape's commonest entities, in an order that decodes each once ("&amp;lt;" gives "&lt;", as
 # html.unescape does): &amp; last. Other entities (numeric ones, rarer names, "&amp" without ";") stay as they are.
 ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#34;", '"'), ("&apos;", "'"), ("&#39;", "'"),

@@ -52,15 +52,20 @@ def training_params(params: Params) -> dict:
             "cpu": {key: full["runtime"][key] for key in ("cpu_isa", "cpu_matmul")}}
 
 
-def _label_scores(model, tokenizer, params: Params, rows: list[dict]) -> dict:
-    from qlora_sentiment.evaluation.metrics import classification_metrics
+def validation_scorer(model, tokenizer, params: Params):
+    """The model being trained as a LabelScorer: evaluate's scoring (no KV cache; the frozen weights back in their
+    loaded dtype and evaluate's autocast while it scores, see model/scoring.py), not the float32 of k-bit training."""
     from qlora_sentiment.model.scoring import LabelScorer
 
-    labels = params.data.labels
-    scorer = LabelScorer(model, tokenizer, params.model.head, labels, params.prompt_template, params.train.max_length,
-                         params.prompt.chat_template)
-    proba = scorer.score_rows(rows, batch_size=params.eval.batch_size)
-    return classification_metrics([r["label"] for r in rows], proba, labels)
+    return LabelScorer(model, tokenizer, params.model.head, params.data.labels, params.prompt_template,
+                       params.train.max_length, params.prompt.chat_template)
+
+
+def _label_scores(model, tokenizer, params: Params, rows: list[dict]) -> dict:
+    from qlora_sentiment.evaluation.metrics import classification_metrics
+
+    proba = validation_scorer(model, tokenizer, params).score_rows(rows, batch_size=params.eval.batch_size)
+    return classification_metrics([r["label"] for r in rows], proba, params.data.labels)
 
 
 def validation_scores(model, tokenizer, params: Params, val_rows: list[dict]) -> tuple[dict, float]:

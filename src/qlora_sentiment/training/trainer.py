@@ -10,6 +10,7 @@ from qlora_sentiment.config import Params
 from qlora_sentiment.core.errors import ConfigError
 from qlora_sentiment.model.loading import peft_quietly
 from qlora_sentiment.model.prompts import PromptFormatter
+from qlora_sentiment.model.scoring import remember_load_dtypes
 from qlora_sentiment.model.record import RECORD_FILE
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ def add_lora(model, params: Params):
 
     checkpointing = params.train.gradient_checkpointing
     if params.quantization.load_in_4bit and params.runtime.strategy != "fsdp":
-        # Casts norms to fp32 and enables input grads so LoRA trains through frozen 4-bit layers.
+        # Casts norms to fp32 and enables input grads so LoRA trains through frozen 4-bit layers. The dtypes it
+        # replaces are remembered: validation is scored in them, as evaluate scores (model/scoring.py).
+        remember_load_dtypes(model)
         with peft_quietly():
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     else:
