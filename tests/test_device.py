@@ -33,7 +33,38 @@ def test_old_driver_and_no_visible_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert device.cuda_problem() == "no CUDA device is visible (CUDA_VISIBLE_DEVICES='')"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: CUDA13_ARCHES)
     assert device.resolve_device("auto") == "cuda"
+
+
+# torch 2.13's CUDA 13 wheel: kernels for Turing and newer, PTX of the newest
+CUDA13_ARCHES = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
+
+
+@pytest.mark.parametrize("capability, arches, runs", [
+    ((7, 0), CUDA13_ARCHES, False),   # V100: no sm_7x <= 7.0, and PTX only for 12.0
+    ((6, 0), CUDA13_ARCHES, False),   # P100
+    ((7, 5), CUDA13_ARCHES, True),    # T4: its own cubin
+    ((8, 9), CUDA13_ARCHES, True),    # L4 / L40S: sm_86 runs on 8.9 (same major, lower minor)
+    ((9, 0), CUDA13_ARCHES, True),    # H100
+    ((12, 1), CUDA13_ARCHES, True),   # a newer Blackwell: sm_120, and the PTX
+    ((13, 0), CUDA13_ARCHES, True),   # a future major: only the PTX (JIT-compiled) runs
+    ((13, 0), CUDA13_ARCHES[:-1], False),  # ... and without PTX nothing does
+])
+def test_a_gpu_the_build_cannot_run_is_named(monkeypatch, capability, arches, runs):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: arches)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "the GPU")
+    problem = device.unsupported_gpu()
+    assert (problem is None) == runs, problem
+    if not runs and capability < (7, 5):
+        assert f"the GPU (compute capability {capability[0]}.{capability[1]}) is too old" in problem
+        assert "kernels for 7.5 and newer); rent a GPU of compute capability 7.5 or newer" in problem
+    elif not runs:
+        assert "the GPU (compute capability 13.0) has no kernels in this torch" in problem and "make lock" in problem
 
 
 def test_bf16_on_a_pre_ampere_gpu_suggests_float16(monkeypatch):

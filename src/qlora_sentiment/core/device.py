@@ -47,9 +47,12 @@ def unsupported_gpu() -> str | None:
             return None
     built = sorted(int(a[3:]) for a in arches if a.startswith("sm_") and a[3:].isdigit()) or [0]
     oldest = f"{built[0] // 10}.{built[0] % 10}"
-    return (f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor}) is too old for this torch "
-            f"({torch.__version__}: kernels for {oldest} and newer); rent a GPU of compute capability {oldest} or "
-            "newer (T4, L4, A10G, A100, H100: docs/gpu.md \"GPU generations\")")
+    gpu = f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor})"
+    if major * 10 + minor < built[0]:
+        return (f"{gpu} is too old for this torch ({torch.__version__}: kernels for {oldest} and newer); rent a GPU "
+                f"of compute capability {oldest} or newer (T4, L4, A10G, A100, H100: docs/gpu.md \"GPU generations\")")
+    return (f"{gpu} has no kernels in this torch ({torch.__version__}: {', '.join(arches)}); refresh the locks for a "
+            "torch release that supports it (`make lock`)")
 
 
 def resolve_device(requested: str) -> str:
