@@ -177,9 +177,9 @@ def test_a_merge_too_big_for_the_gpu_runs_on_the_cpu(tiny_llama, monkeypatch, ca
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     caplog.set_level(logging.WARNING, logger="qlora_sentiment.model.merge_memory")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need * 1.2), int(need * 2)))
-    assert merge_fits_gpu(ref, record) and not caplog.records
+    assert merge_fits_gpu(count, record) and not caplog.records
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(need * 0.5), int(need * 2)))
-    assert not merge_fits_gpu(ref, record)
+    assert not merge_fits_gpu(count, record)
     [said] = [r.getMessage() for r in caplog.records]
     assert "merging on the CPU instead" in said and "GiB of RAM" in said
     # the CPU placement a GPU machine then asks for loads the real 4-bit layers on the CPU

@@ -19,15 +19,13 @@ CREDENTIALS = {"s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (`--secret` at
                         "account_key`"}
 
 
-def default_remote(root: Path):
-    """The default remote's (name, url, DVC remote object), or one line saying why there is none to use."""
+def default_remote(repo):
+    """The DVC repo's default remote (name, url, DVC remote object), or one line saying why there is none to use."""
     from dvc.config import NoRemoteError
-    from dvc.repo import Repo
 
-    repo = Repo(str(root))
     name = repo.config["core"].get("remote")
     if not name:
-        raise ConfigError(f"no default DVC remote in {root / '.dvc/config'}: the trained model would die with the "
+        raise ConfigError(f"no default DVC remote in {repo.dvc_dir}/config: the trained model would die with the "
                           f"machine; {ADD_REMOTE}")
     url = repo.config["remote"].get(name, {}).get("url", "?")
     try:
@@ -40,9 +38,9 @@ def default_remote(root: Path):
         raise ConfigError(f"DVC remote '{name}': {str(exc).splitlines()[0]}; {ADD_REMOTE}") from None
 
 
-def check_remote(root: Path) -> str:
+def check_remote(repo) -> str:
     """The default remote answers with the credentials this machine has: its url, or one line (ConfigError)."""
-    name, url, remote = default_remote(root)
+    name, url, remote = default_remote(repo)
     scheme = url.split("://", 1)[0]
     bucket = remote.path.split("/", 1)[0]  # s3/gs bucket, azure container: where the first push would fail
     try:
@@ -59,16 +57,14 @@ def check_remote(root: Path) -> str:
     return url
 
 
-def check_raw_data(root: Path, data) -> None:
+def check_raw_data(repo, root: Path, data) -> None:
     """params `data` with source local: every file it reads is here, or tracked by DVC (fetched by --pull)."""
     if data.source != "local":
         return
     from dvc.exceptions import OutputNotFoundError
-    from dvc.repo import Repo
 
     folder = root / data.name
     files = [folder / name for name in data.splits.values()] if data.splits else [folder]
-    repo = Repo(str(root))
     for path in files:
         if path.exists():
             continue
@@ -83,8 +79,11 @@ def check_raw_data(root: Path, data) -> None:
 
 def preflight(root: Path, overrides: list[str]) -> str:
     """Both checks for the params `dvc exp run -S <overrides>` will compose; the remote's url."""
+    from dvc.repo import Repo
+
     from qlora_sentiment.config import compose, params_from_dict
 
     params = params_from_dict(compose(root / "conf", overrides))
-    check_raw_data(root, params.data)
-    return check_remote(root)
+    repo = Repo(str(root))  # one DVC repo object for both checks
+    check_raw_data(repo, root, params.data)
+    return check_remote(repo)

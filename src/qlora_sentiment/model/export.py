@@ -11,7 +11,7 @@ from pathlib import Path
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.core.io import write_json
 from qlora_sentiment.model.card import model_card
-from qlora_sentiment.model.merge_memory import merge_fits_gpu, require_host_ram
+from qlora_sentiment.model.merge_memory import merge_on_cpu
 from qlora_sentiment.model.loading import head_from_adapter, load_model, load_tokenizer, peft_quietly, torch_dtype
 from qlora_sentiment.model.tokenizer import add_cleaning, read_whole_file, remove_cleaning, save_tokenizer
 from qlora_sentiment.model.scoring import LabelScorer
@@ -31,9 +31,7 @@ def merge_adapter(adapter_dir: Path, ref: BaseRef, record: ModelRecord):
 
     q = record.quantization
     tokenizer = load_tokenizer(ref)
-    on_cpu = not merge_fits_gpu(ref, record)
-    if on_cpu:
-        require_host_ram(ref, record)  # before any weight loads: a killed export loses nothing, a refused one says why
+    on_cpu = merge_on_cpu(ref, record)  # before any weight loads: a CPU merge without the RAM is refused, not killed
     with head_from_adapter(record.head), peft_quietly():  # the adapter supplies the trained head
         model = load_model(ref, record.head, record.labels, q, tokenizer.pad_token_id, on_cpu=on_cpu)
         if q.load_in_4bit:

@@ -33,14 +33,24 @@ def merge_bytes(count: int, record: ModelRecord) -> float:
     return count * (torch_dtype(q.compute_dtype).itemsize + (0.56 if q.load_in_4bit else 0))
 
 
-def merge_fits_gpu(ref: BaseRef, record: ModelRecord, headroom: float = 0.9) -> bool:
-    """Whether the GPU has room for the merge. A 7-9B model in bf16 takes 13.5-17.2 GiB: more than a 16 GB card has
-    free. No: the merge runs on the CPU (said, with the RAM it needs); same result, the same de-quantized arithmetic."""
+def merge_on_cpu(ref: BaseRef, record: ModelRecord) -> bool:
+    """Where the merge runs: False on a GPU with room, True on the CPU once its RAM is checked (the parameters are
+    counted once for both)."""
+    count = parameter_count(ref)
+    if merge_fits_gpu(count, record):
+        return False
+    require_host_ram(count, record)
+    return True
+
+
+def merge_fits_gpu(count: int, record: ModelRecord, headroom: float = 0.9) -> bool:
+    """Whether the GPU has room for merging `count` parameters. A 7-9B model in bf16 takes 13.5-17.2 GiB: more than
+    a 16 GB card has free. No: the merge runs on the CPU (said, with the RAM it needs); same result, the same
+    de-quantized arithmetic."""
     import torch
 
     if not torch.cuda.is_available():
         return False
-    count = parameter_count(ref)
     need = merge_bytes(count, record)
     free = torch.cuda.mem_get_info()[0]
     if need <= headroom * free:
@@ -64,9 +74,8 @@ def available_ram() -> int:
     return free
 
 
-def require_host_ram(ref: BaseRef, record: ModelRecord, headroom: float = 0.9) -> None:
-    """A CPU merge that cannot fit stops here, naming what it needs and what there is."""
-    count = parameter_count(ref)
+def require_host_ram(count: int, record: ModelRecord, headroom: float = 0.9) -> None:
+    """A CPU merge of `count` parameters that cannot fit stops here, naming what it needs and what there is."""
     need, free = merge_bytes(count, record), available_ram()
     if need > headroom * free:
         raise ModelError(f"export: merging {count / 1e9:.2f}B parameters on the CPU needs ~{_size(need)} of RAM and "
