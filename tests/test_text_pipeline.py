@@ -25,6 +25,9 @@ def variants(text: str) -> list[str]:
         f"{first}\u00ad \u200c{rest}\u2060",               # soft hyphen, ZWNJ, word joiner
         f"<p>{first} <b>{rest}</b><br /></p>",             # HTML tags
         f"  {first}&nbsp;{rest}\n\t",                      # an entity, edge whitespace
+        text + " \u3164",                                 # a Hangul filler appended (flipped labels before)
+        text.replace(" ", " \U000e0100") + "\x00\x07",     # a variation selector after each space, NUL, BEL
+        f"{first}\u034f \ufe0f{rest}\uffa0\x1b\x7f",        # grapheme joiner, VS16, halfwidth filler, ESC, DEL
     ]
 
 
@@ -59,6 +62,29 @@ def test_clean_text_removes_format_characters():
     assert clean_text("\ufeffgood\u200b film", keep) == "\ufeffgood\u200b film"
     for text in ALL:
         assert clean_text(text, on) in CLEAN, repr(text)
+
+
+def test_one_invisible_policy_for_the_cleaning_the_validator_and_the_export_normalizer():
+    """Every code point of the policy (config/text.py): the Python cleaning removes it, the export's tokenizer
+    normalizer removes it too, and a text of only such characters is empty to the validator."""
+    from qlora_sentiment.config.schema import TextCleaning
+    from qlora_sentiment.config.text import clean_text, invisible_ranges, is_invisible
+    from qlora_sentiment.model.tokenizer import cleaning_normalizer
+    from qlora_sentiment.serving.validation import text_problem
+
+    on = TextCleaning(html=True, unicode="NFKC", format_chars="remove")
+    normalizer = cleaning_normalizer(on)
+    codes = [c for a, b in invisible_ranges() for c in range(a, b + 1)]
+    assert {0x0000, 0x0007, 0x001B, 0x007F, 0x0085 - 1, 0x00AD, 0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, 0xFE0F,
+            0x200B, 0xFEFF, 0xE0001, 0xE0100, 0xE0FFF, 0x0600} <= set(codes)
+    assert not {0x0009, 0x000A, 0x0020, 0x00A0, 0x3000, 0x2800, 0x0041} & set(codes)  # whitespace, braille blank
+    assert all(not is_invisible(chr(c)) for c in range(0x20000, 0xE0000, 97))  # planes 2-13 hold none
+    for code in codes:
+        char = chr(code)
+        text = f"{char}good {char}film{char}"
+        assert clean_text(text, on) == "good film", f"U+{code:04X}"
+        assert normalizer.normalize_str(text) == "good film", f"U+{code:04X}"
+        assert text_problem(char * 3) == "empty text (only invisible or control characters)", f"U+{code:04X}"
 
 
 def test_the_record_round_trips_its_cleaning(trained, tmp_path):

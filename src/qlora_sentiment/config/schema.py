@@ -130,7 +130,7 @@ class TextCleaning(Section):
 
     html: bool  # strip tags and unescape entities (IMDB's <br />, drug reviews' &#039;)
     unicode: Literal["NFKC", "NFC", "none"]  # NFKC also folds ligatures, full-width letters, "…"
-    format_chars: Literal["remove", "keep"]  # remove: Unicode Cf (BOM, zero-width space/joiner, bidi marks, ...)
+    format_chars: Literal["remove", "keep"]  # remove: the invisible characters (config/text.py: BOM, NUL, ...)
 
 
 class CleanConfig(TextCleaning):

@@ -12,6 +12,8 @@ import itertools
 import re
 import unicodedata
 
+import regex
+
 # Tags only: "a < b > c" stays. A tag becomes a space (IMDB's "<br /><br />" separates sentences).
 TAG_PATTERN = r"</?[A-Za-z][^<>]{0,200}>"
 
@@ -26,21 +28,35 @@ def _ranges(codes: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-# Unicode category Cf (format characters: BOM U+FEFF, zero-width space/non-joiner/joiner U+200B-U+200D, word
-# joiner U+2060, LRM/RLM, bidi embeddings and isolates, soft hyphen U+00AD, tag characters, ...): invisible, and
-# a model reads them as tokens. All of them go, the joiner inside emoji sequences too (a family emoji becomes its
-# people). The set is this Python's Unicode version; the export writes it out as explicit ranges. Planes 0, 1 and
-# 14 hold every Cf and every whitespace character (2-13 are ideographs or unassigned, 15-16 private use): scanning
-# only them keeps the first use fast.
+# The invisible characters (docs/data.md "Invisible characters"): drawn as nothing, yet a model reads each as a
+# token, so one appended can flip a label. Three groups, all removed when data.clean.format_chars is remove:
+# - Default_Ignorable_Code_Point, from the Unicode data the `regex` package ships: zero-width space/joiners, BOM,
+#   bidi marks, soft hyphen, the combining grapheme joiner U+034F, the Hangul fillers U+115F U+1160 U+3164 U+FFA0,
+#   variation selectors (U+FE0F of emoji, U+E0100...), tag characters, the unassigned rest of plane 14;
+# - category Cf (format characters) not in the first group (the Arabic number signs U+0600-U+0605, the
+#   interlinear annotation marks U+FFF9-U+FFFB, ...), as removed before this policy;
+# - category Cc (controls: NUL, BEL, ESC, DEL, C1) that are not whitespace (tab, newline... collapse to one space).
+# The set is this machine's Python and `regex` Unicode data (both pinned by the lock); the export writes it out as
+# explicit ranges. Planes 0, 1 and 14 hold every such character and every whitespace character (2-13 are
+# ideographs or unassigned, 15-16 private use): scanning only them keeps the first use fast.
 
 
 def _scanned() -> itertools.chain:
     return itertools.chain(range(0x20000), range(0xE0000, 0xF0000))
 
 
+_IGNORABLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
+
+
+def is_invisible(char: str) -> bool:
+    """One code point of the policy above (whitespace is not: it separates words, and is collapsed instead)."""
+    category = unicodedata.category(char)
+    return not char.isspace() and (category in ("Cf", "Cc") or _IGNORABLE.match(char) is not None)
+
+
 @functools.cache
-def format_ranges() -> list[tuple[int, int]]:
-    return _ranges([c for c in _scanned() if unicodedata.category(chr(c)) == "Cf"])
+def invisible_ranges() -> list[tuple[int, int]]:
+    return _ranges([c for c in _scanned() if not 0xD800 <= c <= 0xDFFF and is_invisible(chr(c))])
 
 
 @functools.cache
@@ -60,7 +76,7 @@ def _python_escape(code: int) -> str:
 
 @functools.cache
 def _patterns():
-    return (re.compile(TAG_PATTERN), re.compile(char_class(format_ranges(), _python_escape)),
+    return (re.compile(TAG_PATTERN), re.compile(char_class(invisible_ranges(), _python_escape)),
             re.compile(char_class(space_ranges(), _python_escape) + "+"))
 
 
@@ -70,7 +86,7 @@ def clean_text(text: str, cleaning) -> str:
     tag, fmt, space = _patterns()
     if cleaning.html:
         text = html.unescape(tag.sub(" ", text))
-    if cleaning.format_chars == "remove":
+    if cleaning.format_chars == "remove":  # the invisible characters above
         # before the normal form: "e" + U+200B + U+0301 then composes to "é", as without the U+200B
         text = fmt.sub("", text)
     if cleaning.unicode != "none":

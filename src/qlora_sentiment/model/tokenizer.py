@@ -64,7 +64,7 @@ def cleaning_normalizer(cleaning):
         steps += [normalizers.Replace(Regex(text.TAG_PATTERN), " ")]
         steps += [normalizers.Replace(entity, char) for entity, char in ENTITIES]
     if cleaning.format_chars == "remove":
-        steps += [normalizers.Replace(Regex(text.char_class(text.format_ranges(), onig)), "")]
+        steps += [normalizers.Replace(Regex(text.char_class(text.invisible_ranges(), onig)), "")]
     if cleaning.unicode != "none":
         steps += [getattr(normalizers, cleaning.unicode)()]
     steps += [normalizers.Replace(Regex(text.char_class(text.space_ranges(), onig) + "+"), " "),

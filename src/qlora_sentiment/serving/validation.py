@@ -2,35 +2,36 @@
 the same rule as a pattern) accept and refuse exactly the same texts.
 
 A text is a Unicode string (no lone surrogates: they cannot be encoded, and a batch containing one would fail),
-of at most `max_chars` characters, with at least one visible character: whitespace, control characters (NUL, …),
-format characters (zero-width space U+200B, BOM, bidi marks, …) and the Hangul fillers alone are an empty text.
+of at most `max_chars` characters, with at least one visible character: whitespace and the cleaning's invisible
+characters (config/text.py: control characters such as NUL, format characters such as U+200B, BOM, bidi marks, the
+Hangul fillers, variation selectors, …) alone are an empty text.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 
-# the range and character-class builders config/text.py spells the cleaning's classes with
-from qlora_sentiment.config.text import _ranges as code_ranges, char_class
+# the cleaning's invisible characters (one policy: config/text.py) and the class builder it spells them with
+from qlora_sentiment.config.text import char_class, invisible_ranges, space_ranges
 
 MAX_TEXT_CHARS = 20_000  # far beyond max_length tokens; longer is a mistake (a whole file as one text)
 MAX_ASPECT_CHARS = 200  # an aspect is a term or category ("battery life", "FOOD#QUALITY"), never a passage
 MAX_ASPECTS = 64  # aspects of one text
 
 
-def _invisible_ranges() -> list[tuple[int, int]]:
-    """BMP code points that draw nothing (astral ones, such as U+E0020 tags, count as visible everywhere)."""
-    codes = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF
-             and (chr(c).isspace() or unicodedata.category(chr(c)) in ("Cc", "Cf", "Zs", "Zl", "Zp"))]
-    return code_ranges(sorted({*codes, 0x115F, 0x1160, 0x3164, 0xFFA0}))  # Hangul fillers: letters that draw nothing
+def _blank_ranges() -> list[tuple[int, int]]:
+    """What draws nothing: whitespace and the cleaning's invisible characters (what the cleaning removes or
+    collapses, so a text of only these cleans to nothing)."""
+    return sorted(space_ranges() + invisible_ranges())
 
 
-# One visible character: the OpenAPI schema's `pattern` (ECMA-262 and Python read it alike: BMP escapes only), the
-# negation of the invisible ranges' class
-VISIBLE_PATTERN = "[^" + char_class(_invisible_ranges(), lambda code: f"\\u{code:04X}")[1:]
-_VISIBLE = re.compile(VISIBLE_PATTERN)
+# One visible character. The OpenAPI schema's `pattern` (ECMA-262 and Python read it alike: BMP escapes only) is the
+# negation of the blank ranges' BMP part; Python checks the astral ones too (tags, variation selectors supplement,
+# a few musical and shorthand format controls), which a pattern without ECMA's `u` flag cannot spell.
+VISIBLE_PATTERN = "[^" + char_class([r for r in _blank_ranges() if r[0] <= 0xFFFF],
+                                    lambda code: f"\\u{min(code, 0xFFFF):04X}")[1:]
+_VISIBLE = re.compile("[^" + char_class(_blank_ranges(), lambda code: f"\\U{code:08X}")[1:])
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
