@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from helpers import ROOT, free_port
+from predict_problems import TRAINED_OUTPUT_PROBLEMS, trained_output_problem  # predict: a real run on the tiny model
 from test_serving_door import DOOR_CASES, door_answer, door_server  # noqa: F401 (door_server: a fixture)
 from qlora_sentiment.troubleshooting import CATALOGUE
 
@@ -339,13 +340,15 @@ def trigger(problem_id, tmp, tiny_llama):
         "serve-wait-vs-timeout": [cli, "serve", "--model", "no-model", "--request-timeout", "0.5", "--max-wait-ms",
                                   "500"],
         "serve-allowed-hosts": [cli, "serve", "--model", "no-model", "--allowed-hosts", "localhost,exa mple"],
+        "serve-max-connections-per-client": [cli, "serve", "--model", "no-model", "--max-connections-per-client",
+                                             "0"],
         "compare-input-missing": [cli, "compare", "--input", "missing.json"],
         "aspect-with-file": [cli, "predict", "--model", "no-model", "--aspect", "food", "--file", "in.txt"],
         "summary-before-run": [cli, "summary"],  # an empty folder: nothing the pipeline writes
     }
     if problem_id in commands:
         return run(commands[problem_id], tmp)
-    from test_labelling import OUTPUT_PROBLEMS, output_problem  # predict --output / --resume: there
+    from predict_problems import OUTPUT_PROBLEMS, output_problem  # predict --output / --resume: there
 
     if problem_id in OUTPUT_PROBLEMS:
         return output_problem(problem_id, tmp, run)
@@ -389,14 +392,19 @@ def cloud_case(problem_id: str, tmp: Path):
 
 
 TRAINED_CASES = ("onnx-backend-on-adapter", "export-without-onnx", "ray-cluster-unreachable",
-                 "aspects-on-sentence-model", "merge-host-memory")
+                 "aspects-on-sentence-model", "merge-host-memory", *TRAINED_OUTPUT_PROBLEMS)
 # the session's tiny aspect_term export: predict's refusals of bad aspects
-ASPECT_CASES = {"aspect-not-in-text": ["--aspect", "food", "--aspect", "wine"], "aspect-model-without-aspects": [],
+# an aspect of 200 CJK characters in a text that holds it: 600 tokens of the tiny tokenizer, over max_length (96)
+ASPECT_TEXTS = {"aspect-too-many-tokens": "\u597d" * 200}
+ASPECT_CASES = {"aspect-too-many-tokens": ["--aspect", "\u597d" * 200],
+                "aspect-not-in-text": ["--aspect", "food", "--aspect", "wine"], "aspect-model-without-aspects": [],
                 "aspect-empty": ["--aspect", " "]}
 
 
 def trained_case(problem_id: str, tmp: Path, trained: Path):
     cli = str(BIN / "qlora-sentiment")
+    if problem_id in TRAINED_OUTPUT_PROBLEMS:  # a full disk, an input changed mid-run
+        return trained_output_problem(problem_id, tmp, trained, run)
     if problem_id == "ray-cluster-unreachable":  # a port nothing listens on: refused at once
         (tmp / "in.txt").write_text("good\n")
         return run([cli, "predict", "--model", str(trained / "export"), "--file", str(tmp / "in.txt"), "--ray",
@@ -441,7 +449,7 @@ def test_bad_input_gives_one_clear_line(problem, tmp_path, tiny_llama, request):
     elif problem.id in ASPECT_CASES:
         export = request.getfixturevalue("trained_aspects").root / "export"
         result = run([str(BIN / "qlora-sentiment"), "predict", "--model", str(export), *ASPECT_CASES[problem.id],
-                      "the food was great but the service was awful"], tmp_path)
+                      ASPECT_TEXTS.get(problem.id, "the food was great but the service was awful")], tmp_path)
     else:
         result = trigger(problem.id, tmp_path, tiny_llama)
     assert_one_error_line(result, problem.message)

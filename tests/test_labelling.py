@@ -1,6 +1,7 @@
 """`predict` streams: the input is read lazily (checked in a first pass that keeps nothing), rows are written a chunk
 at a time, `--output FILE --resume` continues a killed run to the same bytes, Ctrl-C and SIGTERM stop with one line,
-CSV cells are neutralised. The catalogue's `predict` output/resume rows are triggered by `output_problem` below."""
+CSV cells are neutralised. What keeps a run's output from being lost or misread (issue 42: one writer, the record
+checked, an input changed mid-run, a full disk, terminal escapes) is in tests/test_predict_output.py."""
 
 from __future__ import annotations
 
@@ -9,67 +10,20 @@ import io
 import json
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
-from helpers import CLI, cli
+from helpers import cli
+from predict_problems import LINES, committed_rows, make_reviews, model_args, run_main, start, wait_for
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.labelling import Formatter, model_fingerprint
+from qlora_sentiment.serving.labelling import Formatter
 from qlora_sentiment.serving.textfiles import TextFile
-
-LINES = 1200  # with --batch-size 2 (chunks of 16 rows) the tiny model takes seconds: time to signal it mid-run
-
-
-def model_args(trained):
-    return ["--model", str(trained / "adapter"), "--base", str(trained / "base"), "--threads", "1"]
-
-
-def run_main(*argv) -> int:
-    """The real command in this process (the model loads in a second here, not in a fresh interpreter)."""
-    from qlora_sentiment.cli import main
-
-    try:
-        main(["predict", *argv])
-    except SystemExit as exc:
-        return exc.code
-    return 0
 
 
 @pytest.fixture(scope="module")
 def reviews(trained, tmp_path_factory):
-    """An input of LINES reviews and the uninterrupted run's CSV: what every interrupted run must end up as."""
-    folder = tmp_path_factory.mktemp("labelling")
-    source = folder / "reviews.txt"
-    source.write_text("".join(f"review {i}: the film was {('great', 'dull', '=SUM(A1)')[i % 3]}\n"
-                              for i in range(LINES)))
-    reference = folder / "reference.csv"
-    assert run_main(*model_args(trained), "--batch-size", "2", "--file", str(source), "--format", "csv",
-                    "--output", str(reference)) == 0
-    return source, reference.read_bytes(), folder / "reference.csv.progress.json"
-
-
-def start(trained, source, output, *extra):
-    return subprocess.Popen([CLI, "predict", *model_args(trained), "--batch-size", "2", "--file", str(source),
-                             "--format", "csv", "--output", str(output), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(proc, ready, what):
-    deadline = time.time() + 240
-    while not ready():
-        assert proc.poll() is None, f"predict ended before {what}: {proc.stderr.read()[-2000:]}"
-        assert time.time() < deadline, f"no {what} in 240 s"
-        time.sleep(0.02)
-
-
-def committed_rows(output):
-    record = output.with_name(output.name + ".progress.json")
-    try:
-        return json.loads(record.read_text())["rows_written"]
-    except (OSError, ValueError):
-        return 0
+    return make_reviews(trained, tmp_path_factory)
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_bytes(trained, reviews, tmp_path, capsys):
@@ -177,6 +131,11 @@ def test_files_are_read_lazily_and_checked_whole_first(tmp_path):
     assert stdin.rows == 2 and list(stdin.texts()) == ["good", "bad film"]
     with pytest.raises(DataError, match="^no texts: give them"):
         TextFile.from_stream(io.BytesIO(b" \n\n"))
+    path = tmp_path / "r.jsonl"  # a key given twice: refused, as the web API does, not the last one used
+    path.write_text('{"text": "fine"}\n{"id": 1, "text": "a", "text": "b"}\n')
+    with pytest.raises(DataError, match=r"r.jsonl: line 2: text: duplicate key in a JSON object; give each field "
+                                        "once$"):
+        TextFile.open(path)
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe():
@@ -187,62 +146,6 @@ def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe():
                                                       "plain = fine"]
     raw = Formatter("csv", ["negative", "positive"], raw_csv=True).rows(rows).splitlines()
     assert raw[1].startswith("+1,") and raw[2].startswith("-2,")
-
-
-def stand_in_model(folder):
-    """An adapter folder that passes every check made before a model loads (record, weights file), for the
-    catalogue's resume errors, which come before loading."""
-    from qlora_sentiment.model.record import ModelRecord, write_record
-
-    folder.mkdir()
-    (folder / "adapter_config.json").write_text("{}")
-    (folder / "adapter_model.safetensors").write_bytes(b"stand-in weights")
-    write_record(folder, ModelRecord.model_validate({
-        "head": "classifier", "labels": ["negative", "positive"], "prompt_template": "Review: {text}",
-        "chat_template": False, "max_length": 64,
-        "quantization": {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"},
-        "base_model": {"source": "local", "name": "models/local/tiny"}, "optimizer": {"requested": "adamw_torch",
-                                                                                       "used": "adamw_torch"},
-        "device": "cpu", "trainable_parameters": 1, "total_parameters": 2, "global_step": 1, "processes": 1,
-        "train_loss": None, "eval_loss": None, "validation": {}}))
-    return folder
-
-
-OUTPUT_PROBLEMS = ("predict-resume-without-output", "predict-output-is-folder", "predict-output-no-folder",
-                   "predict-output-not-a-file", "predict-output-is-input", "predict-output-unwritable",
-                   "predict-resume-other-model", "predict-resume-other-input", "predict-resume-other-format",
-                   "predict-resume-no-record", "predict-resume-output-changed")
-
-
-def output_problem(problem_id, tmp, run):
-    """tests/test_bad_inputs.py's trigger for the catalogue rows above: `run(argv, cwd)` runs the command."""
-    (tmp / "in.txt").write_text("a fine film\na dull one\n")
-    base = [CLI, "predict", "--file", "in.txt"]
-    simple = {"predict-resume-without-output": [*base, "--model", "no-model", "--resume"],
-              "predict-output-is-folder": [*base, "--model", "no-model", "--output", "."],
-              "predict-output-no-folder": [*base, "--model", "no-model", "--output", "missing/out.jsonl"],
-              "predict-output-not-a-file": [*base, "--model", "no-model", "--output", "/dev/null"],
-              "predict-output-is-input": [*base, "--model", "no-model", "--output", "in.txt"],
-              "predict-output-unwritable": [*base, "--model", "no-model", "--output", "o" * 300 + ".jsonl"]}
-    if problem_id in simple:
-        return run(simple[problem_id], tmp)
-    model = stand_in_model(tmp / "adapter")
-    (tmp / "out.jsonl").write_text('{"text": "a fine film"}\n')
-    record = {"version": 1, "model": {"path": "adapter", "sha256": model_fingerprint(model)},
-              "input": {"name": "in.txt", "sha256": hashlib.sha256((tmp / "in.txt").read_bytes()).hexdigest(),
-                        "rows": 2},
-              "format": "json", "text_column": None, "raw_csv": False, "batch_size": 16, "threads": None,
-              "rows_written": 1, "bytes_written": 25, "complete": False,
-              "output_sha256": hashlib.sha256(b'{"text": "a fine film"}\n').hexdigest()}
-    change = {"predict-resume-other-model": {"model": {"path": "elsewhere", "sha256": "0" * 64}},
-              "predict-resume-other-input": {"input": {"name": "old.txt", "sha256": "0" * 64, "rows": 2}},
-              "predict-resume-other-format": {"format": "csv"},
-              "predict-resume-output-changed": {"output_sha256": "0" * 64}}
-    if problem_id != "predict-resume-no-record":
-        (tmp / "out.jsonl.progress.json").write_text(json.dumps({**record, **change[problem_id]}))
-    result = run([*base, "--model", "adapter", "--output", "out.jsonl", "--resume"], tmp)
-    assert (tmp / "out.jsonl").read_text() == '{"text": "a fine film"}\n', "a refused resume changed the output"
-    return result
 
 
 def test_predict_help_names_the_streaming_options():

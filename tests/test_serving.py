@@ -210,3 +210,33 @@ def test_web_api_concurrent_burst_is_batched_without_errors(server):
     batches = after["forward_batches"] - before["forward_batches"]
     assert requests == 500
     assert batches < requests / 2, f"{batches} forward passes for {requests} concurrent requests: not batched"
+
+
+def test_a_request_its_timeout_cannot_hold_alone_is_refused_up_front():
+    """Issue 42: a max-size request took 20 s of its 30 s alone, and failed (503) after spending the model's time
+    beside light load. The batcher times its forward passes; once three full ones have run, a request whose own
+    passes would outlast the request timeout is a 413 at once, naming the estimate, and none of its texts runs.
+    A scripted model whose pass takes 0.6 ms per padded token: 64 texts of 128 tokens are 8,192 tokens, ~4.9 s."""
+    import time
+
+    import httpx
+
+    from test_reliability import HEAVY, ScriptedModel, running
+
+    model = ScriptedModel(seconds_per_token=0.0006)
+    with running(model, max_batch=64, max_batch_tokens=1024, request_timeout=2) as url:
+        first = httpx.post(f"{url}/predict", json=HEAVY, timeout=30)  # the pace is not known yet: it runs
+        assert first.status_code == 503
+        for _ in range(3):  # one full pass each (8 texts x 128 tokens, ~0.6 s)
+            assert httpx.post(f"{url}/predict", json={"texts": HEAVY["texts"][:8]}, timeout=30).status_code == 200
+        time.sleep(1)  # the first request's last pass is over
+        passes, started = len(model.passes), time.time()
+        refused = httpx.post(f"{url}/predict", json=HEAVY, timeout=30)
+        assert refused.status_code == 413 and time.time() - started < 0.5, refused.text
+        detail = refused.json()["detail"]
+        assert detail.startswith("texts: this request needs about ") and refused.json()["field"] == "texts"
+        assert "(64 texts, 8,192 padded tokens at the measured 0.6" in detail, detail
+        assert detail.endswith("; the request timeout is 2 s: send fewer or shorter texts")
+        assert 4.9 <= float(detail.split("about ")[1].split(" s")[0]) < 6, detail
+        assert len(model.passes) == passes  # none of its texts reached the model
+        assert httpx.post(f"{url}/predict", json={"texts": HEAVY["texts"][:16]}, timeout=30).status_code == 200

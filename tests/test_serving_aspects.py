@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import serving
+from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 
 TEXT = "the food was great but the service was awful"
@@ -99,6 +100,70 @@ def test_a_sentence_model_refuses_aspects_and_answers_as_before(server):
     body = httpx.get(f"{server}/openapi.json", timeout=10).json()["paths"]["/predict"]["post"]["requestBody"]
     assert "aspects" not in body["content"]["application/json"]["schema"]["properties"]
     assert httpx.get(f"{server}/info", timeout=10).json()["task"] == "sentence"
+
+
+CJK = "\u597d" * 200  # 200 characters, 600 tokens of the tiny byte-level tokenizer: more than max_length (96)
+
+
+def test_an_aspect_too_long_in_tokens_is_refused_on_every_path(url, export):
+    """A classifier head reads the pair with truncation 'only_first', which cannot cut the aspect: an aspect the
+    model's max_length cannot hold failed its forward pass ("Truncation error": a 500, a traceback). Now one line
+    naming the limit in tokens, before any forward pass: the web API (422), the Python API (predict and
+    predict_pairs) and the CLI (test_bad_inputs.py: aspect-too-many-tokens)."""
+    response = httpx.post(f"{url}/predict", json={"text": CJK, "aspects": [CJK[:3], CJK]}, timeout=30)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert response.json()["field"] == "aspects[1]" and "\n" not in detail
+    analyzer = SentimentAnalyzer.from_pretrained(export)
+    budget, _ = analyzer.aspect_budget
+    assert detail.startswith(f"aspects[1]: 600 tokens; at most {budget} for this model's max_length of 96 tokens")
+    assert budget == 96 - analyzer.scorer.tokenizer.num_special_tokens_to_add(pair=True) - 1
+    with pytest.raises(DataError, match=rf"aspects\[0\]: 600 tokens; at most {budget} "):
+        analyzer.predict(CJK, aspects=[CJK])
+    with pytest.raises(DataError, match=rf"aspects\[1\]: 600 tokens; at most {budget} "):
+        analyzer.predict_pairs([TEXT, CJK], ["food", CJK])
+    # the budget is exact: the longest aspect it allows is scored (the text cut to one token), one more is refused
+    tokens = lambda text: len(analyzer.scorer.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    fits = "\u597d" * (budget // 3)  # 3 tokens each
+    for char in "~|^`":
+        fits += char if tokens(fits + char) <= budget else ""
+    assert tokens(fits) == budget
+    assert len(analyzer.predict(CJK + fits, aspects=[fits])) == 1
+    with pytest.raises(DataError, match=rf"aspects\[0\]: {budget + 3} tokens; at most {budget} "):
+        analyzer.predict(CJK + fits + "\u597d", aspects=[fits + "\u597d"])
+
+
+def test_a_generative_models_aspect_budget_is_the_prompts(export):
+    """A generative model's aspect gets at most half of the review's room in the prompt (PromptFormatter's rule),
+    as a one-line DataError before the formatter's own check: its adapter and its export alike. The export scores
+    with a classifier head whose tokenizer adds the prompt's 14 tokens to the pair within a max_length of prompt
+    + review (54 = 14 + 40); keyed on that head, it allowed 39 tokens where the adapter allows 20."""
+    from types import SimpleNamespace
+
+    analyzer = SentimentAnalyzer.from_pretrained(export)
+    tokenizer = analyzer.scorer.tokenizer
+
+    class PromptTokenizer:  # the export's wrapped tokenizer: the prompt's fixed ids around the pair
+        def __call__(self, *args, **kwargs):
+            return tokenizer(*args, **kwargs)
+
+        def num_special_tokens_to_add(self, pair=False):
+            return 14
+
+    record = analyzer.record.model_copy(update={"head": "generative"})
+    adapter = SentimentAnalyzer(SimpleNamespace(head="generative", tokenizer=tokenizer, max_length=96,
+                                                formatter=SimpleNamespace(text_budget=40, aspect_space=True)),
+                                record, export)
+    exported = SentimentAnalyzer(SimpleNamespace(head="classifier", tokenizer=PromptTokenizer(), max_length=54),
+                                 record, export)
+    assert adapter.aspect_budget == exported.aspect_budget == (20, "(half of the review's room in this model's "
+                                                                   "max_length)")
+    for generative in (adapter, exported):
+        with pytest.raises(DataError, match=r"aspects\[0\]: \d+ tokens; at most 20 \(half of the review's room"):
+            generative.predict(CJK, aspects=[CJK])
+    classifier = SentimentAnalyzer(SimpleNamespace(head="classifier", tokenizer=PromptTokenizer(), max_length=54),
+                                   analyzer.record, export)
+    assert classifier.aspect_budget[0] == 54 - 14 - 1  # a classifier model: the pair may leave the text 1 token
 
 
 def test_info_and_schema_state_the_aspect_task(url):

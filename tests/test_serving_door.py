@@ -28,11 +28,13 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+import crowds
+from crowds import CHUNKED, framed
 from helpers import CLI, cli, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc and RLIMIT_NOFILE in a child: Linux")
 JSON = {"content-type": "application/json"}
-GOOD = b'{"text": "the film was great"}'
+GOOD = crowds.GOOD
 FD_LIMIT = 256
 
 
@@ -55,7 +57,7 @@ def door_server(trained, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(url, "/ready", proc)
-        yield SimpleNamespace(url=url, port=port, proc=proc, log=log)
+        yield SimpleNamespace(url=url, port=port, proc=proc, log=log, trained=trained)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -74,9 +76,9 @@ def raw_http(port: int, data: bytes, timeout: float = 30) -> tuple[int, dict, by
     return int(lines[0].split()[1]), headers, body
 
 
-# catalogue id -> (the request: httpx.post keywords, or raw bytes to send; status; field). Each catalogue row's
-# message must be in the answer's detail (test_bad_inputs.py); test_door_cases_answer_in_the_one_shape checks the
-# rest here.
+# catalogue id -> (the request: httpx.post keywords, raw bytes to send, or a function of the server that answers
+# (status, headers, body); status; field). Each catalogue row's message must be in the answer's detail
+# (test_bad_inputs.py); test_door_cases_answer_in_the_one_shape checks the rest here.
 DOOR_CASES = {
     "serve-content-type-missing": ({"content": GOOD}, 415, "content-type"),
     "serve-content-type-json-suffix": ({"content": GOOD, "headers": {"content-type": "application/evil+json"}}, 415,
@@ -92,12 +94,26 @@ DOOR_CASES = {
     "serve-too-many-values": ({"content": b'{"texts": [' + b"{}," * 50_000 + b"{}]}", "headers": JSON}, 422, "body"),
     "serve-host-not-allowed": ({"content": GOOD, "headers": {**JSON, "host": "evil.example"}}, 400, "host"),
     "serve-malformed-http": (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n", 400, None),
+    "serve-framing-cl-te": (framed(b"Content-Length: %d" % len(CHUNKED), b"Transfer-Encoding: chunked",
+                                   body=CHUNKED), 400, None),
+    "serve-framing-content-lengths": (framed(b"Content-Length: 30", b"Content-Length: 31"), 400, None),
+    "serve-framing-transfer-encoding": (framed(b"Transfer-Encoding: gzip", body=CHUNKED), 400, None),
+    "serve-framing-transfer-encodings": (framed(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked",
+                                                body=CHUNKED), 400, None),
+    "serve-framing-http10-transfer-encoding": (framed(b"Transfer-Encoding: chunked", body=CHUNKED).replace(
+        b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1), 400, None),
+    "serve-host-userinfo": ({"content": GOOD, "headers": {**JSON, "host": "127.0.0.1:1@evil.example"}}, 400, "host"),
+    "serve-text-cleaned-too-long": ({"json": {"text": "\ufdfa" * 5000}}, 422, "text"),
+    "serve-client-connections": (crowds.client_crowded, 429, None),
+    "serve-too-costly": (crowds.too_costly, 413, "texts"),
 }
 
 
 def door_answer(server, problem_id: str) -> tuple[int, dict, dict]:
     """(status, headers, JSON body) of the real server's answer to one DOOR_CASES request."""
     how = DOOR_CASES[problem_id][0]
+    if callable(how):
+        return how(server)
     if isinstance(how, bytes):
         status, headers, body = raw_http(server.port, how)
         return status, headers, json.loads(body)

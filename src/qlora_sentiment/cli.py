@@ -65,7 +65,7 @@ def _serve_until_stopped(args) -> None:
                     max_batch_tokens=args.max_batch_tokens, text_tokens=record.max_length, task=record.task,
                     max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout=args.request_timeout,
                     body_timeout=args.body_timeout, max_connections=args.max_connections,
-                    idle_timeout=args.idle_timeout)
+                    max_connections_per_client=args.max_connections_per_client, idle_timeout=args.idle_timeout)
     # the model loads on the server's model thread: GET /health answers at once, GET /ready once it is loaded
     serve(sock, lambda: load_analyzer(args), f"serving {args.model}", limits, metrics, args.allowed_hosts)
 
@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=bounded(1, 100_000), default=1000,
                        help="open connections (and requests in progress), 1..100000; when full, the connection "
                             "idle longest is closed (lowered to fit ulimit -n, with a warning)")
+    serve.add_argument("--max-connections-per-client", type=bounded(1, 100_000), default=100,
+                       help="open connections of one client address, 1..100000 (at most --max-connections): beyond "
+                            "it that client's idle ones are closed, or its newcomer gets a 429 when all are busy; "
+                            "raise it behind a proxy (one address for every client)")
     serve.add_argument("--idle-timeout", type=seconds(600), default=10.0,
                        help="seconds a connection may stay open without sending a whole request head, at most 600")
     serve.set_defaults(func=_serve)

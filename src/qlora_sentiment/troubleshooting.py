@@ -148,6 +148,9 @@ CATALOGUE = [
     Problem("aspects-on-sentence-model", "predict", "aspects: this model labels whole texts",
             "Leave out --aspect, or use a model trained with `data.task: aspect_term` (`-S data=mams_atsa`)."),
     Problem("aspect-empty", "predict", "aspects[0]: empty text", "Give every --aspect a word or phrase."),
+    Problem("aspect-too-many-tokens", "predict", "aspects[0]: 600 tokens; at most 95 for this model's max_length of 96 "
+            "tokens", "The aspect must fit the model's max_length beside at least one token of the text (a generative "
+            "model's: half of the review's room); name it shorter. The web API answers the same as a 422."),
     Problem("aspect-with-file", "predict", "--aspect labels the aspects of one text given as an argument",
             "Give the one text as an argument; --file and --ray label whole texts with sentence models."),
     Problem("adapter-without-weights", "model", "the adapter has no weights (adapter_model.safetensors is missing)",
@@ -202,6 +205,39 @@ CATALOGUE = [
     Problem("predict-resume-output-changed", "predict", "is not what predict wrote",
             "FILE was edited after the run stopped (its sha256 no longer matches the record): start over without "
             "`--resume`, or restore it."),
+    Problem("predict-output-busy", "predict", "is writing it; wait for it or pick another --output",
+            "Another `predict` (the pid named) writes this FILE: two writers would corrupt it. Wait for it, or name "
+            "another `--output`. The lock (`.FILE.predict-lock` beside FILE) dies with its holder, even after "
+            "`kill -9`: nothing to remove."),
+    Problem("predict-output-lock-unmade", "predict", "cannot make its lock file .out.jsonl.predict-lock (Is a directory)",
+            "`predict --output FILE` takes a lock file `.FILE.predict-lock` beside FILE: the system's reason says why "
+            "it cannot (something else of that name, no permission, a full disk, a file system without `flock`). "
+            "Move that away or pick another `--output`."),
+    Problem("predict-output-lock-foreign", "predict", ".out.jsonl.predict-lock exists and is not a predict lock file",
+            "A file of that name holds something else, which predict never overwrites: move it away or pick another "
+            "`--output`."),
+    Problem("predict-output-lock-is-input", "predict", "its lock file .out.jsonl.predict-lock is the input file",
+            "Name another `--output` (its lock file would be the input)."),
+    Problem("predict-resume-bad-record", "predict", 'rows_written is "10", not a whole number >= 0',
+            "FILE.progress.json was edited or damaged (a value of the wrong type or range): start over without "
+            "`--resume`."),
+    Problem("predict-resume-rows-mismatch", "predict", "does not match its progress record (out.jsonl.progress.json "
+            "says 2 rows in the first 24 bytes; they hold 1)",
+            "The record's row count is not what the bytes it names hold (rows would be skipped or written twice): "
+            "start over without `--resume`."),
+    Problem("predict-resume-complete-partial", "predict", "holds 1 row and its progress record says complete, but "
+            "the input has 2", "A record that calls a partial FILE complete is not trusted: start over without "
+            "`--resume`."),
+    Problem("predict-input-changed", "predict", "in.txt: changed while it was being labelled",
+            "The input was appended to or edited during the run (its bytes no longer hash as when checked): FILE is "
+            "not marked complete. Label it again, without `--resume`, once the input has stopped changing."),
+    Problem("predict-stdout-full", "predict", "stdout: cannot write it (No space left on device)",
+            "Free the space where stdout goes, or write with `--output FILE` (resumable)."),
+    Problem("predict-record-disk-full", "predict", "cannot write its progress record out.jsonl.progress.json (No "
+            "space left on device)", "The disk is full: free the space, then `--resume` continues from the last "
+            "record (kept whole)."),
+    Problem("predict-duplicate-key", "predict", "in.jsonl: line 1: text: duplicate key in a JSON object; give each "
+            "field once", "A JSON Lines row gives a key twice (which value is meant?): keep one, as the web API asks."),
     Problem("serve-port-in-use", "serve", "is already in use (another server?); stop it or pick another --port",
             "Stop the other server or pass another `--port` (exit code 4)."),
     Problem("serve-bad-port", "serve", "argument --port: must be in 1..65535, got 70000", "Use a port in 1..65535."),
@@ -215,6 +251,8 @@ CATALOGUE = [
             "A request that waits its whole time for a batch would always time out: lower `--max-wait-ms`."),
     Problem("serve-allowed-hosts", "serve", "argument --allowed-hosts: 'exa mple' is not a host name",
             "Give host names, IP addresses, `*.domain` or `*`, separated by commas (no spaces inside a name)."),
+    Problem("serve-max-connections-per-client", "serve", "argument --max-connections-per-client: must be >= 1, got 0",
+            "Use 1 to 100,000 (default 100; more than `--max-connections` counts as `--max-connections`)."),
     Problem("serve-content-type-missing", "serve", "content-type: missing; send Content-Type: application/json",
             "HTTP 415: send the header (`curl -H 'content-type: application/json'`); a body without one is not read."),
     Problem("serve-content-type-json-suffix", "serve",
@@ -237,6 +275,36 @@ CATALOGUE = [
             "HTTP 400: call the server by a name `--allowed-hosts` lists, or add the name there."),
     Problem("serve-malformed-http", "serve", "request: not valid HTTP/1.1 (illegal header line",
             "HTTP 400 (h11's reason in brackets): fix the client; the server closes the connection."),
+    Problem("serve-framing-cl-te", "serve", "request: ambiguous framing (both Content-Length and Transfer-Encoding)",
+            "HTTP 400, and the connection is closed (RFC 9112 section 6.3: behind a proxy that reads the length the "
+            "other way, the rest would be a smuggled request): send one of the two."),
+    Problem("serve-framing-content-lengths", "serve", "request: ambiguous framing (Content-Length values differ)",
+            "HTTP 400, the connection closed: give the body's length once."),
+    Problem("serve-framing-transfer-encoding", "serve",
+            "request: ambiguous framing (Transfer-Encoding other than chunked alone)",
+            "HTTP 400, the connection closed: send `Content-Length`, or `Transfer-Encoding: chunked` and nothing "
+            "else (no gzip or other transfer coding; HTTP/1.1 only)."),
+    Problem("serve-framing-transfer-encodings", "serve",
+            "request: ambiguous framing (Transfer-Encoding given more than once)",
+            "HTTP 400, the connection closed: send one `Transfer-Encoding: chunked` header (or `Content-Length`)."),
+    Problem("serve-framing-http10-transfer-encoding", "serve",
+            "request: ambiguous framing (Transfer-Encoding in an HTTP/1.0 request)",
+            "HTTP 400, the connection closed: HTTP/1.0 has no transfer codings; send `Content-Length`, or the "
+            "request as HTTP/1.1."),
+    Problem("serve-host-userinfo", "serve", "host: '127.0.0.1:1@evil.example' is not a host name or address with an "
+            "optional port", "HTTP 400: the Host header is a name or address and an optional port, nothing else (no "
+            "`user@`, path or second value), so that no other host hides behind an allowed one."),
+    Problem("serve-text-cleaned-too-long", "serve", "text: 90,000 characters once cleaned (Unicode NFKC and HTML "
+            "entities expand it); at most 5,000", "HTTP 422: some characters clean into many (U+FDFA is 18 in "
+            "NFKC); a text longer once cleaned than `--max-chars` (5,000) is refused before its tokens are counted; "
+            "send it shorter."),
+    Problem("serve-client-connections", "serve", "connections from your address (127.0.0.2) are open with requests "
+            "in progress", "HTTP 429, the connection closed at once: one client address keeps at most "
+            "`--max-connections-per-client` (100) connections open; finish or close some (behind a proxy every "
+            "client shares its address: raise the flag there)."),
+    Problem("serve-too-costly", "serve", "the request timeout is 0.5 s: send fewer or shorter texts",
+            "HTTP 413: at the model's measured pace the request's own forward passes alone would outlast "
+            "`--request-timeout` (the detail names the estimate): split it, or raise the timeout."),
     Problem("gpu-too-old", "model", "(compute capability 7.0) is too old for this torch",
             "The CUDA 13 build of torch in `requirements/cuda.lock` has kernels for compute capability 7.5 and newer "
             "(T4, L4, A10G, A100, H100): V100, P100 and older are unsupported (docs/gpu.md \"GPU generations\")."),

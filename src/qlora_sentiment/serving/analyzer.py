@@ -23,6 +23,12 @@ from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_aspects, ch
 log = logging.getLogger(__name__)
 
 
+def too_long_cleaned(name: str, length: int, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """A text whose cleaned form (NFKC, entities) is over `max_chars` (the web API's: --max-chars), as one line."""
+    return (f"{name}: {length:,} characters once cleaned (Unicode NFKC and HTML entities expand it); at most "
+            f"{max_chars:,}")
+
+
 def aspect_inputs(record: ModelRecord, text, aspects) -> tuple[list[str], str, list[str]]:
     """One text and its aspects checked and cleaned as the training texts were: (aspects, text, aspects cleaned).
     An aspect_term model's aspects must occur in the cleaned text, ignoring case: it was trained on terms of their
@@ -93,6 +99,7 @@ class SentimentAnalyzer:
 
     def _predict_aspects(self, text, aspects, batch_size: int) -> list[dict]:
         aspects, clean_text, clean_aspects = aspect_inputs(self.record, text, aspects)
+        self._aspect_ids(self.scorer.tokenizer, clean_aspects)  # too long for the model: one line, not a 500
         proba = self.scorer.predict_proba([clean_text] * len(aspects), batch_size=batch_size, aspects=clean_aspects)
         return [{"aspect": aspect, **self._row(p)} for aspect, p in zip(aspects, proba)]
 
@@ -102,35 +109,75 @@ class SentimentAnalyzer:
         (`aspect_token_lengths`, aspect_inputs); texts and aspects are cleaned as `predict` cleans them."""
         unique = list(dict.fromkeys([*texts, *aspects]))  # a text with 64 aspects is cleaned once
         clean = dict(zip(unique, self.record.clean_texts(unique)))
+        self._aspect_ids(self.scorer.tokenizer, [clean[a] for a in aspects])
         proba = self.scorer.predict_proba([clean[t] for t in texts], batch_size=batch_size,
                                           aspects=[clean[a] for a in aspects])
         return [self._row(p) for p in proba]
 
-    def aspect_token_lengths(self, text: str, aspects: list[str]) -> list[int]:
-        """aspect_inputs' checks (a DataError naming the aspect at fault), then the tokens each (text, aspect) pair
+    def aspect_token_lengths(self, text: str, aspects: list[str], max_chars: int = MAX_TEXT_CHARS) -> list[int]:
+        """aspect_inputs' checks, the text's cleaned length (as token_lengths checks it) and the aspects' tokens
+        (`_aspect_ids`): a DataError naming the field or aspect at fault; then the tokens each (text, aspect) pair
         occupies in a forward pass, counted as token_lengths counts a text: the text's and the aspect's tokens with
         the prompt (or the pair's special tokens) once, cut at max_length."""
         aspects, clean_text, clean_aspects = aspect_inputs(self.record, text, aspects)
+        if len(clean_text) > max_chars:
+            raise DataError(too_long_cleaned("text", len(clean_text), max_chars))
         tokenizer, overhead, answer, rows = self._token_counter
-        scorer, lead = self.scorer, ""
+        scorer = self.scorer
         if scorer.head == "generative":
             overhead += len(scorer.formatter.middle_ids)
-            lead = " " if scorer.formatter.aspect_space else ""
         else:  # the pair's special tokens instead of a single text's
             overhead = tokenizer.num_special_tokens_to_add(pair=True)
-        text_ids, *aspect_ids = tokenizer([clean_text, *(lead + a for a in clean_aspects)],
-                                          add_special_tokens=False)["input_ids"]
-        for i, ids in enumerate(aspect_ids):  # the prompt's rule (PromptFormatter.aspect_ids), as a request's error
-            if scorer.head == "generative" and len(ids) > scorer.formatter.text_budget // 2:
-                raise DataError(f"aspects[{i}]: {len(ids)} tokens; at most {scorer.formatter.text_budget // 2} "
-                                "(half of the review's room in this model's max_length)")
+        aspect_ids = self._aspect_ids(tokenizer, clean_aspects)
+        text_ids = tokenizer([clean_text], add_special_tokens=False)["input_ids"][0]
         return [(min(scorer.max_length, overhead + len(text_ids) + len(ids)) + answer) * rows for ids in aspect_ids]
 
-    def token_lengths(self, texts: list[str]) -> list[int]:
+    @functools.cached_property
+    def aspect_budget(self) -> tuple[int, str]:
+        """The most tokens an aspect may have, and why: one limit per model, adapter or export. A generative model
+        (the record's head): half of the review's room in the prompt (PromptFormatter.aspect_ids' rule); its export
+        scores with a classifier whose tokenizer adds the prompt to the pair, so the review's room there is
+        max_length less the tokens the pair adds. A classifier: the pair (text, aspect) is encoded with truncation
+        'only_first' at max_length, which can cut only the text and fails ("Truncation error") unless one token of
+        the text is left: max_length less the tokens the pair adds (special tokens) less 1."""
+        scorer = self.scorer
+        half = "(half of the review's room in this model's max_length)"
+        if scorer.head == "generative":
+            return scorer.formatter.text_budget // 2, half
+        added = scorer.tokenizer.num_special_tokens_to_add(pair=True)
+        if self.record.head == "generative":  # its export: the wrapped tokenizer's max_length is prompt + review
+            return (scorer.max_length - added) // 2, half
+        pair = f"{added} go to the pair's special tokens, " if added else ""
+        return (scorer.max_length - added - 1,
+                f"for this model's max_length of {scorer.max_length} tokens ({pair}at least 1 to the text); shorten it")
+
+    def _aspect_ids(self, tokenizer, clean_aspects: list[str]) -> list[list[int]]:
+        """Each cleaned aspect's tokens as the pair encodes them, or a DataError naming the first one over
+        `aspect_budget` (`aspects[0]: 212 tokens; at most 93 for this model's max_length ...`): checked before
+        any forward pass, on every path (predict, predict_pairs, the web API's token count)."""
+        lead = " " if self.scorer.head == "generative" and self.scorer.formatter.aspect_space else ""
+        aspect_ids = tokenizer([lead + a for a in clean_aspects], add_special_tokens=False)["input_ids"]
+        budget, why = self.aspect_budget
+        for i, ids in enumerate(aspect_ids):
+            if len(ids) > budget:
+                raise DataError(f"aspects[{i}]: {len(ids)} tokens; at most {budget} {why}")
+        return aspect_ids
+
+    def token_lengths(self, texts: list[str], max_chars: int = MAX_TEXT_CHARS) -> list[int]:
         """Tokens each text occupies in a forward pass (its prompt included, cut at max_length; times the labels
-        when each label's answer is scored as its own row): what the web API budgets its forward passes by."""
+        when each label's answer is scored as its own row): what the web API budgets its forward passes by. A text
+        whose cleaned form is over `max_chars` (the web API passes its --max-chars, the limit on the text as sent:
+        NFKC spells U+FDFA in 18 characters, so 5,000 of them become 90,000, seconds of tokenizing on the one
+        counting thread, and 1,111 become 19,998) is a DataError, and is never tokenized: no text is counted longer
+        than a text the server admits as sent."""
         tokenizer, overhead, answer, rows = self._token_counter
-        counts = tokenizer(self.record.clean_texts(list(texts)), add_special_tokens=False)["input_ids"]
+        cleaned = []
+        for i, text in enumerate(texts):  # one at a time: the first text over the limit stops the count
+            [clean] = self.record.clean_texts([text])
+            if len(clean) > max_chars:
+                raise DataError(too_long_cleaned(f"texts[{i}]", len(clean), max_chars))
+            cleaned.append(clean)
+        counts = tokenizer(cleaned, add_special_tokens=False)["input_ids"]
         return [(min(self.scorer.max_length, overhead + len(ids)) + answer) * rows for ids in counts]
 
     @functools.cached_property

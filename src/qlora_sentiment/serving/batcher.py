@@ -18,7 +18,8 @@ A request waits at most `max_wait_ms` (counted from the oldest waiting request) 
 most `max_queue` requests wait; beyond that `submit` refuses (the API answers 503). A request withdrawn (client
 gone, time up) sends no more texts to the model: only a pass already running finishes. When a forward pass fails,
 each request in it is run again on its own, so that one request's failure is its own; if the worker itself stops,
-every waiting request is answered with the failure at once.
+every waiting request is answered with the failure at once. Each pass is timed (serving/pace.py): `lone_seconds`
+says what a request would take with the model to itself, so that the web API refuses one its timeout cannot hold.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
+
+from qlora_sentiment.serving.pace import Pace
+from qlora_sentiment.serving.validation import MAX_TEXT_CHARS
 
 log = logging.getLogger("qlora_sentiment.serving")
 
@@ -99,10 +104,17 @@ def _predict(analyzer, texts: list[str], aspects: list[str] | None) -> list[dict
     return analyzer.predict_pairs(texts, aspects, batch_size=len(texts))
 
 
+def _timed(analyzer, texts: list[str], aspects: list[str] | None) -> tuple[list[dict], float]:
+    """_predict, and the seconds it took on the model thread."""
+    started = time.perf_counter()
+    return _predict(analyzer, texts, aspects), time.perf_counter() - started
+
+
 class MicroBatcher:
     def __init__(self, max_batch: int, max_wait_ms: float, max_queue: int, max_batch_tokens: int = 512):
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
         self.max_batch_tokens = max_batch_tokens
+        self.pace = Pace(max_batch, max_batch_tokens)  # the model's measured speed: lone_seconds
         self.thread = ModelThread()
         self.counter = ModelThread("tokens")  # token counts do not wait behind forward passes
         self.pending: deque[Job] = deque()  # requests with texts not yet sent to the model
@@ -154,13 +166,20 @@ class MicroBatcher:
             else:
                 log.error("the model worker stopped: %s", exc)
 
-    async def costs(self, texts: list[str], aspects: list[str] | None = None) -> list[int]:
+    async def costs(self, texts: list[str], aspects: list[str] | None = None, max_chars: int = MAX_TEXT_CHARS
+                    ) -> list[int]:
         """Tokens each text (or each pair of one text and its aspects) occupies in a forward pass, counted off the
-        event loop and off the model thread; an aspect the model cannot label raises DataError."""
+        event loop and off the model thread; an aspect the model cannot label, or a text over `max_chars` once
+        cleaned, raises DataError."""
         analyzer = self.analyzer
         if aspects is None:
-            return await self.counter.call(lambda: analyzer.token_lengths(texts))
-        return await self.counter.call(lambda: analyzer.aspect_token_lengths(texts[0], aspects))
+            return await self.counter.call(lambda: analyzer.token_lengths(texts, max_chars))
+        return await self.counter.call(lambda: analyzer.aspect_token_lengths(texts[0], aspects, max_chars))
+
+    def lone_seconds(self, costs: list[int]) -> tuple[float, int] | None:
+        """(seconds, padded tokens) a request of these costs takes with the model to itself, at the measured pace
+        (serving/pace.py); None until the pace is known."""
+        return self.pace.lone_seconds(costs)
 
     def submit(self, texts: list[str], costs: list[int], aspects: list[str] | None = None) -> Job:
         if len(self.pending) >= self.max_queue:
@@ -228,7 +247,7 @@ class MicroBatcher:
         aspects = None if picked[0][0].aspects is None else [job.aspects[i] for job, i in picked]
         analyzer = self.analyzer
         try:
-            predictions = await self.thread.call(lambda: _predict(analyzer, texts, aspects))
+            predictions, seconds = await self.thread.call(lambda: _timed(analyzer, texts, aspects))
         except Exception as exc:
             jobs = list(dict.fromkeys(job for job, _ in picked))
             if len(jobs) > 1:  # find whose texts fail: each request's share on its own
@@ -247,6 +266,7 @@ class MicroBatcher:
                 job.future.set_exception(ModelFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]))
             return
         self.stats.forward_batches += 1
+        self.pace.record(len(picked), len(picked) * max(job.costs[i] for job, i in picked), seconds)
         self.stats.texts += len(texts)
         for (job, i), prediction in zip(picked, predictions):
             job.results[i] = prediction

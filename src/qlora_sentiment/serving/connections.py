@@ -1,5 +1,5 @@
-"""Connections for `serve`: uvicorn's h11 protocol with the bounds uvicorn lacks, the file descriptors they need,
-and logs that a flood cannot fill.
+"""Connections for `serve`: uvicorn's h11 protocol with the bounds uvicorn lacks, per client and in all (the file
+descriptors they need, and logs that a flood cannot fill: serving/floods.py).
 
 Read in uvicorn 0.54 (protocols/http/h11_impl.py) and asyncio (selector_events.py): a new connection arms no timer
 (the keep-alive timer starts only after a first answer, and is cancelled as soon as any byte arrives), so a
@@ -13,26 +13,28 @@ process out of descriptors fails accept() up to 2048 times a pass, logging a tra
   meanwhile); when every connection has a request in progress, a newcomer gets a 503 in the one error shape and
   is closed at once. accept() never runs out of
   descriptors (`fit_connections` keeps the cap under ulimit -n);
+- one client (one peer address) keeps at most `per_client` connections open: beyond that its own longest-idle
+  connections make room, and when all of them have a request in progress its newcomer gets a 429 and is closed
+  at once, so that one client's reconnect or slow-body flood takes its own share and no one else's (clients behind
+  one proxy or NAT share an address: raise --max-connections-per-client there);
 - a connection that has not sent a whole request head within `idle_timeout` seconds of opening (or of its last
   answer) is closed;
 - uvicorn's own 400 for a malformed request ("Invalid HTTP request received.", text/plain) is a JSON error in the
-  one shape, naming what h11 found (the status is h11's hint: 400, or 431 for a head over 16 KiB).
+  one shape, naming what h11 found (the status is h11's hint: 400, or 431 for a head over 16 KiB); a request
+  whose framing is ambiguous (serving/framing.py) is a 400 too, and every such answer closes the connection.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import re
 import socket
-import sys
-import time
 from collections import OrderedDict
 
 import h11
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
+from qlora_sentiment.serving.framing import AmbiguousFraming, bad_request, framing_problem
+from qlora_sentiment.serving.floods import OncePerMinute, fit_connections, quiet_floods  # noqa: F401 (were here)
 from qlora_sentiment.serving.guard import NOSNIFF
 
 ROOM_AT_ONCE = 32  # idle connections closed at once when the cap is reached (a flood arrives in bursts)
@@ -46,16 +48,41 @@ def _error_bytes(status: int, reason: str, detail: str, retry_after: int | None 
             f"{extra}connection: close\r\nx-content-type-options: nosniff\r\n\r\n").encode() + body
 
 
-class Connections:
-    """The open connections of one server: how many sockets are open, and which wait without a request."""
+class _Peer:
+    """One client address's connections: sockets open, protocols started, those closed to make room whose
+    descriptors are not closed yet, and those waiting without a request."""
 
-    def __init__(self, max_connections: int, idle_timeout: float):
+    def __init__(self):
+        self.open = self.made = self.closing = 0
+        self.waiting: OrderedDict = OrderedDict()
+
+
+def peer_key(address) -> str:
+    """The client of an accepted connection: its IP address ('' for a Unix socket)."""
+    return address[0] if isinstance(address, tuple) and address else ""
+
+
+class Connections:
+    """The open connections of one server: how many sockets are open, and which wait without a request; in all and
+    per client address."""
+
+    def __init__(self, max_connections: int, idle_timeout: float, per_client: int | None = None):
         self.max, self.idle_timeout = max_connections, idle_timeout
+        self.per_client = min(per_client or max_connections, max_connections)
         self.open = 0  # accepted sockets not yet closed
         self.made = 0  # of those, connections whose protocol has started (asyncio starts it a loop pass later)
         self.waiting: OrderedDict = OrderedDict()  # protocols without a request in progress, longest waiting first
+        self.peers: dict[str, _Peer] = {}
+        self.clients: dict[int, str] = {}  # accepted socket's descriptor -> its client
+        self.pause = False  # accept no more this loop pass
         self.busy = _error_bytes(503, "Service Unavailable", f"busy: {max_connections} connections are open "
                                  "with requests in progress; retry", retry_after=1)
+
+    def crowded(self, key: str) -> bytes:
+        shown = json.dumps(key, ensure_ascii=True)[1:-1]
+        return _error_bytes(429, "Too Many Requests", f"busy: {self.per_client} connections from your address "
+                            f"({shown}) are open with requests in progress; retry (--max-connections-per-client)",
+                            retry_after=1)
 
     def protocol(self) -> type:
         """The protocol class for uvicorn.Config(http=...)."""
@@ -67,24 +94,61 @@ class Connections:
         listener.pool = self
         return listener
 
-    def make_room(self) -> bool:
-        """Close up to ROOM_AT_ONCE connections that wait without a request, longest waiting first."""
+    def make_room(self, peer: _Peer | None = None, count: int = ROOM_AT_ONCE) -> bool:
+        """Close up to `count` connections that wait without a request (of one client, or of all), longest waiting
+        first."""
+        waiting = self.waiting if peer is None else peer.waiting
         closed = 0
-        while self.waiting and closed < ROOM_AT_ONCE:
-            oldest, _ = self.waiting.popitem(last=False)
+        while waiting and closed < count:
+            oldest, _ = waiting.popitem(last=False)
             if oldest.idle():
-                oldest.transport.close()  # its descriptor is closed at the start of the loop's next pass
+                oldest.evict()  # its descriptor is closed at the start of the loop's next pass
                 closed += 1
         return closed > 0
+
+    def admit(self, key: str) -> bool:
+        """Whether a connection just accepted from `key` may stay: under its client's cap (those closed to make room
+        not counted), or once the client's longest-idle connection makes room, or (once per loop pass) while some
+        of its connections have not started yet. Accepting goes on meanwhile, so that one client's flood does not
+        keep the others' connections waiting behind its own in the kernel's queue."""
+        peer = self.peers.get(key)
+        live = 0 if peer is None else peer.open - peer.closing  # this one included: 1 more
+        if live < self.per_client or self.make_room(peer, min(ROOM_AT_ONCE, live - self.per_client + 1)):
+            return True
+        if peer.made < peer.open:  # their state is not known yet: let this one in, look again next pass
+            self.pause = True
+            return True
+        return False
+
+
+def _refuse(fd: int, answer: bytes) -> None:
+    """Answer a connection accepted only to be refused, and close it at once: the answer, the end of writing, then
+    what the client has sent so far read and dropped (without waiting), so that the close is a FIN the client reads
+    after the answer rather than a reset for unread bytes."""
+    with socket.socket(fileno=fd) as refuse:
+        refuse.setblocking(False)
+        try:
+            refuse.send(answer)
+            refuse.shutdown(socket.SHUT_WR)
+            refuse.recv(65536)
+        except OSError:
+            pass
 
 
 class _Counted(socket.socket):
     """An accepted connection, counted open until its descriptor is closed."""
     pool: Connections | None = None
+    peer: str = ""
 
     def _real_close(self, *args):  # what close() calls once the descriptor is to be closed
         if self.pool is not None and self.fileno() != -1:
             self.pool.open -= 1
+            self.pool.clients.pop(self.fileno(), None)
+            peer = self.pool.peers.get(self.peer)
+            if peer is not None:
+                peer.open -= 1
+                if peer.open <= 0:
+                    del self.pool.peers[self.peer]
             self.pool = None
         super()._real_close(*args)
 
@@ -95,21 +159,29 @@ class _Listener(socket.socket):
     def accept(self):
         pool = self.pool
         refused = 0
-        while pool.open >= pool.max:
-            if pool.make_room() or pool.made < pool.open or refused >= REFUSED_AT_ONCE:
+        while True:
+            if pool.pause:
+                pool.pause = False
                 raise BlockingIOError  # asyncio stops this pass, and accepts again on the next one
-            fd, _ = self._accept()  # every connection is busy: refuse this one, its descriptor closed at once
-            with socket.socket(fileno=fd) as refuse:
-                refuse.setblocking(False)
-                try:
-                    refuse.send(pool.busy)
-                except OSError:
-                    pass
+            while pool.open >= pool.max:
+                if pool.make_room() or pool.made < pool.open or refused >= REFUSED_AT_ONCE:
+                    raise BlockingIOError
+                fd, _ = self._accept()  # every connection is busy: refuse this one, its descriptor closed at once
+                _refuse(fd, pool.busy)
+                refused += 1
+            fd, address = self._accept()
+            key = peer_key(address)
+            if pool.admit(key):
+                break
+            _refuse(fd, pool.crowded(key))  # its client's connections all have requests in progress
             refused += 1
-        fd, address = self._accept()
+            if refused >= REFUSED_AT_ONCE:
+                raise BlockingIOError
         conn = _Counted(self.family, self.type, self.proto, fileno=fd)
-        conn.pool = pool
+        conn.pool, conn.peer = pool, key
         pool.open += 1
+        pool.peers.setdefault(key, _Peer()).open += 1
+        pool.clients[fd] = key
         return conn, address
 
 
@@ -119,18 +191,34 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.pool.made += 1
+        sock = transport.get_extra_info("socket")
+        self._peer = self.pool.peers.get(self.pool.clients.get(sock.fileno() if sock is not None else -1, ""))
+        if self._peer is not None:
+            self._peer.made += 1
         self._timer = None
+        self._evicted = False
         self._protocol_error: h11.RemoteProtocolError | None = None
         next_event = self.conn.next_event
 
         def remembered():  # uvicorn drops h11's reason; keep it for the 400's detail
             try:
-                return next_event()
+                event = next_event()
+                problem = framing_problem(event) if type(event) is h11.Request else None
+                if problem:
+                    raise AmbiguousFraming(problem)  # answered 400, the connection closed
+                return event
             except h11.RemoteProtocolError as exc:
                 self._protocol_error = exc
                 raise
         self.conn.next_event = remembered
         self._wait()
+
+    def evict(self) -> None:
+        """Closed to make room (counted as closing by its client until its descriptor is closed)."""
+        self._evicted = True
+        if self._peer is not None:
+            self._peer.closing += 1
+        self.transport.close()
 
     def idle(self) -> bool:
         """No request in progress (none yet, or its answer sent), and not closing."""
@@ -138,8 +226,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def _wait(self) -> None:
         """Now waiting for a request: last in line to be closed for room, closed after idle_timeout."""
-        self.pool.waiting[self] = None
-        self.pool.waiting.move_to_end(self)
+        for waiting in (self.pool.waiting, *((self._peer.waiting,) if self._peer is not None else ())):
+            waiting[self] = None
+            waiting.move_to_end(self)
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_later(self.pool.idle_timeout, self._idle_timeout, self.cycle)
@@ -156,16 +245,17 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc) -> None:
         self.pool.made -= 1
         self.pool.waiting.pop(self, None)
+        if self._peer is not None:
+            self._peer.made -= 1
+            self._peer.closing -= self._evicted  # its descriptor is closed right after this
+            self._peer.waiting.pop(self, None)
         if self._timer is not None:
             self._timer.cancel()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        error = self._protocol_error
-        status = getattr(error, "error_status_hint", 400) or 400
-        why = str(error)[:200] if error is not None and str(error) else msg.rstrip(".")
-        body = json.dumps({"detail": f"request: not valid HTTP/1.1 ({why})", "field": None},
-                          separators=(",", ":")).encode()
+        status, detail = bad_request(self._protocol_error, msg)
+        body = json.dumps({"detail": detail, "field": None}, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close"), NOSNIFF]
         try:
@@ -175,73 +265,3 @@ class GuardedH11Protocol(H11Protocol):
         except h11.LocalProtocolError:  # an answer had already begun: nothing more can be said on this connection
             pass
         self.transport.close()
-
-
-RESERVED_FDS = 64  # beyond the connections: the model's files, the listening socket, the loop's pipes, logs
-
-
-def fit_connections(wanted: int) -> int:
-    """`wanted` connections, or fewer when this process may not open enough files: the soft RLIMIT_NOFILE is raised
-    toward the hard one first; what is still missing lowers the cap (one warning), so that accept() never runs out
-    of descriptors."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return wanted
-    try:
-        open_now = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        open_now = 32
-    need = wanted + open_now + RESERVED_FDS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    unlimited = resource.RLIM_INFINITY
-    if soft != unlimited and soft < need:
-        target = need if hard == unlimited else min(need, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft == unlimited or soft >= need:
-        return wanted
-    fitted = max(1, soft - open_now - RESERVED_FDS)
-    print(f"warning: --max-connections {wanted} lowered to {fitted}: this process may open {soft} files "
-          f"(ulimit -n); raise it to serve more", file=sys.stderr, flush=True)
-    return fitted
-
-
-class OncePerMinute(logging.Filter):
-    """Lets one record of a kind through per `period` seconds (a kind: logger, level and first line, numbers
-    ignored); the next one that passes says how many were held back. A process out of descriptors, or a flood of
-    malformed requests, writes a line a minute instead of one per attempt."""
-
-    def __init__(self, period: float = 60.0, clock=time.monotonic, kinds: int = 256):
-        super().__init__()
-        self.period, self.clock, self.kinds = period, clock, kinds
-        self.seen: OrderedDict = OrderedDict()  # kind -> [when it last passed, records held back since]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        first = str(record.msg).split("\n", 1)[0][:120]
-        kind = (record.name, record.levelno, re.sub(r"\d+", "#", first))
-        now = self.clock()
-        state = self.seen.get(kind)
-        if state is not None and now - state[0] < self.period:
-            state[1] += 1
-            return False
-        held = state[1] if state is not None else 0
-        self.seen[kind] = [now, 0]
-        self.seen.move_to_end(kind)
-        while len(self.seen) > self.kinds:
-            self.seen.popitem(last=False)
-        if held:
-            record.msg = f"{record.msg} ({held} more like this in the last {self.period:g} s were not logged)"
-        return True
-
-
-def quiet_floods(*loggers: str) -> None:
-    """OncePerMinute on the loggers that a flood makes talk: asyncio (accept() out of descriptors) and uvicorn's
-    (one warning per malformed request)."""
-    for name in loggers or ("asyncio", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, OncePerMinute) for f in logger.filters):
-            logger.addFilter(OncePerMinute())

@@ -161,15 +161,18 @@ def decode_utf8(body: bytes) -> str:
 
 class Parsed(NamedTuple):
     """A POST /predict body: its texts, and an aspect request's aspects (`texts` then holds its text once per
-    aspect: the (text, aspect) pairs the model labels)."""
+    aspect: the (text, aspect) pairs the model labels); `field`: the field that held the texts."""
     texts: list[str]
     aspects: list[str] | None = None
+    field: str = "texts"
 
 
-def unprocessable(exc: DataError) -> ApiError:
+def unprocessable(exc: DataError, field: str = "texts") -> ApiError:
     """A 422 from the Python API's one-line error (`aspects[1]: 'wine' does not occur in the text; ...`), naming
-    the field or item its message starts with."""
+    the field or item its message starts with (`texts[0]` is `text` when the request sent one `text`)."""
     message = str(exc)
+    if field == "text" and message.startswith("texts[0]:"):
+        message = "text:" + message.removeprefix("texts[0]:")
     return ApiError(422, message, message.partition(":")[0])
 
 
@@ -227,7 +230,9 @@ def parse_request(body: bytes, limits) -> Parsed:
         if problem:
             raise ApiError(422, f"{name}: {problem}", name)
     texts = [text for _, text in items]
-    return Parsed(texts * len(aspects), [aspect for _, aspect in aspects]) if aspects else Parsed(texts)
+    if aspects:
+        return Parsed(texts * len(aspects), [aspect for _, aspect in aspects], "aspects")
+    return Parsed(texts, None, "text" if "text" in data else "texts")
 
 
 class Door:

@@ -1,6 +1,7 @@
-"""Around the whole web app (its error answers included): the Host check (`--allowed-hosts`), a cap on requests in
-progress, `X-Content-Type-Options: nosniff` on every answer; and what the app says about itself without the
-machine's paths (/info, 5xx details)."""
+"""Around the whole web app (its error answers included): the Host check (`--allowed-hosts`: the header must be a
+host name or IP address with an optional port, nothing else: `127.0.0.1:1@evil.example` is refused, not read as
+127.0.0.1), a cap on requests in progress, HEAD answered as GET without the body, `X-Content-Type-Options:
+nosniff` on every answer; and what the app says about itself without the machine's paths (/info, 5xx details)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,23 @@ def allowed_host(entry: str) -> str:
     return f"[{address}]" if address.version == 6 else str(address)
 
 
-def request_host(header: str) -> str:
-    """The host of a Host header, without its port."""
-    host = header.strip().lower()
+_HOST_HEADER = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:[0-9]{0,5})?$")
+
+
+def request_host(header: str) -> str | None:
+    """The host of a Host header, without its port ('' when empty); None unless the header is a host name, an IPv4
+    address or a bracketed IPv6 address, with an optional port (RFC 9110's uri-host [":" port]: no userinfo, path
+    or second value)."""
+    match = _HOST_HEADER.match(header.strip().lower())
+    if match is None:
+        return "" if not header.strip() else None
+    host = match.group(1)
     if host.startswith("["):
-        return host[:host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1])}]"
+        except ValueError:
+            return None
+    return host.rstrip(".")
 
 
 def host_allowed(host: str, allowed: list[str]) -> bool:
@@ -62,14 +74,21 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        if scope["method"] == "HEAD":  # answered as GET (a POST-only path: 405); uvicorn, whose own scope still
+            scope = {**scope, "method": "GET"}  # says HEAD, sends the headers (GET's Content-Length) and no body
+
         async def send_nosniff(message):
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
             await send(message)
 
         if self.allowed is not None:
-            headers = [value for name, value in scope["headers"] if name == b"host"]
-            host = request_host(headers[0].decode("latin-1")) if headers else ""
+            headers = [value.decode("latin-1") for name, value in scope["headers"] if name == b"host"]
+            host = request_host(", ".join(headers)) if headers else ""
+            if host is None:
+                shown = json.dumps(", ".join(headers).strip(), ensure_ascii=True)[1:-1][:80]
+                return await answer(send_nosniff, 400, f"host: '{shown}' is not a host name or address with an "
+                                    "optional port; send Host: name[:port] (--allowed-hosts)", "host")
             if not host or not host_allowed(host, self.allowed):
                 shown = json.dumps(host, ensure_ascii=True)[1:-1][:80]
                 return await answer(send_nosniff, 400, f"host: '{shown}' is not served here (--allowed-hosts)"

@@ -89,6 +89,9 @@ class TextArguments:
     def texts(self, skip: int = 0) -> Iterator[str]:
         return iter(self._texts[skip:])
 
+    def unchanged(self) -> bool:
+        return True  # held in memory
+
     def close(self) -> None:
         pass
 

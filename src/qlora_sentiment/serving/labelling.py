@@ -1,13 +1,22 @@
 """`predict`'s output, written as it is labelled: rows go out a chunk at a time, in input order, flushed, to stdout
 or to `--output FILE`, which a killed run can continue (`--resume`).
 
-FILE's progress record, FILE.progress.json, is rewritten (atomically) at most once a second and when the run
-ends or is interrupted: which model (sha256 of every file of its folder) labelled which input (sha256 of its bytes)
-in which format, and how many rows and bytes of FILE are complete, with the sha256 of those bytes. `--resume`
-refuses another model, input or format, or a FILE changed since; it cuts FILE after the recorded bytes (a chunk
+FILE has one writer (serving/output_lock.py: a second run on it stops at once, naming the first). Its progress
+record, FILE.progress.json, is rewritten (atomically) at most once a second and when the run ends or is
+interrupted: which model (sha256 of every file of its folder) labelled which input (sha256 of its bytes) in which
+format, and how many rows and bytes of FILE are complete, with the sha256 of those bytes. `--resume` trusts none of
+it unchecked (serving/progress.py): it refuses a malformed record, another model, input or format, a FILE changed
+since, or a record whose rows are not the rows those bytes hold; it cuts FILE after the recorded bytes (a chunk
 written after the last record, or a row cut short by a kill, is labelled again) and carries on from the next row.
 Chunks start at the same rows as in an uninterrupted run, so the result is the same file, byte for byte (with the
 same --batch-size and --threads: they decide how texts share a forward pass, which moves the last digits).
+
+No terminal escape reaches stdout raw. The table (a terminal format) shows control characters as visible symbols
+(NUL as U+2400 "␀", ESC as U+241B "␛", the rest of C0 and DEL as their Control Pictures, C1 controls as "\\x9b"),
+all but tab and the line breaks; CSV (unless --raw-csv) changes only what starts an ANSI escape sequence or cuts a
+cell short (NUL "␀", ESC "␛", the C1 CSI as "\\x9b") and keeps other controls (a form feed round-trips), and its
+cells that a spreadsheet would run as a formula get a leading apostrophe. JSON Lines escapes C0 controls (json's
+own) and DEL and the C1 controls (as \\u007f ... \\u009f, which json.dumps leaves raw): the values parse the same.
 """
 
 from __future__ import annotations
@@ -26,13 +35,20 @@ from typing import Iterator
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.core.io import write_json
+from qlora_sentiment.serving.progress import RECORD_VERSION, check_resume
 
-RECORD_VERSION = 1
 # predict labels --batch-size x CHUNK_BATCHES rows per call, from the same rows in every run (a resumed file is the
 # same bytes) and on Ray's workers too (the same calls give the same numbers as single-process predict)
 CHUNK_BATCHES = 8
 COMMIT_SECONDS = 1.0
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection list
+# the table: C0 controls but tab and the line breaks, and DEL, as their Control Pictures; C1 controls (0x9b is
+# CSI) as \x..; CSV: only NUL, ESC and CSI (what starts a terminal escape or ends a C string); JSON Lines: DEL and C1
+# as \u escapes
+_VISIBLE = {**{c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n\r"}, 0x7F: 0x2421,
+            **{c: f"\\x{c:02x}" for c in range(0x80, 0xA0)}}
+_CSV_VISIBLE = {c: _VISIBLE[c] for c in (0x00, 0x1B, 0x9B)}
+_JSON_ESCAPED = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
 
 
 def model_fingerprint(folder: str | Path) -> str:
@@ -47,8 +63,15 @@ def model_fingerprint(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+def visible(text: str) -> str:
+    """Control characters (NUL, ESC and the rest but tab and line breaks) as visible symbols: no terminal escape."""
+    return text.translate(_VISIBLE)
+
+
 def neutralise(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe."""
+    """NUL, ESC and CSI made visible; then a cell a spreadsheet would run as a formula (=, +, -, @, tab, CR
+    first) gets a leading apostrophe."""
+    cell = cell.translate(_CSV_VISIBLE)
     return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
@@ -71,15 +94,15 @@ class Formatter:
 
     def rows(self, rows: list[dict]) -> str:
         if self.fmt == "json":
-            return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            return "".join(json.dumps(r, ensure_ascii=False).translate(_JSON_ESCAPED) + "\n" for r in rows)
         if self.fmt == "csv":
             cell = (lambda text: text) if self.raw_csv else neutralise
             return self._csv([cell(r["text"]), *([cell(r["aspect"])] if self.aspects else []), cell(r["label"]),
                               *[f"{r['probabilities'][lab]:.6f}" for lab in self.labels]] for r in rows)
         lines = []
         for r in rows:
-            text = " ".join(r["text"].splitlines())  # one table row per text, whatever line breaks it holds
-            text = f"{' '.join(r['aspect'].splitlines())}: {text}" if self.aspects else text
+            text = visible(" ".join(r["text"].splitlines()))  # one table row per text, whatever line breaks it holds
+            text = f"{visible(' '.join(r['aspect'].splitlines()))}: {text}" if self.aspects else text
             text = text if len(text) <= 70 else text[:69] + "…"
             lines.append(f"{r['label']:<{self.width}}  " + "  ".join(f"{r['probabilities'][lab]:>8.3f}"
                                                                       for lab in self.labels) + f"  {text}\n")
@@ -87,9 +110,16 @@ class Formatter:
 
     @staticmethod
     def _csv(records) -> str:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows(records)
-        return out.getvalue()
+        """Rows ending in "\\n"; written with "\\r\\n" as the terminator, so that a cell holding a lone "\\r" is
+        quoted too (with "\\n" alone the csv module leaves it bare, and readers split the row there)."""
+        out, lines = io.StringIO(), []
+        writer = csv.writer(out, lineterminator="\r\n")
+        for record in records:
+            writer.writerow(record)
+            lines.append(out.getvalue()[:-2] + "\n")
+            out.seek(0)
+            out.truncate()
+        return "".join(lines)
 
 
 class Output:
@@ -117,13 +147,20 @@ class Output:
 
     def _write(self, text: str, rows: int) -> None:
         if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # a full disk, /dev/full: one line, and nothing more tried at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise DataError(f"stdout: cannot write it ({exc.strerror}); {self.rows_written:,} rows were "
+                                "written: free the space, or write with --output FILE (resumable)") from None
         self.rows_written += rows
 
 
-def check_output_path(path: Path, input_path: Path | None) -> None:
-    """Before the input is read: an --output that cannot be written, or not beside a progress record, is refused."""
+def check_output_folder(path: Path, input_path: Path | None) -> None:
+    """Before FILE's lock is taken: an --output that is a folder, in no folder, a device or the input is refused."""
     try:
         if path.is_dir():
             raise DataError(f"--output {path}: is a folder; name a file")
@@ -135,7 +172,15 @@ def check_output_path(path: Path, input_path: Path | None) -> None:
                             "devices")
         if existed and input_path is not None and input_path.exists() and path.samefile(input_path):
             raise DataError(f"--output {path} is the input file; name another file")
-        # can it be written? (a FILE made by asking is removed again)
+    except OSError as exc:  # a name too long
+        raise DataError(f"--output {path}: cannot write it ({exc.strerror})") from None
+
+
+def check_output_path(path: Path, input_path: Path | None) -> None:
+    """Under FILE's lock, before the input is read: an --output that cannot be written is refused. A FILE made by
+    asking is removed again: under the lock, so no other run can have opened it meanwhile."""
+    try:
+        existed = path.exists()
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666))
         if not existed:
             path.unlink()
@@ -150,53 +195,15 @@ class FileOutput(Output):
         super().__init__(identity)
         self.path, self.target = path, str(path)
         self.record_path = path.with_name(path.name + ".progress.json")
-        self.digest = hashlib.sha256()
+        self.digest, self.committed_rows = hashlib.sha256(), 0
         if resume and path.exists():
             self._continue()
 
     def _continue(self) -> None:
-        earlier = self._read_record()
-        differs = [what for what, key in (("by another model", "model"), ("from other input", "input"))
-                   if earlier[key]["sha256"] != self.settings[key]["sha256"]]
-        if differs:
-            was = f"{earlier['model']['path']} on {earlier['input']['name']}"
-            raise DataError(f"--resume: {self.path} was labelled {' and '.join(differs)} (recorded: {was}); "
-                            "pass the same --model and input, or start over without --resume")
-        for key in ("format", "text_column", "raw_csv"):
-            if earlier[key] != self.settings[key]:
-                raise DataError(f"--resume: {self.path} was written with {key.replace('_', '-')} {earlier[key]!r}, "
-                                f"not {self.settings[key]!r}; pass the same --format, --text-column and --raw-csv")
-        for key in ("batch_size", "threads"):
-            if earlier[key] != self.settings[key]:
-                print(f"warning: --resume: the earlier run used --{key.replace('_', '-')} {earlier[key]}: the rows "
-                      "from here on may differ from an uninterrupted run in their last digits", file=sys.stderr)
-        self._check_prefix(earlier["bytes_written"], earlier["output_sha256"])
+        earlier, self.digest = check_resume(self.path, self.record_path, self.settings)
         self.rows_written, self.bytes_written = earlier["rows_written"], earlier["bytes_written"]
+        self.committed_rows = self.rows_written
         self.complete = earlier["complete"] and self.path.stat().st_size == self.bytes_written
-
-    def _read_record(self) -> dict:
-        keys = {"version", "model", "input", "format", "text_column", "raw_csv", "batch_size", "threads",
-                "rows_written", "bytes_written", "output_sha256", "complete"}
-        try:
-            record = json.loads(self.record_path.read_text(encoding="utf-8"))
-            why = None if isinstance(record, dict) and keys <= record.keys() and record["version"] == RECORD_VERSION \
-                else "not a progress record of this version"
-        except FileNotFoundError:
-            why = "missing"
-        except (OSError, ValueError) as exc:
-            why = f"unreadable: {exc}"
-        if why:
-            raise DataError(f"--resume: {self.path} has no usable progress record ({self.record_path.name}: {why}); "
-                            "start over without --resume")
-        return record
-
-    def _check_prefix(self, size: int, sha256: str) -> None:
-        with self.path.open("rb") as handle:
-            for block in iter(lambda: handle.read(min(1 << 20, size - handle.tell())), b""):
-                self.digest.update(block)
-        if self.path.stat().st_size < size or self.digest.hexdigest() != sha256:
-            raise DataError(f"--resume: {self.path} is not what predict wrote (its first {size:,} bytes changed "
-                            "since); start over without --resume")
 
     def open(self, formatter: Formatter) -> None:
         self._commit()  # first: a FILE without a record is never left behind
@@ -225,10 +232,15 @@ class FileOutput(Output):
             self._commit()
 
     def _commit(self) -> None:
-        write_json(self.record_path, {**self.settings, "version": RECORD_VERSION, "rows_written": self.rows_written,
-                                      "bytes_written": self.bytes_written, "output_sha256": self.digest.hexdigest(),
-                                      "complete": self.complete})
-        self.committed = time.monotonic()
+        try:
+            write_json(self.record_path, {**self.settings, "version": RECORD_VERSION,
+                                          "rows_written": self.rows_written, "bytes_written": self.bytes_written,
+                                          "output_sha256": self.digest.hexdigest(), "complete": self.complete})
+        except OSError as exc:  # the earlier record stays whole (written atomically): --resume goes on from it
+            raise DataError(f"--output {self.path}: cannot write its progress record {self.record_path.name} "
+                            f"({exc.strerror}); {self.committed_rows:,} rows are recorded complete: free the space "
+                            "and continue with --resume") from None
+        self.committed, self.committed_rows = time.monotonic(), self.rows_written
 
     def finish(self) -> None:
         self.complete = True

@@ -1,8 +1,11 @@
 """`qlora-sentiment predict`: label texts given as arguments, on stdin or in a file (streamed and resumable),
-one text's aspects (--aspect), or a file on Ray workers (--ray)."""
+one text's aspects (--aspect), or a file on Ray workers (--ray). An --output FILE has one writer (a lock held from
+before the input is read to the end of the run); an input that changes while it is labelled stops the run before
+it is called complete; stdout that cannot be written (a full disk) is one line, as every other error."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -47,7 +50,7 @@ def predict(args) -> None:
         return _predict_with_ray(args)
     _refuse_ray_flags(args)
     args.format = args.format or "json"
-    run = SimpleNamespace(output=None, total=None, bar=None)
+    run = SimpleNamespace(output=None, total=None, bar=None, lock=None)
     with Signals() as signals:
         try:
             _label(args, signals, run)
@@ -60,6 +63,9 @@ def predict(args) -> None:
             sys.exit(128 + exc.signum)
         except BrokenPipeError:
             _stdout_gone()
+        finally:
+            if run.lock is not None:
+                run.lock.release()
 
 
 def _stdout_gone() -> None:
@@ -71,9 +77,8 @@ def _stdout_gone() -> None:
 def _predict_aspects(args) -> None:
     """--aspect A --aspect B "text": one row per aspect of one text, in order (an aspect-task model)."""
     from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.core.io import write_text
-    from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
-    from qlora_sentiment.serving.labelling import Formatter, Output, check_output_path
+    from qlora_sentiment.serving.labelling import check_output_folder, check_output_path
+    from qlora_sentiment.serving.output_lock import OutputLock
 
     refused = [(bool(args.file) or args.ray is not None, "--aspect labels the aspects of one text given as an "
                 "argument; --file and --ray take whole texts (sentence models)"),
@@ -85,8 +90,20 @@ def _predict_aspects(args) -> None:
         if bad:
             raise DataError(message)
     _refuse_ray_flags(args)
-    if args.output:
-        check_output_path(Path(args.output), None)
+    with contextlib.ExitStack() as held:
+        if args.output:  # one writer: locked before the model loads, so that a second run stops at once
+            check_output_folder(Path(args.output), None)
+            held.enter_context(OutputLock(Path(args.output)))
+            check_output_path(Path(args.output), None)
+        _label_aspects(args)
+
+
+def _label_aspects(args) -> None:
+    from qlora_sentiment.core.errors import DataError
+    from qlora_sentiment.core.io import write_text
+    from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
+    from qlora_sentiment.serving.labelling import Formatter, Output
+
     warn_about_threads(args.threads)
     check_model_folder(args.model)
     from qlora_sentiment.model.record import read_record
@@ -98,7 +115,10 @@ def _predict_aspects(args) -> None:
             for p in analyzer.predict(args.texts[0], batch_size=args.batch_size, aspects=args.aspect)]
     formatter = Formatter(args.format or "json", analyzer.labels, args.raw_csv, aspects=True)
     if args.output:  # a few rows: written whole (atomically), no progress record to resume from
-        write_text(args.output, formatter.header() + formatter.rows(rows))
+        try:
+            write_text(args.output, formatter.header() + formatter.rows(rows))
+        except OSError as exc:  # a full disk: one line
+            raise DataError(f"--output {args.output}: cannot write it ({exc.strerror})") from None
         return
     output = Output({})
     output.open(formatter)
@@ -166,14 +186,18 @@ def _label(args, signals, run) -> None:
 
     from qlora_sentiment.core.errors import DataError
     from qlora_sentiment.serving.inputs import check_model_folder, predict_texts, warn_about_threads
-    from qlora_sentiment.serving.labelling import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_path,
-                                                   model_fingerprint)
+    from qlora_sentiment.serving.labelling import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_folder,
+                                                   check_output_path, model_fingerprint)
+    from qlora_sentiment.serving.output_lock import OutputLock
 
     output = Path(args.output) if args.output else None
     if args.resume and output is None:
         raise DataError("--resume needs --output FILE (rows written to stdout cannot be continued)")
     if output is not None:
-        check_output_path(output, Path(args.file) if args.file else None)
+        source = Path(args.file) if args.file else None
+        check_output_folder(output, source)
+        run.lock = OutputLock(output, source).acquire()  # one writer: before anything is read or written
+        check_output_path(output, source)  # the write probe, under the lock (it may make FILE and remove it)
     texts = predict_texts(args.texts, args.file, args.text_column)  # every input error before the model loads
     run.total = texts.rows
     warn_about_threads(args.threads)
@@ -201,11 +225,21 @@ def _label(args, signals, run) -> None:
     # to a log file (stderr not a terminal) a redraw every 10 s, not ten a second: hours of labelling stay short
     with tqdm(total=texts.rows, initial=run.output.rows_written, unit="text", disable=not piped, file=sys.stderr,
               mininterval=0.1 if sys.stderr.isatty() else 10) as run.bar:
-        while part := list(islice(pending, chunk)):
-            predictions = analyzer.predict(part, batch_size=args.batch_size)
-            with signals.deferred():
-                run.output.write([{"text": t, **p} for t, p in zip(part, predictions)])
-            run.bar.update(len(part))
+        try:
+            while part := list(islice(pending, chunk)):
+                predictions = analyzer.predict(part, batch_size=args.batch_size)
+                with signals.deferred():
+                    run.output.write([{"text": t, **p} for t, p in zip(part, predictions)])
+                run.bar.update(len(part))
+        except DataError:  # a bad row on the second pass: the input was cut or edited since the first one
+            if texts.unchanged():
+                raise
+    if not texts.unchanged():  # appended to or edited while it was labelled: not what was checked and recorded
+        with signals.deferred():
+            run.output.stop()
+        where = f"{output} is left incomplete" if output else "the rows written are not all of it"
+        raise DataError(f"{texts.name}: changed while it was being labelled (appended or edited after its rows "
+                        f"were checked); {where}: label it again without --resume once it stops changing")
     with signals.deferred():
         run.output.finish()
     texts.close()  # stdin's temporary copy goes with it

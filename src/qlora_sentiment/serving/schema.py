@@ -72,12 +72,18 @@ TEXT_RULE = ("at most {max_chars} characters (Unicode code points), valid Unicod
              "an empty text")
 
 ERRORS = {
-    400: "the Host header is not one that `--allowed-hosts` names, or the request is not valid HTTP/1.1",
+    400: "the Host header is not one that `--allowed-hosts` names (or not a host[:port]), or the request is not "
+         "valid HTTP/1.1 or its body's length is ambiguous (Content-Length with Transfer-Encoding, differing "
+         "Content-Length values, a Transfer-Encoding other than chunked): the connection is closed",
     408: "the request body did not arrive within the body timeout",
-    413: "the request body is larger than the limits allow",
+    413: "the request body is larger than the limits allow, or its texts would take the model longer than the "
+         "request timeout even alone (estimated at the model's measured pace)",
     415: "the body is not declared as uncompressed UTF-8 JSON: Content-Type must be application/json (charset utf-8 "
          "or none), Content-Encoding identity or none; a UTF-16/32 body is refused too",
-    422: "invalid request: `field` names the field or item, `detail` says why",
+    422: "invalid request: `field` names the field or item, `detail` says why (an aspect too long in tokens for "
+         "the model, a text over the character limit once cleaned included)",
+    429: "this client address has `--max-connections-per-client` connections open, each with a request in "
+         "progress: the connection is refused at once",
     500: "the model failed on this request's texts (other requests are not affected)",
     503: "busy (queue full), the model not loaded yet, or no answer within the request timeout: retry after "
          "Retry-After seconds",

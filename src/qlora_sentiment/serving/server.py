@@ -121,8 +121,10 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
         failures.append(exc)
         server.should_exit = True
 
-    limits = dataclasses.replace(limits, max_connections=fit_connections(limits.max_connections))  # ulimit -n
-    connections = Connections(limits.max_connections, limits.idle_timeout)
+    fitted = fit_connections(limits.max_connections)  # ulimit -n
+    limits = dataclasses.replace(limits, max_connections=fitted,
+                                 max_connections_per_client=min(limits.max_connections_per_client, fitted))
+    connections = Connections(limits.max_connections, limits.idle_timeout, limits.max_connections_per_client)
     app = create_app(load, limits, metrics, on_ready=lambda: tasks.append(asyncio.ensure_future(announce())),
                      on_failure=on_failure, allowed_hosts=allowed_hosts)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", server_header=False,

@@ -3,12 +3,16 @@
 One output row per input row, in order, always: a text file and JSON Lines are split on "\\n" only (U+2028, form
 feeds and other Unicode line breaks stay inside their text; a "\\r" before the "\\n" is dropped), CSV/TSV go through
 the csv module (a quoted newline stays in its field). A blank row is an error, not skipped (only blank lines at the
-very end are). Every error names the file and line. A text is scored without the whitespace around it.
+very end are), and so is a JSON object that gives a key twice (as the web API refuses it). Every error names the
+file and line. A text is scored without the whitespace around it.
 
 Nothing is read whole: `TextFile.scan` reads the input once, line by line, checking every row, counting the rows and
 hashing the bytes while keeping none of them, so every error comes before any model loads or any output is opened,
-whatever the size of the input; `texts()` then reads it again, lazily, while the rows are labelled. stdin cannot
-be read twice: the first pass copies it into an anonymous temporary file (on disk, not in memory).
+whatever the size of the input; `texts()` then reads it again, lazily, while the rows are labelled (the rows the
+first pass counted, no more), hashing what it reads, and `unchanged()` at the end hashes the rest, and the whole
+input again, and compares: an input appended to or edited during the run is caught before the run calls itself
+complete. stdin cannot be read twice: the first pass copies it into an anonymous temporary file (on disk, not in
+memory).
 """
 
 from __future__ import annotations
@@ -110,13 +114,30 @@ def _tsv_rows(lines, name: str, column: str):
     return _csv_rows(lines, name, column, "\t")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return row
+
+
 def _jsonl_rows(lines, name: str, column: str):
     def fail(item):
         raise DataError(f"{name}: line {item[0]}: empty line; every line must be a JSON object")
 
     for i, line in _lines(lines, fail):
         try:
-            row = json.loads(line, parse_constant=NonFinite.parse)
+            row = json.loads(line, parse_constant=NonFinite.parse, object_pairs_hook=_no_duplicates)
+        except _DuplicateKey as exc:
+            key = json.dumps(exc.args[0], ensure_ascii=True)[1:-1]
+            key = key if len(key) <= 40 else key[:39] + "…"
+            raise DataError(f"{name}: line {i}: {key}: duplicate key in a JSON object; give each field once") \
+                from None
         except RecursionError:
             raise DataError(f"{name}: line {i} is not JSON (nested too deeply)") from None
         except json.JSONDecodeError as exc:
@@ -127,6 +148,12 @@ def _jsonl_rows(lines, name: str, column: str):
         if not isinstance(value, str):
             raise DataError(f"{name}: line {i}: '{column}' is {describe(value)}, not a string")
         yield i, value
+
+
+def _hashed(raw_lines: Iterable[bytes], digest) -> Iterator[bytes]:
+    for raw in raw_lines:
+        digest.update(raw)
+        yield raw
 
 
 _READERS = {".txt": _txt_rows, ".csv": _csv_rows, ".tsv": _tsv_rows, ".jsonl": _jsonl_rows}
@@ -204,14 +231,8 @@ class TextFile:
     def scan(self, max_chars: int = MAX_TEXT_CHARS, raw_lines: Iterable[bytes] | None = None) -> "TextFile":
         """The first pass: every row checked and counted, the bytes hashed; nothing kept."""
         digest = hashlib.sha256()
-
-        def hashed(lines):
-            for raw in lines:
-                digest.update(raw)
-                yield raw
-
         try:
-            self.rows = sum(1 for _ in iter_texts(hashed(raw_lines if raw_lines is not None else self.stream),
+            self.rows = sum(1 for _ in iter_texts(_hashed(raw_lines if raw_lines is not None else self.stream, digest),
                                                   self.name, self.kind, self.column, max_chars))
         except OSError as exc:
             raise DataError(f"{self.name}: cannot read it ({exc.strerror})") from None
@@ -221,9 +242,26 @@ class TextFile:
         return self
 
     def texts(self, skip: int = 0) -> Iterator[str]:
-        """The texts again, lazily, from row `skip` on (0-based)."""
+        """The texts again, lazily, from row `skip` on (0-based) to the last row the first pass counted; the bytes
+        read are hashed for `unchanged()`."""
         self.stream.seek(0)
-        return itertools.islice(iter_texts(self.stream, self.name, self.kind, self.column, self.max_chars), skip, None)
+        self._again = hashlib.sha256()
+        rows = iter_texts(_hashed(self.stream, self._again), self.name, self.kind, self.column, self.max_chars)
+        return itertools.islice(rows, skip, self.rows)
+
+    def unchanged(self) -> bool:
+        """After `texts()`: whether the bytes the second pass read (to the end) and the input's bytes now are both
+        the ones the first pass hashed: not appended to, cut or edited meanwhile, before or after it was read."""
+        now = hashlib.sha256()
+        try:
+            for block in iter(lambda: self.stream.read(1 << 20), b""):
+                self._again.update(block)
+            self.stream.seek(0)
+            for block in iter(lambda: self.stream.read(1 << 20), b""):
+                now.update(block)
+        except OSError:
+            return False
+        return self._again.hexdigest() == now.hexdigest() == self.sha256
 
     def close(self) -> None:
         self.stream.close()

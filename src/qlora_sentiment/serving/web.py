@@ -39,6 +39,7 @@ class Limits:
     request_timeout: float = 30.0  # seconds from arrival to answer; beyond: 503
     body_timeout: float = 10.0  # seconds to receive the body; beyond: 408
     max_connections: int = 1000  # open connections and requests in progress (serving/connections.py, guard.py)
+    max_connections_per_client: int = 100  # open connections of one client address (serving/connections.py)
     idle_timeout: float = 10.0  # seconds a connection may stay open without sending a whole request head
     task: str = "sentence"      # the model's data.task: an aspect model's requests name their aspects
 
@@ -119,7 +120,7 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
         return ApiError(503, why, None, retry_after=1)
 
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_unset=True,
-              responses=error_responses(400, 408, 413, 415, 422, 500, 503),
+              responses=error_responses(400, 408, 413, 415, 422, 429, 500, 503),
               openapi_extra={"requestBody": request_body})
     async def predict(request: Request):
         loop = asyncio.get_running_loop()
@@ -137,13 +138,20 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
             batcher.stats.rejected += 1
             raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry")
         try:
-            costs = await asyncio.wait_for(batcher.costs(parsed.texts, parsed.aspects),
+            costs = await asyncio.wait_for(batcher.costs(parsed.texts, parsed.aspects, limits.max_chars),
                                            max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             batcher.stats.timeouts += 1
             raise unavailable(f"no answer within {limits.request_timeout:g} s (the model is busy); retry") from None
-        except DataError as exc:  # an aspect_term model's aspect that is not in the text
-            raise unprocessable(exc) from None
+        except DataError as exc:  # an aspect not in the text or too long in tokens, a text too long once cleaned
+            raise unprocessable(exc, parsed.field) from None
+        lone = batcher.lone_seconds(costs)
+        if lone is not None and lone[0] > limits.request_timeout:  # it would outlast its time with the model alone
+            seconds, tokens = lone
+            raise ApiError(413, f"{parsed.field}: this request needs about {seconds:.3g} s of the model alone "
+                                f"({len(costs)} {'pairs' if parsed.aspects else 'texts'}, {tokens:,} padded tokens at "
+                                f"the measured {seconds / tokens * 1000:.3g} ms per token); the request timeout is "
+                                f"{limits.request_timeout:g} s: send fewer or shorter texts", parsed.field)
         try:
             job = batcher.submit(parsed.texts, costs, parsed.aspects)
         except QueueFull:
