@@ -24,8 +24,8 @@ from json.scanner import py_make_scanner
 from typing import NamedTuple
 
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, NonFinite, check_aspects, describe,
-                                                text_problem)
+from qlora_sentiment.serving.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
+                                                describe, no_duplicate_keys, quote, text_problem)
 
 SMALL_BODY = 65_536  # bytes: parsed on the event loop (well under a millisecond)
 BIG_BODIES = 16      # bodies over SMALL_BODY read and parsed at once; 16 x 3.9 MB at the default limits
@@ -37,12 +37,6 @@ class ApiError(Exception):
     def __init__(self, status: int, detail: str, field: str | None = None, retry_after: int | None = None):
         super().__init__(detail)
         self.status, self.detail, self.field, self.retry_after = status, detail, field, retry_after
-
-
-def quote(name: str) -> str:
-    """A client-supplied name, short and escaped (ASCII, no lone surrogate): safe to print in any JSON."""
-    text = json.dumps(name, ensure_ascii=True)[1:-1]
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def check_headers(headers) -> None:
@@ -115,20 +109,11 @@ def _what(value) -> str:
     return describe(value)
 
 
-def _no_duplicates(pairs: list) -> dict:
-    seen = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ApiError(422, f"{quote(key)}: duplicate key in a JSON object; give each field once", quote(key))
-        seen.add(key)
-    return dict(pairs)
-
-
 def loads(text: str, max_values: int):
     """json.loads with Python's own scanner, so that it can stop: after `max_values` values (_TooManyValues), at a
     duplicate key (ApiError 422); NaN/Infinity become NonFinite markers, over-long integers LongNumber markers."""
     decoder = json.JSONDecoder(parse_constant=NonFinite.parse, parse_int=_long_or_int,
-                               object_pairs_hook=_no_duplicates)
+                               object_pairs_hook=no_duplicate_keys)
     count = 0
 
     def counted(scan_once):
@@ -144,7 +129,10 @@ def loads(text: str, max_values: int):
     decoder.parse_object = lambda state, strict, scan_once, hook, pairs_hook, memo: JSONObject(
         state, strict, counted(scan_once), hook, pairs_hook, memo)
     decoder.scan_once = py_make_scanner(decoder)
-    return decoder.decode(text)
+    try:
+        return decoder.decode(text)
+    except DuplicateKey as exc:
+        raise ApiError(422, str(exc), exc.field) from None
 
 
 def decode_utf8(body: bytes) -> str:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, NonFinite, describe, text_problem
+from qlora_sentiment.serving.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
+                                                no_duplicate_keys, text_problem)
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # where a "\r" not followed by "\n" ends a line (the csv module's view)
@@ -114,30 +115,15 @@ def _tsv_rows(lines, name: str, column: str):
     return _csv_rows(lines, name, column, "\t")
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-def _no_duplicates(pairs: list) -> dict:
-    row = dict(pairs)
-    if len(row) < len(pairs):
-        seen = set()
-        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
-    return row
-
-
 def _jsonl_rows(lines, name: str, column: str):
     def fail(item):
         raise DataError(f"{name}: line {item[0]}: empty line; every line must be a JSON object")
 
     for i, line in _lines(lines, fail):
         try:
-            row = json.loads(line, parse_constant=NonFinite.parse, object_pairs_hook=_no_duplicates)
-        except _DuplicateKey as exc:
-            key = json.dumps(exc.args[0], ensure_ascii=True)[1:-1]
-            key = key if len(key) <= 40 else key[:39] + "…"
-            raise DataError(f"{name}: line {i}: {key}: duplicate key in a JSON object; give each field once") \
-                from None
+            row = json.loads(line, parse_constant=NonFinite.parse, object_pairs_hook=no_duplicate_keys)
+        except DuplicateKey as exc:
+            raise DataError(f"{name}: line {i}: {exc}") from None
         except RecursionError:
             raise DataError(f"{name}: line {i} is not JSON (nested too deeply)") from None
         except json.JSONDecodeError as exc:

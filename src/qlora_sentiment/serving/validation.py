@@ -9,6 +9,7 @@ Hangul fillers, variation selectors, …) alone are an empty text.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -46,6 +47,31 @@ class NonFinite(float):
         value = cls(name.replace("Infinity", "inf"))
         value.name = name
         return value
+
+
+def quote(name: str) -> str:
+    """A client-supplied name, short and escaped (ASCII, no lone surrogate): safe to print in any JSON."""
+    text = json.dumps(name, ensure_ascii=True)[1:-1]
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+class DuplicateKey(Exception):
+    """A JSON object that gives a key twice (the web API and predict's JSON Lines both refuse it): `field` is the
+    key quoted, str() the message."""
+
+    def __init__(self, key: str):
+        self.field = quote(key)
+        super().__init__(f"{self.field}: duplicate key in a JSON object; give each field once")
+
+
+def no_duplicate_keys(pairs: list) -> dict:
+    """json's object_pairs_hook: the object, or DuplicateKey naming the first key given twice."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
 
 
 def describe(value) -> str:
