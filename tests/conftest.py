@@ -4,6 +4,7 @@ project. Plain helpers live in helpers.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from qlora_sentiment.core.cpu_isa import PINS  # noqa: E402  (no torch import)
 for _name, _value in PINS["avx2"].items():
     os.environ.setdefault(_name, _value)
 
-from helpers import aspect_overrides, build_tiny_llama, make_project, serving, train_tiny  # noqa: E402
+from helpers import aspect_overrides, build_tiny_llama, make_project, run, serving, subprocess_env, train_tiny  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
@@ -32,17 +33,43 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture()
 def python_bin_env() -> dict:
     """Environment for subprocesses: this interpreter's bin first on PATH (dvc runs `python stages/...`)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "ci"
-    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "ci@example.invalid"
-    return env
+    return subprocess_env()
 
 
 @pytest.fixture()
 def project(tmp_path, tiny_llama, python_bin_env):
     """A tiny project in a temporary git repo (see helpers.make_project) and its subprocess environment."""
     return make_project(tmp_path / "project", tiny_llama, python_bin_env), python_bin_env
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, tiny_llama, worker_id) -> Path:
+    """One tiny project after a whole `dvc repro`, committed with its dvc.lock: made once per test run and
+    shared by the xdist workers (a file lock in the run's common temporary folder), read-only. Tests that
+    change it take a copy (`reproduced_project`). It is a fresh run like any other: the reproducibility test
+    compares a second fresh run with it."""
+    from filelock import FileLock
+
+    common = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    repo = common / "reproduced"
+    with FileLock(str(common / "reproduced.lock")):
+        if not (common / "reproduced.done").exists():
+            env = subprocess_env()
+            shutil.rmtree(repo, ignore_errors=True)  # a worker that failed half-way
+            make_project(repo, tiny_llama, env)
+            run(["dvc", "repro"], repo, env)
+            run(["git", "add", "-A"], repo, env)
+            run(["git", "commit", "-qm", "baseline run"], repo, env)
+            (common / "reproduced.done").touch()
+    return repo
+
+
+@pytest.fixture()
+def reproduced_project(reproduced, tmp_path, python_bin_env):
+    """A private copy of `reproduced` (git history, DVC cache and outputs), and its subprocess environment."""
+    copy = tmp_path / "project"
+    shutil.copytree(reproduced, copy, symlinks=True)
+    return copy, python_bin_env
 
 
 @pytest.fixture(scope="session")

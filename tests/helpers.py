@@ -113,6 +113,15 @@ PROJECT_FILES = ["dvc.yaml", "stages", "src", "assets", ".dvc/config", ".dvc/.gi
 TINY_MODEL = "models/local/tiny-llama"  # where make_project puts the tiny model (a base_model dep)
 
 
+def subprocess_env() -> dict:
+    """Environment for subprocesses: this interpreter's bin first on PATH (dvc runs `python stages/...`)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "ci"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "ci@example.invalid"
+    return env
+
+
 def run(cmd, cwd, env, check=True, text=True):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=text, timeout=900)
     if check and result.returncode != 0:

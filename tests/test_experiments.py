@@ -31,12 +31,8 @@ def wait_for_queue(repo, env, timeout=900):
 
 
 @pytest.mark.slow
-def test_queue_search_compare_report_and_remote(tmp_path, tiny_llama, python_bin_env):
-    env = python_bin_env
-    repo = make_project(tmp_path / "project", tiny_llama, env)
-    run(["dvc", "repro"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "baseline run"], repo, env)
+def test_queue_search_compare_report_and_remote(tmp_path, reproduced_project):
+    repo, env = reproduced_project  # `dvc repro` of the tiny project, committed as "baseline run"
 
     # Search: two learning rates queued with one -S (a Hydra sweep), run by a queue worker.
     run(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.02"], repo, env)
