@@ -124,7 +124,8 @@ def relaunch_distributed(num_processes: int, script: str, argv: list[str], strat
 
 
 # What helps when CUDA runs out of memory, by stage (the script's name): the knob that bounds that stage's peak.
-SCORING_MEMORY = "lower eval.batch_size (a scoring pass holds one batch of prompts, each at most train.max_length tokens)"
+SCORING_MEMORY = ("lower eval.batch_size (a scoring pass holds one batch of prompts, each at most train.max_length "
+                  "tokens)")
 OUT_OF_MEMORY = {
     "train": "lower train.batch_size (raise train.grad_accum to keep the effective batch), lower train.max_length, "
              "set train.gradient_checkpointing: true, or keep quantization.load_in_4bit: true",
