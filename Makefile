@@ -64,6 +64,8 @@ run: install
 	@PATH="$(CURDIR)/$(BIN):$$PATH" qlora-sentiment summary
 
 test: install browser
+	# lint first ([tool.ruff] in pyproject.toml): a second, and a finding stops before the tests start
+	$(BIN)/ruff check .
 	# two workers: most tests are single-threaded (one torch thread each), so two of them use both cores
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 -v --durations=15
 

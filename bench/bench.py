@@ -241,7 +241,7 @@ def speed(args) -> int:
         cmd = [sys.executable, __file__, "--variant", overrides, "--train-examples", str(args.train_examples),
                "--data", args.data]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
@@ -278,7 +278,8 @@ def run_case(case: str, args) -> dict:
         else:  # the notebooks generate an answer: the generative head, whatever the project's default head
             result = eval_reference(params, rows, _scorer(params, args, "generative"))
     return {**result, "peak_memory_mb": round(_peak_memory_mb(), 1),
-            "examples_per_s": result["examples"] / result["seconds"], "tokens_per_s": result["tokens"] / result["seconds"]}
+            "examples_per_s": result["examples"] / result["seconds"],
+            "tokens_per_s": result["tokens"] / result["seconds"]}
 
 
 def main() -> int:
@@ -291,7 +292,8 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="a model folder instead of models/base (random weights are "
                         "fine: see tools/random_model.py); evaluation then uses a fresh LoRA")
     parser.add_argument("--data", default=str(ROOT / "data/prepared"), help="folder with train.jsonl and test.jsonl")
-    parser.add_argument("--text-repeat", type=int, default=1, help="join this many reviews per example (long sequences)")
+    parser.add_argument("--text-repeat", type=int, default=1,
+                        help="join this many reviews per example (long sequences)")
     parser.add_argument("--out", default=str(ROOT / "bench/results.json"))
     parser.add_argument("--speed", nargs="+", metavar="NAME:OVERRIDES",
                         help="instead of project vs reference: train variants of conf/ side by side, e.g. "
@@ -318,13 +320,14 @@ def main() -> int:
                "--reference-max-length", str(args.reference_max_length), "--text-repeat", str(args.text_repeat),
                "--data", args.data, *(["--model", args.model] if args.model else [])]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
         results[case] = json.loads(line[len("RESULT "):])
     ratios = {
-        "train_examples_per_s": results["train-project"]["examples_per_s"] / results["train-reference"]["examples_per_s"],
+        "train_examples_per_s": (results["train-project"]["examples_per_s"]
+                                 / results["train-reference"]["examples_per_s"]),
         "eval_examples_per_s": results["eval-project"]["examples_per_s"] / results["eval-reference"]["examples_per_s"],
         "train_peak_memory": results["train-project"]["peak_memory_mb"] / results["train-reference"]["peak_memory_mb"],
         "eval_peak_memory": results["eval-project"]["peak_memory_mb"] / results["eval-reference"]["peak_memory_mb"],

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import ROOT, WORDS, start_server  # noqa: E402  (the load benchmark's server start)
+from load import ROOT, WORDS, start_server
 
 HEAVY = {"texts": ["good film " * 500] * 64}
 

@@ -74,7 +74,8 @@ def run_path(name, reviews, keys, score, sample: int, seed: int) -> dict:
     result = {"variants": count, "scored": len(reps), **compare(reviews, proba, first_rep, per_review)}
     rng = random.Random(seed)
     chars = [chr(c) for c in codes()]
-    picks = [(i, rng.choice(chars), rng.randrange(3)) for i in rng.sample(range(len(reviews)), min(sample, len(reviews)))]
+    picks = [(i, rng.choice(chars), rng.randrange(3))
+             for i in rng.sample(range(len(reviews)), min(sample, len(reviews)))]
     raw = [variants(reviews[i], char)[kind] for i, char, kind in picks]
     direct = np.asarray(score(raw))
     own = proba[[first_rep[i] for i, _, _ in picks]]
@@ -121,7 +122,8 @@ def main() -> None:
         rows = classify(texts, batch_size=16)
         return [[{d["label"]: d["score"] for d in row}[lab] for lab in labels] for row in rows]
 
-    out["paths"]["pipeline"] = run_path("pipeline", reviews, lambda texts: [tuple(ids) for ids in tokenizer(texts)["input_ids"]],
+    out["paths"]["pipeline"] = run_path("pipeline", reviews,
+                                        lambda texts: [tuple(ids) for ids in tokenizer(texts)["input_ids"]],
                                         score_pipeline, args.sample, 1)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -65,7 +65,7 @@ def start_server(args, max_queue: int) -> tuple[subprocess.Popen, str]:
     if args.base:
         cmd += ["--base", str(args.base)]
     cmd += getattr(args, "extra", [])
-    log = open(args.log_dir / f"server-{port}.log", "w")  # noqa: SIM115 (closed with the process)
+    log = open(args.log_dir / f"server-{port}.log", "w")  # closed with the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300

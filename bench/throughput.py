@@ -6,7 +6,8 @@ labels (`metrics/predictions.jsonl`) on the same test reviews, each variant in a
 Variants: the 4-bit adapter (the previous default of `predict` and `serve`), the merged export on PyTorch in
 float32, bf16 and with dynamic int8 Linear layers (`torch.ao.quantization.quantize_dynamic`), and on ONNX Runtime
 (the export's onnx/model.onnx: today's default) in float32 at two batch sizes, with weight-only int8 and int4
-(MatMulNBits, 8- and 4-bit blocks of 32, int8 compute) and with dynamic int8 MatMuls (per-channel weights, the score head in float32);
+(MatMulNBits, 8- and 4-bit blocks of 32, int8 compute) and with dynamic int8 MatMuls (per-channel weights, the score
+head in float32);
 the quantized graphs are made from onnx/model.onnx into a temporary folder first. Every variant scores the texts
 through `SentimentAnalyzer.predict` (cleaning, prompt, padding, softmax: what the CLI does).
 Writes bench/throughput.json; figures in BENCHMARKS.md ("predict: inference paths on the CPU").

@@ -6,15 +6,11 @@ Offline: converts the packaged GGUF once into a safetensors folder. Hub: resolve
 
 import argparse
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
-
-configure_environment()
-
-from qlora_sentiment.model import base as base_model  # noqa: E402
-from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.core.inputs import MODEL_FOLDER, require_tracked  # noqa: E402
-from qlora_sentiment.core.io import atomic_dir  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
+from qlora_sentiment.config import load_params
+from qlora_sentiment.core.inputs import MODEL_FOLDER, require_tracked
+from qlora_sentiment.core.io import atomic_dir
+from qlora_sentiment.core.runtime import log, setup_stage, stage_entry
+from qlora_sentiment.model import base as base_model
 
 
 @stage_entry

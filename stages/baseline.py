@@ -2,16 +2,12 @@
 
 import argparse
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
-
-configure_environment()
-
-from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.evaluation.analysis import predict_split, reliability_rows, summarize  # noqa: E402
-from qlora_sentiment.model.adapter import load_baseline_scorer  # noqa: E402
-from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl  # noqa: E402
-from qlora_sentiment.core.cpu_matmul import cpu_matmul  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
+from qlora_sentiment.config import load_params
+from qlora_sentiment.core.cpu_matmul import cpu_matmul
+from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl
+from qlora_sentiment.core.runtime import log, setup_stage, stage_entry
+from qlora_sentiment.evaluation.analysis import predict_split, reliability_rows, summarize
+from qlora_sentiment.model.adapter import load_baseline_scorer
 
 
 @stage_entry

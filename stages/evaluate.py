@@ -9,18 +9,14 @@ import csv
 import io
 from pathlib import Path
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
-
-configure_environment()
-
-from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.evaluation.curves import areas  # noqa: E402
-from qlora_sentiment.evaluation.analysis import analyze, predict_split  # noqa: E402
-from qlora_sentiment.model.adapter import load_scorer  # noqa: E402
-from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl, write_text  # noqa: E402
-from qlora_sentiment.evaluation.plots import confusion_png, curves_png, reliability_png  # noqa: E402
-from qlora_sentiment.core.cpu_matmul import cpu_matmul  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
+from qlora_sentiment.config import load_params
+from qlora_sentiment.core.cpu_matmul import cpu_matmul
+from qlora_sentiment.core.io import read_jsonl, write_json, write_jsonl, write_text
+from qlora_sentiment.core.runtime import log, setup_stage, stage_entry
+from qlora_sentiment.evaluation.analysis import analyze, predict_split
+from qlora_sentiment.evaluation.curves import areas
+from qlora_sentiment.evaluation.plots import confusion_png, curves_png, reliability_png
+from qlora_sentiment.model.adapter import load_scorer
 
 
 def write_curves(folder: Path, curves: dict[str, list[dict]]) -> None:

@@ -4,16 +4,12 @@ classifier (`pipeline("text-classification")` loads it) with a model card and th
 import argparse
 from pathlib import Path
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
-
-configure_environment()
-
-from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.model.adapter import adapter_base  # noqa: E402
-from qlora_sentiment.model.record import read_record  # noqa: E402
-from qlora_sentiment.model.export import merge_adapter, write_export  # noqa: E402
-from qlora_sentiment.core.io import atomic_dir, read_json  # noqa: E402
-from qlora_sentiment.core.runtime import log, setup_stage  # noqa: E402
+from qlora_sentiment.config import load_params
+from qlora_sentiment.core.io import atomic_dir, read_json
+from qlora_sentiment.core.runtime import log, setup_stage, stage_entry
+from qlora_sentiment.model.adapter import adapter_base
+from qlora_sentiment.model.export import merge_adapter, write_export
+from qlora_sentiment.model.record import read_record
 
 
 @stage_entry

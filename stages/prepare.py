@@ -3,16 +3,12 @@
 import argparse
 from pathlib import Path
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
-
-configure_environment()
-
-from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.data.prepare import SPLITS, prepare  # noqa: E402
-from qlora_sentiment.data.report import render, write_images  # noqa: E402
-from qlora_sentiment.core.inputs import DATA_FOLDER, require_tracked  # noqa: E402
-from qlora_sentiment.core.io import write_json, write_jsonl  # noqa: E402
-from qlora_sentiment.core.runtime import log  # noqa: E402
+from qlora_sentiment.config import load_params
+from qlora_sentiment.core.inputs import DATA_FOLDER, require_tracked
+from qlora_sentiment.core.io import write_json, write_jsonl
+from qlora_sentiment.core.runtime import log, stage_entry
+from qlora_sentiment.data.prepare import SPLITS, prepare
+from qlora_sentiment.data.report import render, write_images
 
 
 @stage_entry

@@ -7,19 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
-
-configure_environment()
-
-from qlora_sentiment.config import load_params  # noqa: E402
-from qlora_sentiment.core.errors import ConfigError  # noqa: E402
-from qlora_sentiment.core.device import check_c_compiler, resolve_device  # noqa: E402
-from qlora_sentiment.core.environment import describe_environment  # noqa: E402
-from qlora_sentiment.core.io import atomic_dir, read_jsonl, write_json  # noqa: E402
-from qlora_sentiment.core.runtime import is_main_process, log, relaunch_distributed, setup_stage  # noqa: E402
-from qlora_sentiment.model.base import load_ref  # noqa: E402
-from qlora_sentiment.training.outputs import TIMING_FILE, save_adapter, write_curves, write_timing  # noqa: E402
-from qlora_sentiment.training.run import train  # noqa: E402
+from qlora_sentiment.config import load_params
+from qlora_sentiment.core.device import check_c_compiler, resolve_device
+from qlora_sentiment.core.environment import describe_environment
+from qlora_sentiment.core.errors import ConfigError
+from qlora_sentiment.core.io import atomic_dir, read_jsonl, write_json
+from qlora_sentiment.core.runtime import is_main_process, log, relaunch_distributed, setup_stage, stage_entry
+from qlora_sentiment.model.base import load_ref
+from qlora_sentiment.training.outputs import TIMING_FILE, save_adapter, write_curves, write_timing
+from qlora_sentiment.training.run import train
 
 
 @stage_entry

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The stages cap CPU math at AVX2 before torch loads (runtime.cpu_isa, core/cpu_isa.py); tests that call them
 # in-process import torch first, so the cap is set here, for this process and the subprocesses alike.
-from qlora_sentiment.core.cpu_isa import PINS  # noqa: E402  (no torch import)
+from qlora_sentiment.core.cpu_isa import PINS
 
 for _name, _value in PINS["avx2"].items():
     os.environ.setdefault(_name, _value)

@@ -125,7 +125,8 @@ def subprocess_env() -> dict:
 def run(cmd, cwd, env, check=True, text=True):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=text, timeout=900)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]!s}\n{result.stderr[-3000:]!s}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]!s}\n{result.stderr[-3000:]!s}")
     return result
 
 

@@ -69,8 +69,8 @@ def output_problem(problem_id, tmp, run):
               "predict-duplicate-key": [CLI, "predict", "--model", "no-model", "--file", "in.jsonl"],
               "predict-output-lock-unmade": [*base, "--model", "no-model", "--output", "out.jsonl"],
               "predict-output-lock-foreign": [*base, "--model", "no-model", "--output", "out.jsonl"],
-              "predict-output-lock-is-input": [CLI, "predict", "--file", ".out.jsonl.predict-lock", "--model", "no-model",
-                                               "--output", "out.jsonl"]}
+              "predict-output-lock-is-input": [CLI, "predict", "--file", ".out.jsonl.predict-lock",
+                                               "--model", "no-model", "--output", "out.jsonl"]}
     (tmp / "in.jsonl").write_text('{"text": "a", "text": "b"}\n')
     if problem_id == "predict-output-lock-unmade":  # where the lock file goes, a folder: fails for root too
         (tmp / ".out.jsonl.predict-lock").mkdir()
@@ -81,7 +81,8 @@ def output_problem(problem_id, tmp, run):
     if problem_id in simple:
         result = run(simple[problem_id], tmp)
         if problem_id in ("predict-output-lock-foreign", "predict-output-lock-is-input"):
-            assert (tmp / ".out.jsonl.predict-lock").read_text() in ("my notes\n", "a review\n"), "a user's file changed"
+            lock_text = (tmp / ".out.jsonl.predict-lock").read_text()
+            assert lock_text in ("my notes\n", "a review\n"), "a user's file changed"
         return result
     (tmp / "out.jsonl").write_text('{"text": "a fine film"}\n')
     if problem_id == "predict-output-busy":

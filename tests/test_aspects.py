@@ -121,8 +121,8 @@ def test_mams_preset_end_to_end(tmp_path, tiny_llama, python_bin_env):
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "the real presets, MAMS-shaped data"], repo, env)
     tiny = ["model.source=local", f"model.name={TINY_MODEL}", "runtime.torch_threads=1", "lora.last_n_layers=1",
-            "train.max_steps=4", "train.warmup_steps=0", "train.max_length=96", "train.save_steps=4", "train.logging_steps=1",
-            "train.validation_points=0", "eval.batch_size=16"]
+            "train.max_steps=4", "train.warmup_steps=0", "train.max_length=96", "train.save_steps=4",
+            "train.logging_steps=1", "train.validation_points=0", "eval.batch_size=16"]
     run(["dvc", "exp", "run", "-S", "data=mams_atsa", *(a for kv in tiny for a in ("-S", kv))], repo, env)
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert metrics["n"] == 48 and list(metrics["per_class"]) == ["negative", "neutral", "positive"]

@@ -25,10 +25,13 @@ try:
     materialize(ModelConfig(source="hub", name="acme/missing-model", revision=None, head="generative"), out / "missing")
 except ModelError as exc:
     missing = str(exc)
-info = materialize(ModelConfig(source="hub", name="acme/tiny-llama", revision=sys.argv[2] or None, head="generative"), out / "base")
+info = materialize(ModelConfig(source="hub", name="acme/tiny-llama", revision=sys.argv[2] or None, head="generative"),
+                   out / "base")
 ref = load_ref(out / "base")
 tokenizer = load_tokenizer(ref)
-model = load_model(ref, "generative", ["negative", "positive"], QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True, compute_dtype="float32"), tokenizer.pad_token_id)
+model = load_model(ref, "generative", ["negative", "positive"],
+                   QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True, compute_dtype="float32"),
+                   tokenizer.pad_token_id)
 print(json.dumps({"info": info, "ref_path": ref.path, "ref_revision": ref.revision, "missing": missing,
                   "four_bit": sum(type(m).__name__ == "Linear4bit" for m in model.modules())}))
 """
@@ -49,7 +52,8 @@ def test_hub_resolution_records_the_commit(tmp_path, tiny_llama, python_bin_env,
     assert report["info"]["commit"] == COMMIT
     assert report["ref_path"] == "acme/tiny-llama" and report["ref_revision"] == COMMIT
     assert report["four_bit"] > 0
-    assert "cannot reach the Hugging Face Hub for 'acme/missing-model'" in report["missing"] and "model.source: local" in report["missing"]
+    assert "cannot reach the Hugging Face Hub for 'acme/missing-model'" in report["missing"]
+    assert "model.source: local" in report["missing"]
     # no weights were copied next to the reference: they stay in the hub cache
     assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["base_model.json"]
 

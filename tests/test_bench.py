@@ -14,8 +14,8 @@ from qlora_sentiment.data.prepare import SPLITS, prepare
 from qlora_sentiment.core.io import write_jsonl
 
 sys.path.insert(0, str(ROOT / "tools"))
-from compose_params import compose  # noqa: E402
-from random_model import build  # noqa: E402
+from compose_params import compose
+from random_model import build
 
 
 @pytest.mark.slow
@@ -24,9 +24,10 @@ def test_bench_on_a_random_mistral(tmp_path):
     config = json.loads((model / "config.json").read_text())
     assert config["model_type"] == "mistral" and config["vocab_size"] == 32000 and config["num_key_value_heads"] == 2
     # the GPU recipe's params, made CPU-sized
-    params = yaml.safe_load(compose(["experiment=mistral_7b", "runtime.device=cpu", "quantization.compute_dtype=float32",
-                                     "train.optimizer=adamw_torch", "runtime.torch_threads=1", "train.batch_size=4",
-                                     "train.max_length=160", "eval.batch_size=8"]))
+    params = yaml.safe_load(compose(["experiment=mistral_7b", "runtime.device=cpu",
+                                     "quantization.compute_dtype=float32", "train.optimizer=adamw_torch",
+                                     "runtime.torch_threads=1", "train.batch_size=4", "train.max_length=160",
+                                     "eval.batch_size=8"]))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     typed = params_from_dict(params)
     records, _ = prepare(params_from_dict(yaml.safe_load(compose([]))).data, typed.seed)  # offline reviews

@@ -139,7 +139,8 @@ def test_hub_code_path_on_a_local_dataset_folder(tmp_path):
                                          "label": [i % 2 for i in range(n)]}, features=features)
         ds.to_parquet(str(tmp_path / f"{split}.parquet"))
     (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n"
-                                        "  - split: train\n    path: train.parquet\n  - split: test\n    path: test.parquet\n---\n")
+                                        "  - split: train\n    path: train.parquet\n"
+                                        "  - split: test\n    path: test.parquet\n---\n")
     cfg = data_config(source="hub", name=str(tmp_path), text_column="sentence", splits={"train": "train"})
     records, report = prepare(cfg, seed=0)
     assert total(report) == 50
@@ -162,7 +163,8 @@ def test_hub_splits_kept_and_unlabelled_split_refused(tmp_path):
 
 def test_unreachable_hub_dataset_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataError, match="cannot reach the Hugging Face Hub for dataset 'no-such-org/no-such-data'.*HF_HUB_OFFLINE"):
+    unreachable = "cannot reach the Hugging Face Hub for dataset 'no-such-org/no-such-data'.*HF_HUB_OFFLINE"
+    with pytest.raises(DataError, match=unreachable):
         prepare(data_config(source="hub", name="no-such-org/no-such-data"), seed=0)
 
 

@@ -80,7 +80,8 @@ def test_bf16_on_a_pre_ampere_gpu_suggests_float16(monkeypatch):
     device.check_compute_dtype("cuda", "float16")
 
 
-CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
+CPUINFO = ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\n"
+           "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n")
 
 
 @pytest.mark.parametrize("extra, expected", [("avx512_bf16", "bfloat16"), ("amx_bf16 amx_tile", "bfloat16"),

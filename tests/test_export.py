@@ -171,8 +171,8 @@ def test_a_merge_too_big_for_the_gpu_runs_on_the_cpu(tiny_llama, monkeypatch, ca
     from transformers import AutoModelForCausalLM
 
     assert count == AutoModelForCausalLM.from_pretrained(tiny_llama).num_parameters()
-    record = ModelRecord.model_construct(quantization=QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True,
-                                                                        compute_dtype="bfloat16"))
+    record = ModelRecord.model_construct(quantization=QuantizationConfig(load_in_4bit=True, quant_type="nf4",
+                                                                        double_quant=True, compute_dtype="bfloat16"))
     need = count * (2 + 0.56)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     caplog.set_level(logging.WARNING, logger="qlora_sentiment.model.merge_memory")
@@ -185,7 +185,8 @@ def test_a_merge_too_big_for_the_gpu_runs_on_the_cpu(tiny_llama, monkeypatch, ca
     # the CPU placement a GPU machine then asks for loads the real 4-bit layers on the CPU
     monkeypatch.undo()  # this machine's real torch.cuda again (bitsandbytes reads it when it loads)
     model = load_model(ref, "generative", ["negative", "positive"],
-                       QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True, compute_dtype="float32"), 0, on_cpu=True)
+                       QuantizationConfig(load_in_4bit=True, quant_type="nf4", double_quant=True,
+                                          compute_dtype="float32"), 0, on_cpu=True)
     assert {p.device.type for p in model.parameters()} == {"cpu"}
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
 
@@ -217,7 +218,8 @@ def test_the_classifier_export_is_built_without_random_weights(tiny_llama, monke
     assert made == [{"meta"}]
     assert all(p.device.type == "cpu" for p in model.parameters())
     head = merged.get_output_embeddings().weight
-    assert model.model.embed_tokens.weight.data_ptr() == merged.model.embed_tokens.weight.data_ptr()  # taken, not copied
+    # taken, not copied
+    assert model.model.embed_tokens.weight.data_ptr() == merged.model.embed_tokens.weight.data_ptr()
     assert model.score.weight.shape == (2, head.shape[1])
 
 

@@ -14,7 +14,7 @@ import pytest
 from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, run
 
 sys.path.insert(0, str(ROOT / "tools"))
-from random_model import FAMILIES, build  # noqa: E402
+from random_model import FAMILIES, build
 
 # preset -> (tiny family, the pad token the project must end up with, whether the prompt is a chat turn)
 PRESETS = {

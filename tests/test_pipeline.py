@@ -98,7 +98,8 @@ def check_offline_plots_page(index, revisions):
         for rev in revisions:
             assert f'src="static/{rev}_{image}"' in html and (index.parent / "static" / f"{rev}_{image}").is_file()
     vega_plots = html.count("vegaEmbed('#")
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs Debian's chromium to check the plots page (make test installs it)")

@@ -241,7 +241,8 @@ def test_aspect_output_on_a_full_disk_is_one_line(trained_aspects, tmp_path):
 def test_nul_and_terminal_escapes_are_made_visible_in_csv_and_the_table(trained, capsys):
     texts = ["\x00=1+1", "\x1b[2J\x1b[31mred", "a lone\rreturn", "\x9b2J bye", "form\x0cfeed\x7f"]
     shown = {"csv": ["\u2400=1+1", "\u241b[2J\u241b[31mred", '"a lone\rreturn"', "\\x9b2J bye", "form\x0cfeed\x7f"],
-             "table": ["\u2400=1+1", "\u241b[2J\u241b[31mred", "a lone return", "\\x9b2J bye", "form feed\u2421"]}  # splitlines: FF a break
+             # splitlines: FF a break
+             "table": ["\u2400=1+1", "\u241b[2J\u241b[31mred", "a lone return", "\\x9b2J bye", "form feed\u2421"]}
     for fmt, cells in shown.items():
         assert run_main(*model_args(trained), "--format", fmt, *texts) == 0
         out = capsys.readouterr().out

@@ -15,7 +15,7 @@ from qlora_sentiment.config import params_from_dict
 from qlora_sentiment.data.prepare import SPLITS, prepare
 
 sys.path.insert(0, str(ROOT / "tools"))
-from compose_params import compose  # noqa: E402
+from compose_params import compose
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf/data").glob("*.yaml") if not p.stem.startswith("_"))
 

@@ -12,7 +12,7 @@ import yaml
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
-from random_model import family_tokenizer  # noqa: E402
+from random_model import family_tokenizer
 
 PRESET_FAMILY = {"mistral_7b": "mistral-v01-tiny", "mistral_7b_v03": "mistral-v03-tiny", "llama31_8b": "llama3-tiny",
                  "qwen25_7b": "qwen2-tiny", "gemma2_9b": "gemma2-tiny"}

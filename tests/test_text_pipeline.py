@@ -6,7 +6,6 @@ change nothing: the same label and the same probabilities as the clean text."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from helpers import cli

@@ -43,7 +43,8 @@ def run_case(case: str, args) -> dict:
         proba = [{d["label"]: d["score"] for d in row} for row in out]
     done = time.perf_counter()
     return {"case": case, "n": len(texts), "load_s": loaded - start, "predict_s": done - loaded,
-            "texts_per_s": len(texts) / (done - loaded), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "texts_per_s": len(texts) / (done - loaded),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "probabilities": proba}
 
 

@@ -94,7 +94,6 @@ def train_bpe(vocab_size: int, specials: tuple):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from qlora_sentiment.core.packages import package_file
-    from qlora_sentiment.model.base import OFFLINE_MODELS, _join_parts, _sha256
     from qlora_sentiment.data.sources import OFFLINE_CORPORA
 
     corpus = OFFLINE_CORPORA["rotten_tomatoes_full"]

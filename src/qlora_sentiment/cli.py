@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from qlora_sentiment.core.runtime import configure_environment, stage_entry
+from qlora_sentiment.core.runtime import stage_entry
 
 
 def _check(args) -> None:
@@ -232,11 +232,6 @@ def _compare(args):
 
 
 @stage_entry
-def _run(argv):
+def main(argv):
     args = build_parser().parse_args(argv)
     args.func(args)
-
-
-def main(argv=None):
-    configure_environment()
-    _run(argv)

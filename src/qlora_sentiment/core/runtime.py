@@ -15,7 +15,9 @@ log = logging.getLogger("qlora_sentiment")
 
 
 def configure_environment() -> None:
-    """Call before torch is imported: these are read when the libraries load."""
+    """Defaults (a user's own value wins) read when torch, tokenizers and bitsandbytes load, so this runs before
+    they do: stage_entry calls it as a stage or the CLI starts, which is in time because no module they import at
+    the top loads torch (tests/test_entry_points.py); scripts that are not stages call it themselves."""
     # Busy-waiting OpenMP threads fight each other on small machines; passive waiting measured faster here.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -122,7 +124,8 @@ def relaunch_distributed(num_processes: int, script: str, argv: list[str], strat
 
 
 # What helps when CUDA runs out of memory, by stage (the script's name): the knob that bounds that stage's peak.
-SCORING_MEMORY = "lower eval.batch_size (a scoring pass holds one batch of prompts, each at most train.max_length tokens)"
+SCORING_MEMORY = ("lower eval.batch_size (a scoring pass holds one batch of prompts, each at most train.max_length "
+                  "tokens)")
 OUT_OF_MEMORY = {
     "train": "lower train.batch_size (raise train.grad_accum to keep the effective batch), lower train.max_length, "
              "set train.gradient_checkpointing: true, or keep quantization.load_in_4bit: true",
@@ -141,10 +144,12 @@ def out_of_memory_advice(script: str) -> str:
 
 
 def stage_entry(func):
-    """Run a stage's main(): a QloraError prints one line and exits 2; --debug (or QLORA_DEBUG=1) shows the trace."""
+    """Run a stage's main() (or the CLI's) after configure_environment(): a QloraError prints one line and exits 2;
+    --debug (or QLORA_DEBUG=1) shows the trace."""
 
     @functools.wraps(func)
     def wrapper(argv=None):
+        configure_environment()
         argv = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in argv or os.environ.get("QLORA_DEBUG") == "1"
         argv = [a for a in argv if a != "--debug"]

@@ -59,7 +59,8 @@ def _stratified_carve(rows: pd.DataFrame, shares: dict[str, float], seed: int) -
         try:
             rest, out[name] = train_test_split(rest, test_size=share, stratify=rest["label"], random_state=seed)
         except ValueError as exc:  # too few rows of a label to put one in every split
-            raise DataError(f"data.split: cannot carve a stratified {name} split from {len(rest)} rows: {exc}") from None
+            raise DataError(f"data.split: cannot carve a stratified {name} split from {len(rest)} rows: "
+                            f"{exc}") from None
         left -= shares[name]
     out["train"] = rest
     return out

@@ -91,7 +91,8 @@ def _load_offline(cfg: DataConfig) -> dict[str, pd.DataFrame]:
     if cfg.name not in OFFLINE_CORPORA:
         raise DataError(f"data.name: unknown offline corpus '{cfg.name}'; known: {sorted(OFFLINE_CORPORA)}")
     corpus = OFFLINE_CORPORA[cfg.name]
-    frames = {split: _read_corpus_file(corpus.package, spec, corpus.read_kwargs) for split, spec in corpus.files.items()}
+    frames = {split: _read_corpus_file(corpus.package, spec, corpus.read_kwargs)
+              for split, spec in corpus.files.items()}
     if corpus.drop_values:
         frames = {split: f[~f[cfg.label_column].astype(str).isin(corpus.drop_values)] if cfg.label_column in f else f
                   for split, f in frames.items()}

@@ -10,8 +10,8 @@ import numpy as np
 from qlora_sentiment.evaluation.curves import pr_rows, roc_rows
 from qlora_sentiment.evaluation.error_analysis import aspect_error_rates, bucket_error_rates, confident_mistakes
 from qlora_sentiment.core.errors import ModelError
-from qlora_sentiment.evaluation.metrics import (bootstrap_intervals, calibration_metrics, classification_metrics, confusion_counts,
-                      label_indices, reliability_bins)
+from qlora_sentiment.evaluation.metrics import (bootstrap_intervals, calibration_metrics, classification_metrics,
+                                                confusion_counts, label_indices, reliability_bins)
 from qlora_sentiment.evaluation.report import before_after_ids, summary_markdown
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.evaluation.significance import compare
@@ -28,7 +28,8 @@ def predict_split(scorer: LabelScorer, rows: list[dict], batch_size: int) -> lis
     extra = ("aspect", "group", "aspect_train_count") if rows and "aspect" in rows[0] else ()
     return [
         {"id": r["id"], "text": r["text"], **{k: r[k] for k in extra if k in r}, "label": r["label"],
-         "predicted": labels[int(np.argmax(p))], "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
+         "predicted": labels[int(np.argmax(p))],
+         "probabilities": {lab: round(float(x), 6) for lab, x in zip(labels, p)}}
         for r, p in zip(rows, proba)
     ]
 

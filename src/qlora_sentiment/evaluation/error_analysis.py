@@ -71,7 +71,8 @@ def aspect_error_rates(predictions: list[dict]) -> dict:
     kind = np.empty(len(predictions), dtype=object)
     for members in by_sentence.values():
         labels = {predictions[i]["label"] for i in members}
-        kind[members] = "one aspect" if len(members) == 1 else "aspects agree" if len(labels) == 1 else "aspects disagree"
+        kind[members] = ("one aspect" if len(members) == 1 else "aspects agree" if len(labels) == 1
+                         else "aspects disagree")
     out = {"sentences": {name: _rate(errors[kind == name]) for name in ("one aspect", "aspects agree",
                                                                          "aspects disagree")}}
     if all("aspect_train_count" in p for p in predictions):

@@ -13,7 +13,8 @@ def classification_metrics(y_true: list[str], proba: np.ndarray, labels: list[st
     pred = proba.argmax(axis=1)
     out = {"n": int(len(truth)), "accuracy": float(accuracy_score(truth, pred))}
     for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(truth, pred, labels=range(len(labels)), average=average, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(truth, pred, labels=range(len(labels)), average=average,
+                                                     zero_division=0)
         out[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     p, r, f, support = precision_recall_fscore_support(truth, pred, labels=range(len(labels)), zero_division=0)
     out["per_class"] = {

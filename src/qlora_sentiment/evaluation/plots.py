@@ -16,7 +16,8 @@ def confusion_png(counts: np.ndarray, labels: list[str], path: Path, title: str)
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), constrained_layout=True)
-    for ax, data, subtitle, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised (recall)", ".2f")):
+    for ax, data, subtitle, fmt in ((axes[0], counts, "counts", "d"),
+                                    (axes[1], normalised, "row-normalised (recall)", ".2f")):
         image = ax.imshow(data, cmap="Blues", vmin=0, vmax=data.max() if data.max() > 0 else 1)
         ax.set_xticks(range(len(labels)), labels)
         ax.set_yticks(range(len(labels)), labels)

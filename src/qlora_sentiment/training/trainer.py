@@ -24,7 +24,8 @@ def effective_optimizer(requested: str, cuda: bool) -> str:
         return requested
     used = CPU_OPTIMIZER[requested]
     log.warning("train.optimizer: %s needs CUDA to page optimizer state; on this CPU the run uses %s instead "
-                "(same update rule, no paging). The choice is recorded in the adapter's %s.", requested, used, RECORD_FILE)
+                "(same update rule, no paging). The choice is recorded in the adapter's %s.",
+                requested, used, RECORD_FILE)
     return used
 
 
@@ -169,8 +170,8 @@ def _generative_trainer(model, tokenizer, params, train_rows, val_rows, args):
         return Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "completion_mask")})
 
     config = SFTConfig(**args, max_length=params.train.max_length, completion_only_loss=True, packing=False)
-    return resumable(SFTTrainer)(model=model, args=config, train_dataset=to_dataset(train_rows), eval_dataset=to_dataset(val_rows),
-                      processing_class=tokenizer)
+    return resumable(SFTTrainer)(model=model, args=config, train_dataset=to_dataset(train_rows),
+                                 eval_dataset=to_dataset(val_rows), processing_class=tokenizer)
 
 
 def _classifier_trainer(model, tokenizer, params, train_rows, val_rows, args):
