@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed-$(notdir $(LOCK))
 # Debian's chromium draws the offline `dvc plots` page in a test; sudo only when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run test bench lock clean sky
+.PHONY: install browser run test test-fast bench lock clean sky
 
 # One stamp per lock: switching LOCK (CPU <-> CUDA torch) re-syncs the venv instead of keeping the old torch.
 $(STAMP): pyproject.toml $(LOCK) requirements/offline.lock requirements/uv.lock tools/check_lock.py
@@ -67,7 +67,12 @@ test: install browser
 	# lint first ([tool.ruff] in pyproject.toml): a second, and a finding stops before the tests start
 	$(BIN)/ruff check .
 	# two workers: most tests are single-threaded (one torch thread each), so two of them use both cores
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 -v --durations=15
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist worksteal -v --durations=25
+
+# The edit loop: lint, then the tests that train, serve and run no pipeline (`slow` unmarked), on two workers.
+test-fast: install
+	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist worksteal -q -m "not slow" --durations=10
 
 # SkyPilot, the launcher of cloud/sky-train.yaml, in a venv of its own (it pins uvicorn < 0.36, the server here
 # runs 0.54): a laptop needs only this one to rent a GPU. `make sky`, then `.venv-sky/bin/sky launch ...`.

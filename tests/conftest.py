@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,21 @@ from qlora_sentiment.core.cpu_isa import PINS
 for _name, _value in PINS["avx2"].items():
     os.environ.setdefault(_name, _value)
 
-from helpers import aspect_overrides, build_tiny_llama, make_project, run, serving, subprocess_env, train_tiny  # noqa: E402
+from helpers import (  # noqa: E402
+    aspect_overrides, build_tiny_llama, make_project, run, serving, subprocess_env, train_tiny,
+)
+
+
+# The fast tier (`make test-fast`: `-m "not slow"`) leaves out every test that trains, serves or runs a pipeline:
+# those that take one of these fixtures are marked slow here, the others that do it themselves carry the mark.
+HEAVY_FIXTURES = {"tiny_llama", "trained", "trained_aspects", "server", "project", "reproduced", "reproduced_project"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:

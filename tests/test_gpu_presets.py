@@ -1,11 +1,18 @@
-"""Every GPU preset runs its real pipeline on the CPU: `dvc exp run -S experiment=<preset>` in a temporary repo,
-every stage, with the preset's own keys. Only the model (a tiny random model of the same architecture class,
-with the family's real tokenizer and chat template, tools/random_model.py), the data (a small offline set) and
-the threads are swapped; `runtime.device: cpu` is the only CUDA-related key overridden."""
+"""Every GPU preset runs on the CPU with its own keys, on a tiny random model of its architecture class with the
+family's real tokenizer and chat template (tools/random_model.py), a small offline data set and one thread;
+`runtime.device: cpu` is the only CUDA-related key overridden.
+
+Gemma 2, the preset whose export is a causal LM (no classification head reproduces its soft-capped logits), runs
+the whole DVC pipeline (`dvc exp run -S experiment=gemma2_9b` in a temporary repo, every stage). The others differ
+from it in their family's model, tokenizer and data, not in the stages' wiring (one dvc.yaml for all, run end to
+end by tests/test_pipeline.py, test_aspects.py and test_experiments.py): they run the functions the stages run
+(Hydra's compose with `experiment=<preset>`, materialize, prepare, train, score as baseline and evaluate do, merge
+and export) in one process, with the same checks, for half the CPU time (BENCHMARKS.md "Test suite")."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 
@@ -25,6 +32,8 @@ PRESETS = {
     "gemma2_9b": ("gemma2-tiny", "<pad>", True),
     "absa_mams_llama31_8b": ("llama3-tiny", "<|finetune_right_pad_id|>", True),  # on MAMS-shaped aspect data
 }
+THROUGH_DVC = ["gemma2_9b"]
+IN_PROCESS = sorted(set(PRESETS) - set(THROUGH_DVC))
 SWAPS = ["runtime.device=cpu", "runtime.torch_threads=1", "data=rotten_tomatoes", "data.max_train=32",
          "data.max_validation=8", "data.max_test=16"]
 
@@ -37,15 +46,11 @@ def test_every_gpu_preset_has_a_cpu_test():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", THROUGH_DVC)
 def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
     from qlora_sentiment.config import compose, to_yaml
-    from qlora_sentiment.model.base import BaseRef
-    from qlora_sentiment.model.loading import load_tokenizer
-    from qlora_sentiment.model.prompts import PromptFormatter
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
 
-    family, pad, chat = PRESETS[preset]
+    family = PRESETS[preset][0]
     env, repo = python_bin_env, tmp_path / "project"
     for name in [*PROJECT_FILES, "conf"]:
         source, target = ROOT / name, repo / name
@@ -70,11 +75,67 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
                f"model.name={model}", *[a for s in swaps for a in ("-S", s)]], repo, env)
     for stage in ("base_model", "prepare", "train", "baseline", "evaluate", "export"):
         assert f"Running stage '{stage}'" in out.stdout, out.stdout[-3000:]
+    predictions = [json.loads(line) for line in (repo / "metrics/predictions.jsonl").read_text().splitlines()]
+    check_preset_outputs(preset, repo / model, repo / "models/adapter", repo / "models/export", predictions)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", IN_PROCESS)
+def test_gpu_preset_stages_in_one_process(preset, tmp_path):
+    """What the stages run, called in this process on the preset's composed params: the same outputs to check."""
+    from qlora_sentiment.config import compose, params_from_dict
+    from qlora_sentiment.core.runtime import setup_stage
+    from qlora_sentiment.data.prepare import prepare
+    from qlora_sentiment.evaluation.analysis import predict_split
+    from qlora_sentiment.model.adapter import load_baseline_scorer, load_scorer
+    from qlora_sentiment.model.base import load_ref, materialize
+    from qlora_sentiment.model.export import merge_adapter, write_export
+    from qlora_sentiment.model.record import read_record
+    from qlora_sentiment.training.outputs import save_adapter
+    from qlora_sentiment.training.run import train
+
+    model, base, adapter, export = (tmp_path / name for name in ("model", "base", "adapter", "export"))
+    build(PRESETS[preset][0], model)
+    aspects = preset.startswith("absa_")
+    if aspects:  # the preset's own data preset, on files of its shape where a user puts them
+        for name, count, seed in (("train", 16, 0), ("val", 4, 1), ("test", 8, 2)):
+            easy_aspects_xml(tmp_path / "data/raw/mams-atsa" / f"{name}.xml", count, seed)
+    swaps = [s for s in SWAPS if not (aspects and s.startswith("data="))]
+    raw = compose(ROOT / "conf", [f"experiment={preset}", "model.source=local", f"model.name={model}", *swaps])
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the data's relative paths; and DVCLive inspects the git repo of the working directory
+    try:
+        _, params = setup_stage(params_from_dict(raw))
+        materialize(params.model, base)                                     # base_model
+        records, _ = prepare(params.data, params.seed)                      # prepare
+        result = train(params, load_ref(base), records["train"], records["validation"], tmp_path / "checkpoints")
+        save_adapter(result.model, result.tokenizer, adapter, result.record)  # train
+    finally:
+        os.chdir(cwd)
+    test = records["test"]
+    baseline = predict_split(load_baseline_scorer(base, params), test, params.eval.batch_size)  # baseline
+    assert len(baseline) == len(test) and all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in baseline)
+    predictions = predict_split(load_scorer(adapter, base), test, params.eval.batch_size)  # evaluate
+    merged, tokenizer = merge_adapter(adapter, load_ref(base), read_record(adapter))  # export
+    write_export(merged, tokenizer, read_record(adapter), export, {"n": 1, "accuracy": 1.0, "macro": {"f1": 1.0}},
+                 adapter)
+    check_preset_outputs(preset, model, adapter, export, predictions)
+
+
+def check_preset_outputs(preset, model, adapter, export, predictions):
+    """The preset's record, tokens, export class and export scores, wherever the stages ran."""
+    from qlora_sentiment.model.base import BaseRef
+    from qlora_sentiment.model.loading import load_tokenizer
+    from qlora_sentiment.model.prompts import PromptFormatter
+    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+
+    family, pad, chat = PRESETS[preset]
+    aspects = preset.startswith("absa_")
     # transformers 5 forces Qwen2Tokenizer on qwen2 folders (its own normalizer: other ids); the export's auto_map
     # makes plain AutoTokenizer read tokenizer.json whole (tests/test_export_tokenizers.py): only Qwen's has one
-    config = json.loads((repo / "models/export/tokenizer_config.json").read_text())
+    config = json.loads((export / "tokenizer_config.json").read_text())
     assert ("auto_map" in config) == (family == "qwen2-tiny"), config.get("auto_map")
-    record = json.loads((repo / "models/adapter/qlora_sentiment.json").read_text())
+    record = json.loads((adapter / "qlora_sentiment.json").read_text())
     assert record["device"] == "cpu" and record["chat_template"] is chat
     # the presets' `auto`, resolved for this CPU (bf16 with avx512_bf16/AMX, else float32) and recorded as it ran
     from qlora_sentiment.core.device import resolve_compute_dtype
@@ -85,7 +146,7 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
     # Tokens as the family expects: one BOS where its tokenizer adds one (none for Qwen), the pad token, the
     # prompt inside the family's chat template, answer tokens that follow the prompt unmerged.
     spec = FAMILIES[family]
-    tokenizer = load_tokenizer(BaseRef(str(repo / model), None, {}))
+    tokenizer = load_tokenizer(BaseRef(str(model), None, {}))
     assert tokenizer.pad_token == pad
     formatter = PromptFormatter(tokenizer, record["prompt_template"], record["labels"], record["max_length"], chat)
     ids = formatter.encode(["a warm, funny film"], ["film"] if aspects else None)[0]
@@ -100,13 +161,12 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
 
     # The merged export reloads with plain transformers and scores like the adapter did: a sequence classifier,
     # except Gemma 2, whose soft-capped logits no classification head reproduces (the causal LM is exported).
-    exported_record = json.loads((repo / "models/export/qlora_sentiment.json").read_text())
+    exported_record = json.loads((export / "qlora_sentiment.json").read_text())
     expected_class = "AutoModelForCausalLM" if preset == "gemma2_9b" else "AutoModelForSequenceClassification"
     assert exported_record["export"]["auto_class"] == expected_class
-    predictions = [json.loads(line) for line in (repo / "metrics/predictions.jsonl").read_text().splitlines()]
-    exported = SentimentAnalyzer.from_pretrained(repo / "models/export")
+    exported = SentimentAnalyzer.from_pretrained(export)
     again = [exported.predict(p["text"], aspects=[p["aspect"]])[0] for p in predictions[:8]] if aspects \
         else exported.predict([p["text"] for p in predictions[:8]])
     for p, e in zip(predictions, again):
         assert abs(p["probabilities"]["positive"] - e["probabilities"]["positive"]) < 0.05, (p, e)
-    assert len(list((repo / "models/export").glob("*.safetensors"))) >= 1
+    assert len(list(export.glob("*.safetensors"))) >= 1
