@@ -1,0 +1,26 @@
+# output-neutral: error messages, fixes and triggers; what they say is never a stage output
+"""`qlora-sentiment compare` and `summary` refusals."""
+
+from __future__ import annotations
+
+from . import cli, index, rows_of
+
+ROWS = rows_of(
+    "compare",
+    ("compare-input-missing",
+     'missing.json: no such file (--input takes saved',
+     'Save it first: `dvc exp show --json > exps.json`, then `--input exps.json`.',
+     cli("compare", "--input", "missing.json")),
+    ("compare-without-dvc",
+     'dvc is not on PATH',
+     'Activate the environment that has DVC (`make install`, or `pip install dvc hydra-core`), or pass `--input`.',
+     cli("compare", env={"PATH": "<tmp>"})),
+) + rows_of(
+    "summary",
+    ("summary-before-run",
+     'metrics/metrics.json: not found',
+     '`qlora-sentiment summary` reads what the pipeline wrote: run `dvc repro` (or `make run`) first, from the '
+     'project folder (the error line says so too).',
+     cli("summary")),  # an empty folder: nothing the pipeline writes
+)
+problem = index(ROWS)
