@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlora_sentiment.core.errors import QloraError
+from qlora_sentiment.problems.compare import bad_input
 
 DEFAULT_METRIC = "metrics/train/metrics.json:validation.macro_f1"
 SHOWN_METRICS = ("metrics/train/metrics.json:validation.accuracy", "metrics/metrics.json:accuracy",
@@ -69,8 +70,7 @@ def exp_show(repo: Path = Path(".")) -> list[dict]:
     try:
         result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
     except FileNotFoundError:
-        raise QloraError("dvc is not on PATH: install it (make install, or pip install dvc hydra-core) or activate "
-                         "the environment that has it, or pass --input with saved `dvc exp show --json` output") from None
+        raise QloraError(bad_input("compare-without-dvc").format()) from None
     if result.returncode != 0:
         raise QloraError(f"dvc exp show --json failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout)
@@ -84,7 +84,7 @@ def read_exp_show(path: Path) -> list[dict]:
             raise ValueError("expected a list of revisions")
         return show
     except FileNotFoundError:
-        raise QloraError(f"{path}: no such file (--input takes saved `dvc exp show --json` output)") from None
+        raise QloraError(bad_input("compare-input-missing").format(path=path)) from None
     except (OSError, ValueError) as exc:  # a folder, unreadable, not UTF-8, not JSON
         reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
         raise QloraError(f"{path}: not `dvc exp show --json` output ({reason})") from None

@@ -1,12 +1,13 @@
 # output-neutral: the bad-input catalogue's rows (messages, fixes, triggers); what they say is never a stage output
 """The bad-input catalogue, one module per area (params, data, model, ...): each row holds what the one-line error
-says, what to do, and how to set it off. The code that detects a bad input raises from its area's rows
-(`problem("seed-range").message`, or `.format(...)` where the row has a template); tests/test_bad_inputs.py triggers
-every row for real; tools/troubleshooting.py renders docs/troubleshooting.md from `catalogue.CATALOGUE`.
+says, what to do, and how to set it off. The code that detects a bad input raises from its row where the text is
+the code's own (`bad_input("ray-with-resume").format(...)`: the row's template, its fields filled in); where pydantic
+or a library composes the line, the row's message is the distinctive part. tests/test_bad_inputs.py triggers every
+row for real; tools/troubleshooting.py renders docs/troubleshooting.md from `catalogue.CATALOGUE`.
 
 A stage imports only its own areas, and these modules are output-neutral (an error message is never a stage's
-output), so editing a row re-runs no stage. Triggers are plain data: a kind that tests/test_bad_inputs.py's TRIGGERS
-interprets, and its arguments, where `<tmp>` (the test's folder), `<tiny_llama>`, `<trained>`, `<aspects>` (the
+output), so editing a row re-runs no stage. Triggers are plain data: a kind that tests/bad_input_triggers.py's
+TRIGGERS interprets, and its arguments, where `<tmp>` (the test's folder), `<tiny_llama>`, `<trained>`, `<aspects>` (the
 session's tiny models) and `<free_port>` stand for what the test supplies."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ DELETE = "<delete>"  # a params change that removes the key
 
 @dataclass(frozen=True)
 class Trigger:
-    kind: str                   # a key of tests/test_bad_inputs.py's TRIGGERS
+    kind: str                   # a key of tests/bad_input_triggers.py's TRIGGERS
     args: Mapping[str, Any]
 
 
@@ -50,14 +51,14 @@ def rows_of(area: str, *rows: tuple) -> list[Problem]:
 
 
 def index(rows: list[Problem]) -> Callable[[str], Problem]:
-    """`problem(id)` for one area's rows; an unknown id is a KeyError at the raise site's first test."""
+    """`bad_input(id)` for these rows; an unknown id is a KeyError at the raise site's first test."""
     by_id = {p.id: p for p in rows}
     return by_id.__getitem__
 
 
 def cli(*argv: str, **options: Any) -> Trigger:
     """`qlora-sentiment ARGV` in the test's folder. options: files {path: bytes} and folders [path] made first,
-    copies {path: source}, env, setup (a function of tests/test_bad_inputs.py that prepares more), absent (paths
+    copies {path: source}, env, setup (a function of tests/bad_input_triggers.py that prepares more), absent (paths
     that must not exist after: nothing half-written), unchanged (paths of `files` that must keep their bytes)."""
     return Trigger("cli", {"argv": list(argv), **options})
 

@@ -10,11 +10,14 @@ ROWS = rows_of(
     ("compare-input-missing",
      'missing.json: no such file (--input takes saved',
      'Save it first: `dvc exp show --json > exps.json`, then `--input exps.json`.',
-     cli("compare", "--input", "missing.json")),
+     cli("compare", "--input", "missing.json"),
+     '{path}: no such file (--input takes saved `dvc exp show --json` output)'),
     ("compare-without-dvc",
      'dvc is not on PATH',
      'Activate the environment that has DVC (`make install`, or `pip install dvc hydra-core`), or pass `--input`.',
-     cli("compare", env={"PATH": "<tmp>"})),
+     cli("compare", env={"PATH": "<tmp>"}),
+     'dvc is not on PATH: install it (make install, or pip install dvc hydra-core) or activate the environment '
+     'that has it, or pass --input with saved `dvc exp show --json` output'),
 ) + rows_of(
     "summary",
     ("summary-before-run",
@@ -23,4 +26,4 @@ ROWS = rows_of(
      'project folder (the error line says so too).',
      cli("summary")),  # an empty folder: nothing the pipeline writes
 )
-problem = index(ROWS)
+bad_input = index(ROWS)

@@ -111,4 +111,4 @@ ROWS = rows_of(
      prepare({"data.source": "local", "data.name": "<tmp>/reviews.csv"},
              files={"reviews.csv": b"text,label\ngood,positive\nbad,negative\n"})),
 )
-problem = index(ROWS)
+bad_input = index(ROWS)

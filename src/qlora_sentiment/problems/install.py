@@ -13,4 +13,4 @@ ROWS = rows_of(
      '(`make run PYTHON=python3.11`), or `make lock` with yours and commit the new locks.',
      trigger("install_other_python")),
 )
-problem = index(ROWS)
+bad_input = index(ROWS)

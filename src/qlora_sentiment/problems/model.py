@@ -1,6 +1,6 @@
 # output-neutral: error messages, fixes and triggers; what they say is never a stage output
 """Models the stages and `predict` refuse: base_model rows run the real base_model stage on params.yaml with these
-changes (`patch` names what tests/test_bad_inputs.py changes in its process first: a gated hub, an old GPU);
+changes (`patch` names what tests/bad_input_triggers.py changes in its process first: a gated hub, an old GPU);
 `stage_failure` rows inject the failure into a real stage entry point."""
 
 from __future__ import annotations
@@ -96,4 +96,4 @@ ROWS = rows_of(
      '(cloud/sky-train.yaml asks for `memory: 32+`), or a GPU with room for the merge.',
      trigger("export_low_memory")),
 )
-problem = index(ROWS)
+bad_input = index(ROWS)

@@ -133,4 +133,4 @@ ROWS = rows_of(
      'Fix the YAML at the line shown.',
      params_file(b"train: [1, 2\n")),
 )
-problem = index(ROWS)
+bad_input = index(ROWS)

@@ -10,7 +10,8 @@ ROWS = rows_of(
     ("serve-port-in-use",
      'is already in use (another server?); stop it or pick another --port',
      'Stop the other server or pass another `--port` (exit code 4).',
-     trigger("port_in_use")),
+     trigger("port_in_use"),
+     '{host}:{port} is already in use (another server?); stop it or pick another --port'),
     ("serve-bad-port",
      'argument --port: must be in 1..65535, got 70000',
      'Use a port in 1..65535.',
@@ -40,4 +41,4 @@ ROWS = rows_of(
      'Use 1 to 100,000 (default 100; more than `--max-connections` counts as `--max-connections`).',
      cli("serve", "--model", "no-model", "--max-connections-per-client", "0")),
 )
-problem = index(ROWS)
+bad_input = index(ROWS)
