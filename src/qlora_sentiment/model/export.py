@@ -130,8 +130,7 @@ def export_backend(folder: Path, record: ModelRecord, backend: str) -> str:
     if backend == "onnx" and not has_onnx:
         why = ("" if wants_onnx(record.export.auto_class, record.export.dtype)
                else f" ({record.export.dtype} {record.export.auto_class} exports get none)")
-        raise ModelError(f"{folder}: --backend onnx, but the export has no {ONNX_FILE}{why}; rebuild it with "
-                         "dvc repro export, or use --backend torch")
+        raise ModelError(bad_input("export-without-onnx").format(folder=folder, onnx=ONNX_FILE, why=why))
     return backend
 
 

@@ -1,5 +1,5 @@
 # output-neutral: error messages, fixes and triggers; what they say is never a stage output
-"""`qlora-sentiment compare` and `summary` refusals."""
+"""`qlora-sentiment compare` and `summary` refusals (experiments/compare.py, experiments/summary.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ ROWS = rows_of(
      'metrics/metrics.json: not found',
      '`qlora-sentiment summary` reads what the pipeline wrote: run `dvc repro` (or `make run`) first, from the '
      'project folder (the error line says so too).',
-     cli("summary")),  # an empty folder: nothing the pipeline writes
+     cli("summary"),  # an empty folder: nothing the pipeline writes
+     '{path}: not found; run `dvc repro` (or `make run`) in the project folder to produce it'),
 )
 bad_input = index(ROWS)

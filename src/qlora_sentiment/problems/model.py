@@ -109,5 +109,12 @@ ROWS = rows_of(
      'export: merging {billions:.2f}B parameters on the CPU needs ~{need} of RAM and {free} is available: use a '
      'machine with more memory (cloud/sky-train.yaml asks for `memory: 32+`) or a GPU with room for the merge '
      '(docs/gpu.md "Memory")'),
+    ("export-without-onnx",
+     '--backend onnx, but the export has no onnx/model.onnx',
+     'Exports made before the ONNX copy existed, or bf16 exports (GPU presets), have none: rebuild it with `dvc '
+     'repro export` (float32), or use `--backend torch`.',
+     cli("predict", "--model", "<tmp>/export", "--backend", "onnx", "a fine film", setup="export_without_onnx"),
+     '{folder}: --backend onnx, but the export has no {onnx}{why}; rebuild it with dvc repro export, or use '
+     '--backend torch'),
 )
 bad_input = index(ROWS)

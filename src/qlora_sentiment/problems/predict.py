@@ -24,11 +24,6 @@ ROWS = rows_of(
      'on torch (`--backend auto` or `torch`).',
      cli("predict", "--model", "<trained>/adapter", "--base", "<trained>/base", "--backend", "onnx", "a fine film"),
      '{path}: --backend onnx needs a merged export (dvc repro export: models/export); an adapter runs on torch'),
-    ("export-without-onnx",
-     '--backend onnx, but the export has no onnx/model.onnx',
-     'Exports made before the ONNX copy existed, or bf16 exports (GPU presets), have none: rebuild it with `dvc '
-     'repro export` (float32), or use `--backend torch`.',
-     cli("predict", "--model", "<tmp>/export", "--backend", "onnx", "a fine film", setup="export_without_onnx")),
     ("ray-without-file",
      '--ray labels --file FILE or a folder of files',
      '`predict --ray` labels files (`--file reviews.csv` or `--file folder/`); texts as arguments or on stdin go '

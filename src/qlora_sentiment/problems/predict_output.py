@@ -120,7 +120,9 @@ ROWS = rows_of(
     ("predict-resume-complete-partial",
      'holds 1 row and its progress record says complete, but the input has 2',
      'A record that calls a partial FILE complete is not trusted: start over without `--resume`.',
-     resume({"complete": True})),
+     resume({"complete": True}),
+     '--resume: {path} holds {rows:,} row{plural} and its progress record says {state}, but the input has '
+     '{total:,}; start over without --resume'),
     ("predict-input-changed",
      'in.txt: changed while it was being labelled',
      'The input was appended to or edited during the run (its bytes no longer hash as when checked): FILE is not '

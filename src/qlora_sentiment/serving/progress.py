@@ -135,6 +135,6 @@ def check_resume(path: Path, record_path: Path, settings: dict) -> tuple[dict, o
                                                                            size=size, held=held))
     if rows > total or (earlier["complete"] and rows != total):
         state = "complete" if earlier["complete"] else "incomplete"
-        raise DataError(f"--resume: {path} holds {rows:,} row{'s' * (rows != 1)} and its progress record says "
-                        f"{state}, but the input has {total:,}; start over without --resume")
+        raise DataError(bad_input("predict-resume-complete-partial").format(
+            path=path, rows=rows, plural="s" * (rows != 1), state=state, total=total))
     return earlier, digest
