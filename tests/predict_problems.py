@@ -1,6 +1,6 @@
-"""The triggers of the catalogue's `predict` output and resume rows, for tests/test_bad_inputs.py:
-`output_problem` for the rows refused before a model loads (a stand-in model folder is enough),
-`trained_output_problem` for those that need a real one (the session's tiny trained model). Below them, what
+"""The catalogue's `predict` output and resume triggers that take more than a command (bad_input_triggers.py's
+kinds `output_busy`, `resume`: a stand-in model folder is enough, before a model loads; `trained_output`: the
+session's tiny trained model, failing midway). Below them, what
 tests/test_labelling.py and tests/test_predict_output.py share: the real command in this process, a run started
 in the background and watched, and `reviews`, an input of LINES reviews with its uninterrupted run's CSV (made once
 a session)."""
@@ -40,13 +40,6 @@ def stand_in_model(folder):
     return folder
 
 
-OUTPUT_PROBLEMS = ("predict-resume-without-output", "predict-output-is-folder", "predict-output-no-folder",
-                   "predict-output-not-a-file", "predict-output-is-input", "predict-output-unwritable",
-                   "predict-resume-other-model", "predict-resume-other-input", "predict-resume-other-format",
-                   "predict-resume-no-record", "predict-resume-output-changed", "predict-output-busy",
-                   "predict-resume-bad-record", "predict-resume-rows-mismatch", "predict-resume-complete-partial",
-                   "predict-duplicate-key", "predict-output-lock-unmade", "predict-output-lock-foreign",
-                   "predict-output-lock-is-input")
 # a process holding FILE's lock as a running predict does (flock on .FILE.predict-lock, its pid inside)
 HOLDER = ("import fcntl, os, sys, time\n"
           "fd = os.open('.out.jsonl.predict-lock', os.O_RDWR | os.O_CREAT)\n"
@@ -56,46 +49,27 @@ HOLDER = ("import fcntl, os, sys, time\n"
           "time.sleep(120)\n")
 
 
-def output_problem(problem_id, tmp, run):
-    """tests/test_bad_inputs.py's trigger for the catalogue rows above: `run(argv, cwd)` runs the command."""
+def output_busy(tmp, run):
+    """`predict --output out.jsonl` while another process holds its lock: refused naming that pid, out.jsonl kept."""
     (tmp / "in.txt").write_text("a fine film\na dull one\n")
-    base = [CLI, "predict", "--file", "in.txt"]
-    simple = {"predict-resume-without-output": [*base, "--model", "no-model", "--resume"],
-              "predict-output-is-folder": [*base, "--model", "no-model", "--output", "."],
-              "predict-output-no-folder": [*base, "--model", "no-model", "--output", "missing/out.jsonl"],
-              "predict-output-not-a-file": [*base, "--model", "no-model", "--output", "/dev/null"],
-              "predict-output-is-input": [*base, "--model", "no-model", "--output", "in.txt"],
-              "predict-output-unwritable": [*base, "--model", "no-model", "--output", "o" * 300 + ".jsonl"],
-              "predict-duplicate-key": [CLI, "predict", "--model", "no-model", "--file", "in.jsonl"],
-              "predict-output-lock-unmade": [*base, "--model", "no-model", "--output", "out.jsonl"],
-              "predict-output-lock-foreign": [*base, "--model", "no-model", "--output", "out.jsonl"],
-              "predict-output-lock-is-input": [CLI, "predict", "--file", ".out.jsonl.predict-lock",
-                                               "--model", "no-model", "--output", "out.jsonl"]}
-    (tmp / "in.jsonl").write_text('{"text": "a", "text": "b"}\n')
-    if problem_id == "predict-output-lock-unmade":  # where the lock file goes, a folder: fails for root too
-        (tmp / ".out.jsonl.predict-lock").mkdir()
-    if problem_id == "predict-output-lock-foreign":  # someone's file of that name: never truncated or removed
-        (tmp / ".out.jsonl.predict-lock").write_text("my notes\n")
-    if problem_id == "predict-output-lock-is-input":
-        (tmp / ".out.jsonl.predict-lock").write_text("a review\n")
-    if problem_id in simple:
-        result = run(simple[problem_id], tmp)
-        if problem_id in ("predict-output-lock-foreign", "predict-output-lock-is-input"):
-            lock_text = (tmp / ".out.jsonl.predict-lock").read_text()
-            assert lock_text in ("my notes\n", "a review\n"), "a user's file changed"
-        return result
     (tmp / "out.jsonl").write_text('{"text": "a fine film"}\n')
-    if problem_id == "predict-output-busy":
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=tmp, stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout.readline() == "locked\n"
-            result = run([*base, "--model", "no-model", "--output", "out.jsonl"], tmp)
-        finally:
-            holder.kill()
-            holder.wait()
-        assert f"(pid {holder.pid})" in result.stderr, result.stderr
-        assert (tmp / "out.jsonl").read_text() == '{"text": "a fine film"}\n', "a refused run changed the output"
-        return result
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=tmp, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        result = run([CLI, "predict", "--file", "in.txt", "--model", "no-model", "--output", "out.jsonl"], tmp)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"(pid {holder.pid})" in result.stderr, result.stderr
+    assert (tmp / "out.jsonl").read_text() == '{"text": "a fine film"}\n', "a refused run changed the output"
+    return result
+
+
+def resume(tmp, change, run):
+    """`predict --resume` of out.jsonl (one row of two) by a stand-in adapter, its progress record updated with
+    `change` (None: no record): refused, out.jsonl as it was."""
+    (tmp / "in.txt").write_text("a fine film\na dull one\n")
+    (tmp / "out.jsonl").write_text('{"text": "a fine film"}\n')
     model = stand_in_model(tmp / "adapter")
     record = {"version": 1, "model": {"path": "adapter", "sha256": model_fingerprint(model)},
               "input": {"name": "in.txt", "sha256": hashlib.sha256((tmp / "in.txt").read_bytes()).hexdigest(),
@@ -103,16 +77,9 @@ def output_problem(problem_id, tmp, run):
               "format": "json", "text_column": None, "raw_csv": False, "batch_size": 16, "threads": None,
               "rows_written": 1, "bytes_written": 24, "complete": False,
               "output_sha256": hashlib.sha256(b'{"text": "a fine film"}\n').hexdigest()}
-    change = {"predict-resume-other-model": {"model": {"path": "elsewhere", "sha256": "0" * 64}},
-              "predict-resume-other-input": {"input": {"name": "old.txt", "sha256": "0" * 64, "rows": 2}},
-              "predict-resume-other-format": {"format": "csv"},
-              "predict-resume-output-changed": {"output_sha256": "0" * 64},
-              "predict-resume-bad-record": {"rows_written": "10"},
-              "predict-resume-rows-mismatch": {"rows_written": 2},
-              "predict-resume-complete-partial": {"complete": True}}
-    if problem_id != "predict-resume-no-record":
-        (tmp / "out.jsonl.progress.json").write_text(json.dumps({**record, **change[problem_id]}))
-    result = run([*base, "--model", "adapter", "--output", "out.jsonl", "--resume"], tmp)
+    if change is not None:
+        (tmp / "out.jsonl.progress.json").write_text(json.dumps({**record, **change}))
+    result = run([CLI, "predict", "--file", "in.txt", "--model", "adapter", "--output", "out.jsonl", "--resume"], tmp)
     assert (tmp / "out.jsonl").read_text() == '{"text": "a fine film"}\n', "a refused resume changed the output"
     return result
 
@@ -140,16 +107,15 @@ SentimentAnalyzer.predict = predict
 from qlora_sentiment.cli import main
 main(sys.argv[1:])
 """
-TRAINED_OUTPUT_PROBLEMS = ("predict-input-changed", "predict-stdout-full", "predict-record-disk-full")
 
 
-def trained_output_problem(problem_id, tmp, trained, run):
-    """tests/test_bad_inputs.py's trigger for TRAINED_OUTPUT_PROBLEMS, with the session's tiny trained model."""
+def trained_output(what, tmp, trained, run):
+    """A run of the session's tiny trained model that fails midway: stdout_full, record_disk_full, input_changed."""
     (tmp / "in.txt").write_text("a fine film\na dull one\n")
     argv = ["predict", *model_args(trained), "--file", "in.txt", "--output", "out.jsonl"]
-    if problem_id == "predict-stdout-full":
+    if what == "stdout_full":
         return run(["sh", "-c", 'exec "$0" "$@" > /dev/full', CLI, *argv[:-2]], tmp)
-    result = run([sys.executable, "-c", FULL_RECORD if problem_id == "predict-record-disk-full" else CHANGE_INPUT,
+    result = run([sys.executable, "-c", FULL_RECORD if what == "record_disk_full" else CHANGE_INPUT,
                   *argv], tmp)
     assert not json.loads((tmp / "out.jsonl.progress.json").read_text())["complete"]
     return result

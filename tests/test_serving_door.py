@@ -29,8 +29,9 @@ import httpx
 import pytest
 
 import crowds
-from crowds import CHUNKED, framed
+from crowds import framed
 from helpers import CLI, cli, free_port, wait_until
+from qlora_sentiment.problems import web
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc and RLIMIT_NOFILE in a child: Linux")
 JSON = {"content-type": "application/json"}
@@ -76,55 +77,31 @@ def raw_http(port: int, data: bytes, timeout: float = 30) -> tuple[int, dict, by
     return int(lines[0].split()[1]), headers, body
 
 
-# catalogue id -> (the request: httpx.post keywords, raw bytes to send, or a function of the server that answers
-# (status, headers, body); status; field). Each catalogue row's message must be in the answer's detail
-# (test_bad_inputs.py); test_door_cases_answer_in_the_one_shape checks the rest here.
-DOOR_CASES = {
-    "serve-content-type-missing": ({"content": GOOD}, 415, "content-type"),
-    "serve-content-type-json-suffix": ({"content": GOOD, "headers": {"content-type": "application/evil+json"}}, 415,
-                                       "content-type"),
-    "serve-charset": ({"content": GOOD, "headers": {"content-type": "application/json; charset=latin-1"}}, 415,
-                      "content-type"),
-    "serve-utf16-body": ({"content": GOOD.decode().encode("utf-16"), "headers": JSON}, 415, "body"),
-    "serve-content-encoding": ({"content": GOOD, "headers": {**JSON, "content-encoding": "gzip"}}, 415,
-                               "content-encoding"),
-    "serve-duplicate-key": ({"content": b'{"text": "good", "text": "bad"}', "headers": JSON}, 422, "text"),
-    "serve-long-number": ({"content": b'{"texts": ["fine", ' + b"7" * 5000 + b"]}", "headers": JSON}, 422,
-                          "texts[1]"),
-    "serve-too-many-values": ({"content": b'{"texts": [' + b"{}," * 50_000 + b"{}]}", "headers": JSON}, 422, "body"),
-    "serve-host-not-allowed": ({"content": GOOD, "headers": {**JSON, "host": "evil.example"}}, 400, "host"),
-    "serve-malformed-http": (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n", 400, None),
-    "serve-framing-cl-te": (framed(b"Content-Length: %d" % len(CHUNKED), b"Transfer-Encoding: chunked",
-                                   body=CHUNKED), 400, None),
-    "serve-framing-content-lengths": (framed(b"Content-Length: 30", b"Content-Length: 31"), 400, None),
-    "serve-framing-transfer-encoding": (framed(b"Transfer-Encoding: gzip", body=CHUNKED), 400, None),
-    "serve-framing-transfer-encodings": (framed(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked",
-                                                body=CHUNKED), 400, None),
-    "serve-framing-http10-transfer-encoding": (framed(b"Transfer-Encoding: chunked", body=CHUNKED).replace(
-        b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1), 400, None),
-    "serve-host-userinfo": ({"content": GOOD, "headers": {**JSON, "host": "127.0.0.1:1@evil.example"}}, 400, "host"),
-    "serve-text-cleaned-too-long": ({"json": {"text": "\ufdfa" * 5000}}, 422, "text"),
-    "serve-client-connections": (crowds.client_crowded, 429, None),
-    "serve-too-costly": (crowds.too_costly, 413, "texts"),
-}
+# catalogue id -> its trigger's arguments (qlora_sentiment/problems/web.py: the request, its status and field). Each
+# catalogue row's message must be in the answer's detail (test_bad_inputs.py); test_door_cases_answer_in_the_one_shape
+# checks the rest here.
+DOOR_CASES = {p.id: p.trigger.args for p in web.ROWS}
 
 
 def door_answer(server, problem_id: str) -> tuple[int, dict, dict]:
     """(status, headers, JSON body) of the real server's answer to one DOOR_CASES request."""
-    how = DOOR_CASES[problem_id][0]
-    if callable(how):
-        return how(server)
-    if isinstance(how, bytes):
-        status, headers, body = raw_http(server.port, how)
+    how = DOOR_CASES[problem_id]
+    if "scenario" in how:  # a function of crowds
+        return getattr(crowds, how["scenario"])(server)
+    if "framed" in how:
+        request = framed(*how["framed"], body=how["body"]).replace(b" HTTP/1.1\r\n", b" %s\r\n" % how["version"], 1)
+        how = {"raw": request}
+    if "raw" in how:
+        status, headers, body = raw_http(server.port, how["raw"])
         return status, headers, json.loads(body)
-    response = httpx.post(f"{server.url}/predict", timeout=30, **how)
+    response = httpx.post(f"{server.url}/predict", timeout=30, **how["request"])
     return response.status_code, dict(response.headers), response.json()
 
 
 @pytest.mark.parametrize("problem_id", DOOR_CASES)
 def test_door_cases_answer_in_the_one_shape(door_server, problem_id):
     status, headers, body = door_answer(door_server, problem_id)
-    assert (status, body["field"]) == DOOR_CASES[problem_id][1:], body
+    assert (status, body["field"]) == (DOOR_CASES[problem_id]["status"], DOOR_CASES[problem_id]["field"]), body
     assert set(body) == {"detail", "field"} and "\n" not in body["detail"]
     assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
 

@@ -1,11 +1,11 @@
-"""Write docs/troubleshooting.md's table from src/qlora_sentiment/troubleshooting.py.
+"""Write docs/troubleshooting.md's table from src/qlora_sentiment/problems/ (catalogue.py gathers the areas).
 
     python tools/troubleshooting.py          # rewrite docs/troubleshooting.md between the markers
 """
 
 from pathlib import Path
 
-from qlora_sentiment.troubleshooting import render_markdown
+from qlora_sentiment.problems.catalogue import render_markdown
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
 START, END = "<!-- troubleshooting:start -->", "<!-- troubleshooting:end -->"

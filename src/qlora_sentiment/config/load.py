@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from qlora_sentiment.config.schema import Params
 from qlora_sentiment.core.errors import ConfigError
+from qlora_sentiment.problems.params import bad_input
 
 MAX_MISSING_SHOWN = 12
 
@@ -66,8 +67,7 @@ def _describe(error: dict) -> str:
             return f"{key}.{message}" if key else message
         return f"{key}: {message}" if key else message
     expected = {
-        "int_type": "expected an integer", "int_from_float": "expected an integer",
-        "bool_type": "expected true or false",
+        "int_type": "expected an integer", "int_from_float": "expected an integer", "bool_type": "expected true or false",
         "float_type": "expected a number", "string_type": "expected a string", "list_type": "expected a list",
         "dict_type": "expected a mapping", "model_type": "must be a mapping of keys",
         "finite_number": "must be a finite number (no .inf or .nan)",
@@ -86,7 +86,7 @@ def _describe(error: dict) -> str:
 def _range(error: dict) -> str | None:
     # lora.dropout reads better as one interval than as two separate bounds
     if _dotted(error["loc"]) == "lora.dropout":
-        return f"lora.dropout: must be in [0, 1) (got {error.get('input')!r})"
+        return bad_input("lora-dropout").format(value=error.get("input"))
     return None
 
 
@@ -102,31 +102,28 @@ def params_from_dict(raw: dict | None) -> Params:
             raise ConfigError(f"params: {_range(others[0]) or _describe(others[0])}") from None
         shown = ", ".join(missing[:MAX_MISSING_SHOWN]) + (f" and {len(missing) - MAX_MISSING_SHOWN} more"
                                                           if len(missing) > MAX_MISSING_SHOWN else "")
-        raise ConfigError(f"params: missing {shown}; params.yaml is generated from conf/ "
-                          "(python tools/compose_params.py), which holds every default") from None
+        raise ConfigError(bad_input("params-partial").format(keys=shown)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file not found: {path}")
+        raise ConfigError(bad_input("params-missing").format(path=path))
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); "
-                          "save it as UTF-8") from None
+        raise ConfigError(bad_input("params-not-utf8").format(path=path, byte=data[exc.start], line=line)) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise ConfigError(bad_input("params-yaml").format(path=path, where=where, reason=problem)) from None
     if raw is None:
-        raise ConfigError(f"{path}: empty; it must hold every section (seed, runtime, model, quantization, lora, "
-                          "data, prompt, train, eval): python tools/compose_params.py writes it from conf/")
+        raise ConfigError(bad_input("params-empty").format(path=path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping of sections (seed, model, data, ...)")
     return params_from_dict(raw)

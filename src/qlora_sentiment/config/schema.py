@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from qlora_sentiment.core.cpu_matmul import CPU_MATMULS
+from qlora_sentiment.problems.params import bad_input
 
 LABEL_SETS = {2: ["negative", "positive"], 3: ["negative", "neutral", "positive"]}
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
@@ -108,8 +109,7 @@ class LoraConfig(Section):
         if not self.target_modules:
             raise ValueError("target_modules: must name modules or be 'all-linear'")
         if self.last_n_layers is not None and not isinstance(self.target_modules, list):
-            raise ValueError("last_n_layers: needs lora.target_modules as a list of module names "
-                             "(PEFT cannot restrict 'all-linear' to layers)")
+            raise ValueError(bad_input("last-n-layers").format())
         return self
 
 
@@ -122,7 +122,7 @@ class SplitConfig(Section):
     def _sums_to_one(self):
         total = self.train + self.validation + self.test
         if abs(total - 1) > 1e-6:
-            raise ValueError(f"train + validation + test must sum to 1 (got {total:g})")
+            raise ValueError(bad_input("split-fractions").format(total=total))
         return self
 
 
@@ -188,17 +188,16 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _check(self):
         if len(self.labels) not in (2, 3):
-            raise ValueError(f"labels: needs 2 or 3 labels (got {self.labels})")
+            raise ValueError(bad_input("label-count").format(labels=self.labels))
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels: has duplicates ({self.labels})")
         for raw, label in self.label_map.items():
             if label is not None and label not in self.labels:
                 raise ValueError(f"label_map.{raw}: maps to '{label}', not one of {self.labels} (or null to drop)")
         if self.task != "sentence" and self.balance:
-            raise ValueError(f"balance: undersamples single rows, which would split the sentences of task {self.task} "
-                             "(its error analysis reads whole sentences); set it false")
+            raise ValueError(bad_input("aspect-balance").format(task=self.task))
         if self.task != "sentence" and self.aspect_column is None:
-            raise ValueError(f"aspect_column: task {self.task} needs the aspect column's name (e.g. aspect)")
+            raise ValueError(bad_input("aspect-column-null").format(task=self.task))
         if self.splits is not None and "train" not in self.splits:
             raise ValueError("splits: needs a train entry (the others can be carved from it)")
         if self.revision is not None and self.source != "hub":
@@ -228,17 +227,16 @@ def _template_fields(template: str, key: str, aspect: bool) -> None:
     for name in fields:
         if name not in allowed:  # also rejects {text[0]}, {labels.x}, {} and {0}
             spelled = " and ".join("{" + f + "}" for f in allowed)
-            raise ValueError(f"{key}: only {spelled} may appear in braces (found {{{name}}})")
+            raise ValueError(bad_input("template-field").format(key=key, allowed=spelled, name=name))
     for name in ("text", "aspect") if aspect else ("text",):
         if name not in fields:
             raise ValueError(f"{key}: must contain the placeholder {{{name}}}")
     if aspect and fields.index("aspect") < fields.index("text"):
-        raise ValueError(f"{key}: {{aspect}} must come after {{text}} (the review is cut to fit, never the aspect)")
+        raise ValueError(bad_input("aspect-before-text").format(key=key))
     before = {f: literal for literal, f in parsed}
     if aspect and before["text"].endswith(" ") != before["aspect"].endswith(" "):
         # the export's tokenizer prepends one space to both texts of the pair: it cannot spell them differently
-        raise ValueError(f"{key}: put a space before both {{text}} and {{aspect}} or before neither "
-                         "(e.g. 'Review: {text}' and 'Aspect: {aspect}')")
+        raise ValueError(bad_input("aspect-space").format(key=key))
 
 
 class PromptConfig(Section):

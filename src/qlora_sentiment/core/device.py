@@ -8,6 +8,7 @@ import os
 import shutil
 
 from qlora_sentiment.core.errors import ConfigError
+from qlora_sentiment.problems.model import bad_input
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ def unsupported_gpu() -> str | None:
     oldest = f"{built[0] // 10}.{built[0] % 10}"
     gpu = f"{torch.cuda.get_device_name(0)} (compute capability {major}.{minor})"
     if major * 10 + minor < built[0]:
-        return (f"{gpu} is too old for this torch ({torch.__version__}: kernels for {oldest} and newer); rent a GPU "
-                f"of compute capability {oldest} or newer (T4, L4, A10G, A100, H100: docs/gpu.md \"GPU generations\")")
+        return bad_input("gpu-too-old").format(gpu=gpu, torch=torch.__version__, oldest=oldest)
     return (f"{gpu} has no kernels in this torch ({torch.__version__}: {', '.join(arches)}); refresh the locks for a "
             "torch release that supports it (`make lock`)")
 

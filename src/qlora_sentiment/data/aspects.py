@@ -16,6 +16,7 @@ from xml.parsers import expat
 import pandas as pd
 
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.data import bad_input
 
 COLUMNS = ["row", "text", "aspect", "raw_label", "group"]
 KINDS = ("term", "category")
@@ -104,8 +105,8 @@ class _Sentences:
         merged = {}  # (aspect, span) -> [line, aspect, label]: one row per aspect, the first element's line
         for line, aspect, label, span in s["aspects"]:
             if span is not None and (not 0 <= span[0] <= span[1] <= len(text) or text[span[0]:span[1]] != aspect):
-                self.fail(f"text[{span[0]}:{span[1]}] is {text[span[0]:span[1]]!r}, not the term {aspect!r}; "
-                          f"fix from/to (0-based, end exclusive)", line)
+                self.fail(bad_input("aspect-offsets").format(start=span[0], end=span[1], found=text[span[0]:span[1]],
+                                                            term=aspect), line)
             if (aspect, span) in merged:
                 # 2015/16 repeat a target once per category; the same aspect judged two ways is a conflict.
                 self.counts["repeated_in_sentence"] += 1
@@ -142,8 +143,8 @@ def read_semeval_xml(path: Path, kind: str) -> tuple[pd.DataFrame, dict[str, int
         with open(path, "rb") as handle:  # bytes: expat honours the file's encoding declaration
             parser.ParseFile(handle)
     except expat.ExpatError as exc:
-        raise DataError(f"{path}: line {exc.lineno}: the XML is not well-formed ({expat.ErrorString(exc.code)}); "
-                        f"fix the file there") from None
+        raise DataError(bad_input("aspect-xml-broken").format(path=path, line=exc.lineno,
+                                                               reason=expat.ErrorString(exc.code))) from None
     return _frame(handler.rows), handler.counts
 
 
@@ -169,8 +170,7 @@ def read_dollar_t(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     lines = _read_lines(path)
     if len(lines) % 3:
         start = len(lines) - len(lines) % 3 + 1
-        raise DataError(f"{path}: line {start}: {len(lines)} lines is not a multiple of 3 (sentence with $T$, "
-                        f"aspect, polarity); the block starting here is incomplete")
+        raise DataError(bad_input("aspect-seg-lines").format(path=path, line=start, count=len(lines)))
     rows = []
     for first in range(0, len(lines), 3):
         sentence, aspect, polarity = (line.strip() for line in lines[first:first + 3])

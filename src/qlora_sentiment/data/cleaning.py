@@ -13,6 +13,7 @@ import pandas as pd
 from qlora_sentiment.config import CleanConfig, DataConfig
 from qlora_sentiment.config import text as text_cleaning
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.data import bad_input
 
 # Common spellings of each label; params `data.label_map` adds to (and wins over) these.
 LABEL_ALIASES = {
@@ -67,10 +68,9 @@ def map_labels(rows: pd.DataFrame, cfg: DataConfig, where: str) -> tuple[pd.Data
             name = _from_rating(raw, cfg.rating_thresholds, cfg.labels)
         if name is None:
             if raw is None or (isinstance(raw, float) and math.isnan(raw)):
-                raise DataError(f"{where}: row {row}: no label; drop unlabelled rows (e.g. pick labelled splits "
-                                "with data.splits) or fill the label column")
-            raise DataError(f"{where}: row {row}: label '{raw}' is not in the label map for {cfg.labels}; "
-                            f"add it under data.label_map (e.g. '{raw}': {cfg.labels[0]}, or null to drop the rows)")
+                raise DataError(bad_input("unlabelled-rows").format(where=where, row=row))
+            raise DataError(bad_input("label-outside-map").format(where=where, row=row, raw=raw, labels=cfg.labels,
+                                                               first=cfg.labels[0]))
         names.append(name)
     conflict = pd.Series([n == CONFLICT and CONFLICT not in cfg.labels for n in names], index=rows.index)
     dropped = pd.Series([n is DROP for n in names], index=rows.index)

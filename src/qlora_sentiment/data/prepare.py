@@ -15,6 +15,7 @@ import pandas as pd
 from qlora_sentiment.data.cleaning import clean_aspects, clean_texts, deduplicate, filter_confidence, map_labels
 from qlora_sentiment.config import DataConfig
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.data import bad_input
 from qlora_sentiment.data.sources import hub_revision, load_raw, origin_of
 
 SPLITS = ("train", "validation", "test")
@@ -151,12 +152,10 @@ def clean(raw: dict[str, pd.DataFrame], cfg: DataConfig) -> tuple[dict[str, pd.D
     for name, rows in parts.items():
         where = origin if name == "all" else f"{origin} split '{name}'"
         if rows.empty:
-            raise DataError(f"{where}: no rows left after cleaning ({_summary(dropped)}); check data.text_column, "
-                            "data.clean and data.min_confidence")
+            raise DataError(bad_input("empty-after-cleaning").format(where=where, dropped=_summary(dropped)))
         present = sorted(set(rows["label"]))
         if name in ("all", "train") and len(present) < 2:
-            raise DataError(f"{where}: only one label ({present}) after cleaning; a classifier needs at least two "
-                            f"of {cfg.labels}: check data.label_column and data.label_map")
+            raise DataError(bad_input("single-class").format(where=where, present=present, labels=cfg.labels))
     return parts, dropped
 
 

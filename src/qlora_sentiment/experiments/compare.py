@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlora_sentiment.core.errors import QloraError
+from qlora_sentiment.problems.compare import bad_input
 
 DEFAULT_METRIC = "metrics/train/metrics.json:validation.macro_f1"
 SHOWN_METRICS = ("metrics/train/metrics.json:validation.accuracy", "metrics/metrics.json:accuracy",
@@ -69,9 +70,7 @@ def exp_show(repo: Path = Path(".")) -> list[dict]:
     try:
         result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
     except FileNotFoundError:
-        raise QloraError("dvc is not on PATH: install it (make install, or pip install dvc hydra-core) or activate "
-                         "the environment that has it, or pass --input with saved `dvc exp show --json` "
-                         "output") from None
+        raise QloraError(bad_input("compare-without-dvc").format()) from None
     if result.returncode != 0:
         raise QloraError(f"dvc exp show --json failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout)
@@ -85,7 +84,7 @@ def read_exp_show(path: Path) -> list[dict]:
             raise ValueError("expected a list of revisions")
         return show
     except FileNotFoundError:
-        raise QloraError(f"{path}: no such file (--input takes saved `dvc exp show --json` output)") from None
+        raise QloraError(bad_input("compare-input-missing").format(path=path)) from None
     except (OSError, ValueError) as exc:  # a folder, unreadable, not UTF-8, not JSON
         reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
         raise QloraError(f"{path}: not `dvc exp show --json` output ({reason})") from None
@@ -128,8 +127,7 @@ def plot(experiments: list[Experiment], metric: str, chosen: Experiment, path: P
 
     scored = [e for e in experiments if metric in e.metrics]
     numeric = [p for p in varying_params(scored)
-               if all(isinstance(e.params.get(p), (int, float)) and not isinstance(e.params.get(p), bool)
-                      for e in scored)]
+               if all(isinstance(e.params.get(p), (int, float)) and not isinstance(e.params.get(p), bool) for e in scored)]
     panels = numeric or ["experiment"]
     colours = ["#27ae60" if e is chosen else "#2e86c1" for e in scored]  # the chosen one in green
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), constrained_layout=True, squeeze=False)
@@ -161,8 +159,7 @@ def compare(show: list[dict], metric: str, out: Path) -> Experiment:
     out = Path(out)
     plot(experiments, metric, chosen, out / "compare.png")
     write_text(out / "compare.md", f"# Experiments by `{metric}`\n\nBest: **{chosen.name}** (`{chosen.rev[:7]}`), "
-               f"{metric.split(':')[1]} = {chosen.metrics[metric]:.4f}. "
-               f"Apply it with `dvc exp apply {chosen.name}`.\n\n"
+               f"{metric.split(':')[1]} = {chosen.metrics[metric]:.4f}. Apply it with `dvc exp apply {chosen.name}`.\n\n"
                + table(experiments, metric, chosen) + "\n![comparison](compare.png)\n")
     write_json(out / "best.json", {"name": chosen.name, "rev": chosen.rev, "metric": metric,
                                    "value": chosen.metrics[metric],

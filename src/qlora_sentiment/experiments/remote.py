@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qlora_sentiment.core.errors import ConfigError, DataError
+from qlora_sentiment.problems.cloud import bad_input
 
 ADD_REMOTE = ("add one where you launch from: `dvc remote add -d storage s3://<bucket>/<path>` (or gs://, azure://), "
               "commit .dvc/config, push, and launch again")
@@ -25,15 +26,12 @@ def default_remote(repo):
 
     name = repo.config["core"].get("remote")
     if not name:
-        raise ConfigError(f"no default DVC remote in {repo.dvc_dir}/config: the trained model would die with the "
-                          f"machine; {ADD_REMOTE}")
+        raise ConfigError(bad_input("remote-missing").format(config=f"{repo.dvc_dir}/config", add_remote=ADD_REMOTE))
     url = repo.config["remote"].get(name, {}).get("url", "?")
     try:
         return name, url, repo.cloud.get_remote()
     except ImportError as exc:  # "s3 is supported, but requires 'dvc-s3' to be installed"
-        raise ConfigError(f"DVC remote '{name}' ({url}): {exc}; the locks carry dvc-s3, dvc-gs and dvc-azure "
-                          "(`make install`), for another storage add its plugin to pyproject.toml and `make lock`") \
-            from None
+        raise ConfigError(bad_input("remote-plugin-missing").format(name=name, url=url, reason=exc)) from None
     except NoRemoteError as exc:
         raise ConfigError(f"DVC remote '{name}': {str(exc).splitlines()[0]}; {ADD_REMOTE}") from None
 
@@ -51,8 +49,8 @@ def check_remote(repo) -> str:
     except Exception as exc:  # each plugin's own error types: botocore, google.auth, azure.core
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if "credential" in f"{type(exc).__name__} {first}".lower() and scheme in CREDENTIALS:
-            raise ConfigError(f"DVC remote '{name}' ({url}): no credentials ({first}); give "
-                              f"{CREDENTIALS[scheme]}") from None
+            raise ConfigError(bad_input("remote-credentials").format(name=name, url=url, reason=first,
+                                                                     credentials=CREDENTIALS[scheme])) from None
         raise ConfigError(f"DVC remote '{name}' ({url}) cannot be reached: {type(exc).__name__}: {first}") from None
     return url
 
@@ -72,9 +70,7 @@ def check_raw_data(repo, root: Path, data) -> None:
             repo.find_outs_by_path(str(path), strict=False)  # a file inside a tracked folder too
         except OutputNotFoundError:
             where = path.relative_to(root)
-            raise DataError(f"{where}: data.name {data.name!r} reads it, and it is neither in git nor tracked by DVC "
-                            f"here; where you have it: `dvc add {data.name} && dvc push`, commit "
-                            f"{data.name}.dvc, push, and launch again (docs/gpu.md \"Your data\")") from None
+            raise DataError(bad_input("raw-data-untracked").format(where=where, name=data.name)) from None
 
 
 def preflight(root: Path, overrides: list[str]) -> str:

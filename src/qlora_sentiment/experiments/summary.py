@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qlora_sentiment.core.errors import QloraError
 from qlora_sentiment.core.io import read_json
+from qlora_sentiment.problems.compare import bad_input
 
 METRICS = Path("metrics/metrics.json")
 ENVIRONMENT = Path("metrics/train/environment.json")
@@ -24,7 +25,7 @@ def _read(path: Path, required: bool = True) -> dict | None:
     if not path.is_file():
         if not required:
             return None
-        raise QloraError(f"{path}: not found; run `dvc repro` (or `make run`) in the project folder to produce it")
+        raise QloraError(bad_input("summary-before-run").format(path=path))
     try:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

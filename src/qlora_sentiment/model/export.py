@@ -19,6 +19,7 @@ from qlora_sentiment.model.classifier import CHECK_TEXTS, soft_capped, to_classi
 from qlora_sentiment.model.onnx import ONNX_FILE, OnnxClassifier, wants_onnx, write_onnx
 from qlora_sentiment.model.record import RECORD_FILE, ModelRecord, write_record
 from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.problems.model import bad_input
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,7 @@ def export_backend(folder: Path, record: ModelRecord, backend: str) -> str:
     if backend == "onnx" and not has_onnx:
         why = ("" if wants_onnx(record.export.auto_class, record.export.dtype)
                else f" ({record.export.dtype} {record.export.auto_class} exports get none)")
-        raise ModelError(f"{folder}: --backend onnx, but the export has no {ONNX_FILE}{why}; rebuild it with "
-                         "dvc repro export, or use --backend torch")
+        raise ModelError(bad_input("export-without-onnx").format(folder=folder, onnx=ONNX_FILE, why=why))
     return backend
 
 
@@ -148,8 +148,7 @@ def load_export(folder: Path, record: ModelRecord, backend: str = "auto", thread
         # for its own for some model types (Qwen2, Phi-3), which rebuilds its normalizer; the generic one reads the file
         tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(folder)
         if not remove_cleaning(tokenizer, record.clean):
-            raise ModelError(f"{folder}: tokenizer.json does not start with the text cleaning {RECORD_FILE} "
-                             "records (edited, or from another version?); rebuild the export (dvc repro export)")
+            raise ModelError(bad_input("export-tokenizer-not-cleaning").format(folder=folder, record=RECORD_FILE))
     # SentimentAnalyzer cleans in Python (exactly as prepare did, every entity): the normalizer's copy comes off
     if export_backend(folder, record, backend) == "onnx":
         model = OnnxClassifier(Path(folder) / ONNX_FILE, threads)

@@ -10,6 +10,7 @@ import re
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.config import QuantizationConfig
 from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.problems.model import bad_input
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,7 @@ def bnb_config(q: QuantizationConfig, keep_full: list[str] | None = None, sharde
         import bitsandbytes  # noqa: F401
         from transformers import BitsAndBytesConfig
     except Exception as exc:  # ImportError, or a broken native library
-        raise ModelError(
-            f"quantization.load_in_4bit: true, but bitsandbytes cannot load here ({type(exc).__name__}: {exc}); "
-            "pip install 'bitsandbytes>=0.46', or set quantization.load_in_4bit: false for full precision"
-        ) from None
+        raise ModelError(bad_input("bitsandbytes-missing").format(error=f"{type(exc).__name__}: {exc}")) from None
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,

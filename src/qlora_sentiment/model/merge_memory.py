@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.problems.model import bad_input
 from qlora_sentiment.model.base import BaseRef
 from qlora_sentiment.model.loading import torch_dtype
 from qlora_sentiment.model.record import ModelRecord
@@ -78,10 +79,8 @@ def require_host_ram(count: int, record: ModelRecord, headroom: float = 0.9) -> 
     """A CPU merge of `count` parameters that cannot fit stops here, naming what it needs and what there is."""
     need, free = merge_bytes(count, record), available_ram()
     if need > headroom * free:
-        raise ModelError(f"export: merging {count / 1e9:.2f}B parameters on the CPU needs ~{_size(need)} of RAM and "
-                         f"{_size(free)} is available: use a machine with more memory "
-                         "(cloud/sky-train.yaml asks for `memory: 32+`) or a GPU with room for the merge "
-                         "(docs/gpu.md \"Memory\")")
+        raise ModelError(bad_input("merge-host-memory").format(billions=count / 1e9, need=_size(need),
+                                                               free=_size(free)))
 
 
 def _size(n: float) -> str:

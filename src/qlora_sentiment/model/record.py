@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from qlora_sentiment.config import QuantizationConfig
 from qlora_sentiment.config.schema import TextCleaning
 from qlora_sentiment.core.errors import ModelError
+from qlora_sentiment.problems.model import bad_input
 from qlora_sentiment.core.io import write_text
 
 RECORD_FILE = "qlora_sentiment.json"
@@ -85,8 +86,7 @@ def read_record(folder: str | Path) -> ModelRecord:
     path = folder / RECORD_FILE
     if not path.is_file():
         what = "no such folder" if not folder.is_dir() else f"no {RECORD_FILE}"
-        raise ModelError(f"{folder}: not an adapter or export written by qlora-sentiment ({what}); "
-                         "point at models/adapter (train stage) or models/export (export stage)")
+        raise ModelError(bad_input("not-an-adapter").format(folder=folder, what=what))
     try:
         return ModelRecord.model_validate_json(path.read_bytes())
     except ValidationError as exc:

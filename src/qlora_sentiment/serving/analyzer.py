@@ -18,6 +18,7 @@ from qlora_sentiment.model.adapter import load_scorer
 from qlora_sentiment.model.onnx import BACKENDS, OnnxClassifier
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
+from qlora_sentiment.problems.catalogue import bad_input
 from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_aspects, check_texts  # noqa: F401 (API names)
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,7 @@ log = logging.getLogger(__name__)
 
 def too_long_cleaned(name: str, length: int, max_chars: int = MAX_TEXT_CHARS) -> str:
     """A text whose cleaned form (NFKC, entities) is over `max_chars` (the web API's: --max-chars), as one line."""
-    return (f"{name}: {length:,} characters once cleaned (Unicode NFKC and HTML entities expand it); at most "
-            f"{max_chars:,}")
+    return bad_input("serve-text-cleaned-too-long").format(name=name, length=length, max_chars=max_chars)
 
 
 def aspect_inputs(record: ModelRecord, text, aspects) -> tuple[list[str], str, list[str]]:
@@ -40,8 +40,7 @@ def aspect_inputs(record: ModelRecord, text, aspects) -> tuple[list[str], str, l
     clean_text, *clean_aspects = record.clean_texts(texts + aspects)
     for i, aspect in enumerate(clean_aspects):
         if record.task == "aspect_term" and not aspect_in_text(aspect, clean_text):
-            raise DataError(f"aspects[{i}]: {aspects[i][:60]!r} does not occur in the text; this model "
-                            "(aspect_term) labels terms of the text: use the text's own words")
+            raise DataError(bad_input("aspect-not-in-text").format(index=i, aspect=aspects[i][:60]))
     return aspects, clean_text, clean_aspects
 
 
@@ -65,8 +64,7 @@ class SentimentAnalyzer:
         if backend not in BACKENDS:
             raise ValueError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
         if not record.is_export and backend == "onnx":
-            raise ModelError(f"{path}: --backend onnx needs a merged export (dvc repro export: models/export); an "
-                             "adapter runs on torch")
+            raise ModelError(bad_input("onnx-backend-on-adapter").format(path=path))
         scorer = load_export(path, record, backend, threads) if record.is_export else load_scorer(path, base)
         return cls(scorer, record, path)
 

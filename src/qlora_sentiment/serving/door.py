@@ -24,6 +24,7 @@ from json.scanner import py_make_scanner
 from typing import NamedTuple
 
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.web import bad_input
 from qlora_sentiment.serving.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
                                                 describe, no_duplicate_keys, quote, text_problem)
 
@@ -43,23 +44,21 @@ def check_headers(headers) -> None:
     """415 unless the body is declared as uncompressed UTF-8 JSON."""
     types = headers.getlist("content-type")
     if not types:
-        raise ApiError(415, "content-type: missing; send Content-Type: application/json", "content-type")
+        raise ApiError(415, bad_input("serve-content-type-missing").format(), "content-type")
     if len(types) > 1:
         raise ApiError(415, f"content-type: given {len(types)} times; send it once", "content-type")
     media, *params = [part.strip() for part in types[0].split(";")]
     if media.lower() != "application/json":
-        raise ApiError(415, f"content-type: expected application/json, got {quote(media)}", "content-type")
+        raise ApiError(415, bad_input("serve-content-type-json-suffix").format(media=quote(media)), "content-type")
     for param in params:
         name, _, value = param.partition("=")
         value = value.strip().strip('"').lower()
         if name.strip().lower() == "charset" and value not in ("utf-8", "utf8"):
-            raise ApiError(415, f"content-type: charset {quote(value) or '(empty)'}; send UTF-8 (charset=utf-8 or "
-                                "none)",
-                           "content-type")
+            raise ApiError(415, bad_input("serve-charset").format(charset=quote(value) or "(empty)"), "content-type")
     for coding in headers.getlist("content-encoding"):
         if coding.strip().lower() not in ("", "identity"):
-            raise ApiError(415, f"content-encoding: {quote(coding.strip())} is not accepted; send the body "
-                                "uncompressed (identity)", "content-encoding")
+            raise ApiError(415, bad_input("serve-content-encoding").format(coding=quote(coding.strip())),
+                           "content-encoding")
 
 
 async def read_body(request, limits, deadline: float) -> bytes:
@@ -138,7 +137,7 @@ def loads(text: str, max_values: int):
 def decode_utf8(body: bytes) -> str:
     encoding = json.detect_encoding(body) if body else "utf-8"
     if encoding not in ("utf-8", "utf-8-sig"):
-        raise ApiError(415, f"body: {encoding.upper()}, not UTF-8; send the JSON as UTF-8", "body")
+        raise ApiError(415, bad_input("serve-utf16-body").format(encoding=encoding.upper()), "body")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -193,8 +192,8 @@ def parse_request(body: bytes, limits) -> Parsed:
     except RecursionError:
         raise ApiError(422, "body: not valid JSON (nested too deeply)", "body") from None
     except _TooManyValues:
-        raise ApiError(422, f"body: more than {max_values:,} JSON values; a request is one object with 'text' or "
-                            f"'texts' (1 to {limits.max_items} strings)", "body") from None
+        detail = bad_input("serve-too-many-values").format(max_values=max_values, max_items=limits.max_items)
+        raise ApiError(422, detail, "body") from None
     except json.JSONDecodeError as exc:
         raise ApiError(422, f"body: not valid JSON ({exc.msg} at character {exc.pos + 1})", "body") from None
     if not isinstance(data, dict):

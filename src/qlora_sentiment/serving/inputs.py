@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from qlora_sentiment.core.errors import DataError, ModelError
+from qlora_sentiment.problems.predict import bad_input
 from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, text_problem
 from qlora_sentiment.serving.textfiles import TextFile
 
@@ -77,8 +78,8 @@ class TextArguments:
         for i, text in enumerate(texts, 1):
             bad = _ARGV_ESCAPE.search(text)
             if bad:
-                raise DataError(f"argument {i} is not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at character "
-                                f"{bad.start() + 1}); pass UTF-8 text")
+                raise DataError(bad_input("predict-argv-not-utf8").format(index=i, byte=ord(bad.group()) - 0xDC00,
+                                                                             position=bad.start() + 1))
             problem = text_problem(text.strip())
             if problem:
                 raise DataError(f"argument {i}: {problem}")
@@ -107,8 +108,7 @@ def predict_texts(texts: list[str], file: str | None, column: str) -> TextFile |
         return TextArguments(texts)
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None or sys.stdin.closed:
-        raise DataError("no texts: stdin is closed; give texts as arguments, with --file, or one per line on "
-                        "stdin")
+        raise DataError(bad_input("predict-stdin-closed").format())
     return TextFile.from_stream(stream, "stdin")
 
 
@@ -130,5 +130,5 @@ def check_model_folder(folder: str | Path, whole_texts: str | None = None) -> No
                              "or rebuild it with dvc repro")
     task = read_record(folder).task
     if whole_texts and task != "sentence":
-        raise DataError(f"{folder}: an aspect model (data.task: {task}) labels aspects of a text, and {whole_texts} "
-                        "takes whole texts; use qlora-sentiment predict --aspect ASPECT [--aspect ...] \"TEXT\"")
+        raise DataError(bad_input("aspect-model-without-aspects").format(folder=folder, task=task,
+                                                                           whole_texts=whole_texts))

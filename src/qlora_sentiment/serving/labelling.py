@@ -35,6 +35,7 @@ from typing import Iterator
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.core.io import write_json
+from qlora_sentiment.problems.predict_output import bad_input
 from qlora_sentiment.serving.progress import RECORD_VERSION, check_resume
 
 # predict labels --batch-size x CHUNK_BATCHES rows per call, from the same rows in every run (a resumed file is the
@@ -154,8 +155,8 @@ class Output:
                 raise
             except OSError as exc:  # a full disk, /dev/full: one line, and nothing more tried at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                raise DataError(f"stdout: cannot write it ({exc.strerror}); {self.rows_written:,} rows were "
-                                "written: free the space, or write with --output FILE (resumable)") from None
+                raise DataError(bad_input("predict-stdout-full").format(reason=exc.strerror, rows=self.rows_written)) \
+                    from None
         self.rows_written += rows
 
 
@@ -163,17 +164,16 @@ def check_output_folder(path: Path, input_path: Path | None) -> None:
     """Before FILE's lock is taken: an --output that is a folder, in no folder, a device or the input is refused."""
     try:
         if path.is_dir():
-            raise DataError(f"--output {path}: is a folder; name a file")
+            raise DataError(bad_input("predict-output-is-folder").format(path=path))
         if not path.parent.is_dir():
-            raise DataError(f"--output {path}: no folder {path.parent}; make it first")
+            raise DataError(bad_input("predict-output-no-folder").format(path=path, folder=path.parent))
         existed = path.exists()
         if existed and not path.is_file():
-            raise DataError(f"--output {path}: not a regular file; write to stdout (no --output) for pipes and "
-                            "devices")
+            raise DataError(bad_input("predict-output-not-a-file").format(path=path))
         if existed and input_path is not None and input_path.exists() and path.samefile(input_path):
-            raise DataError(f"--output {path} is the input file; name another file")
+            raise DataError(bad_input("predict-output-is-input").format(path=path))
     except OSError as exc:  # a name too long
-        raise DataError(f"--output {path}: cannot write it ({exc.strerror})") from None
+        raise DataError(bad_input("predict-output-unwritable").format(path=path, reason=exc.strerror)) from None
 
 
 def check_output_path(path: Path, input_path: Path | None) -> None:
@@ -185,7 +185,7 @@ def check_output_path(path: Path, input_path: Path | None) -> None:
         if not existed:
             path.unlink()
     except OSError as exc:  # a name too long, no permission, a read-only disk
-        raise DataError(f"--output {path}: cannot write it ({exc.strerror})") from None
+        raise DataError(bad_input("predict-output-unwritable").format(path=path, reason=exc.strerror)) from None
 
 
 class FileOutput(Output):
@@ -237,9 +237,8 @@ class FileOutput(Output):
                                           "rows_written": self.rows_written, "bytes_written": self.bytes_written,
                                           "output_sha256": self.digest.hexdigest(), "complete": self.complete})
         except OSError as exc:  # the earlier record stays whole (written atomically): --resume goes on from it
-            raise DataError(f"--output {self.path}: cannot write its progress record {self.record_path.name} "
-                            f"({exc.strerror}); {self.committed_rows:,} rows are recorded complete: free the space "
-                            "and continue with --resume") from None
+            raise DataError(bad_input("predict-record-disk-full").format(
+                path=self.path, record=self.record_path.name, reason=exc.strerror, rows=self.committed_rows)) from None
         self.committed, self.committed_rows = time.monotonic(), self.rows_written
 
     def finish(self) -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.predict_output import bad_input
 
 
 def lock_path(output: Path) -> Path:
@@ -47,8 +48,7 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         if self.input_path is not None and _same_path(self.path, self.input_path):
-            raise DataError(f"--output {self.output}: its lock file {self.path.name} is the input file; name another "
-                            "--output")
+            raise DataError(bad_input("predict-output-lock-is-input").format(output=self.output, lock=self.path.name))
         while self.fd is None:
             fd = None
             try:
@@ -57,20 +57,18 @@ class OutputLock:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     holder = _holder(fd)
-                    raise DataError(f"{self.output}: another predict (pid {holder}) is writing it; wait for it or "
-                                    "pick another --output") from None
+                    raise DataError(bad_input("predict-output-busy").format(output=self.output, pid=holder)) from None
                 if not _same_file(fd, self.path):  # its holder finished and removed it meanwhile: take the new one
                     os.close(fd)
                     continue
                 if not _pid_or_empty(fd):
-                    raise DataError(f"--output {self.output}: {self.path} exists and is not a predict lock file; "
-                                    "move it away or pick another --output")
+                    raise DataError(bad_input("predict-output-lock-foreign").format(output=self.output, lock=self.path))
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 self.fd, fd = fd, None
             except OSError as exc:  # cannot create it, no flock here, no room for the pid
-                raise DataError(f"--output {self.output}: cannot make its lock file {self.path.name} "
-                                f"({exc.strerror})") from None
+                raise DataError(bad_input("predict-output-lock-unmade").format(output=self.output, lock=self.path.name,
+                                                                               reason=exc.strerror)) from None
             finally:
                 if fd is not None:
                     os.close(fd)

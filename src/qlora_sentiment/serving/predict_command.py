@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from qlora_sentiment.problems.catalogue import bad_input
+
 
 def load_analyzer(args):
     from qlora_sentiment.core.runtime import setup_torch
@@ -80,8 +82,7 @@ def _predict_aspects(args) -> None:
     from qlora_sentiment.serving.labelling import check_output_folder, check_output_path
     from qlora_sentiment.serving.output_lock import OutputLock
 
-    refused = [(bool(args.file) or args.ray is not None, "--aspect labels the aspects of one text given as an "
-                "argument; --file and --ray take whole texts (sentence models)"),
+    refused = [(bool(args.file) or args.ray is not None, bad_input("aspect-with-file").format()),
                (len(args.texts) != 1, f"--aspect needs exactly one text as an argument (got {len(args.texts)})"),
                (args.resume or bool(args.output_dir) or args.format == "parquet",
                 "--aspect writes its rows to stdout or --output FILE as json, csv or table (no --resume, --ray "
@@ -142,10 +143,9 @@ def _predict_with_ray(args) -> None:
     from qlora_sentiment.serving.labelling import Interrupted, Signals
     from qlora_sentiment.serving.ray_labelling import label_with_ray
 
-    refused = [(not args.file, ("--ray labels --file FILE or a folder of files (texts as arguments or on stdin: "
-                                "predict without --ray)")),
+    refused = [(not args.file, bad_input("ray-without-file").format()),
                (bool(args.texts), "--ray labels --file only; give texts as arguments without --ray"),
-               (args.resume, "--ray cannot --resume: a stopped run leaves no output; run it again"),
+               (args.resume, bad_input("ray-with-resume").format()),
                (bool(args.output), "--ray writes shards to --output-dir DIR, not --output FILE"),
                (not args.output_dir, "--ray needs --output-dir DIR (a new or empty folder for the shards)"),
                (args.format in ("json", "table"), (f"--format {args.format}: with --ray use parquet (the default) "
@@ -192,7 +192,7 @@ def _label(args, signals, run) -> None:
 
     output = Path(args.output) if args.output else None
     if args.resume and output is None:
-        raise DataError("--resume needs --output FILE (rows written to stdout cannot be continued)")
+        raise DataError(bad_input("predict-resume-without-output").format())
     if output is not None:
         source = Path(args.file) if args.file else None
         check_output_folder(output, source)
@@ -238,8 +238,7 @@ def _label(args, signals, run) -> None:
         with signals.deferred():
             run.output.stop()
         where = f"{output} is left incomplete" if output else "the rows written are not all of it"
-        raise DataError(f"{texts.name}: changed while it was being labelled (appended or edited after its rows "
-                        f"were checked); {where}: label it again without --resume once it stops changing")
+        raise DataError(bad_input("predict-input-changed").format(name=texts.name, where=where))
     with signals.deferred():
         run.output.finish()
     texts.close()  # stdin's temporary copy goes with it

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.predict_output import bad_input
 
 RECORD_VERSION = 1
 FORMATS = ("json", "csv", "table")
@@ -77,8 +78,7 @@ def read_record(path: Path, record_path: Path) -> dict:
     except (OSError, ValueError) as exc:
         why = f"unreadable: {exc}"
     if why:
-        raise DataError(f"--resume: {path} has no usable progress record ({record_path.name}: {why}); "
-                        "start over without --resume")
+        raise DataError(bad_input("predict-resume-no-record").format(path=path, record=record_path.name, why=why))
     return record
 
 
@@ -119,8 +119,8 @@ def check_resume(path: Path, record_path: Path, settings: dict) -> tuple[dict, o
                         "pass the same --model and input, or start over without --resume")
     for key in ("format", "text_column", "raw_csv"):
         if earlier[key] != settings[key]:
-            raise DataError(f"--resume: {path} was written with {key.replace('_', '-')} {earlier[key]!r}, "
-                            f"not {settings[key]!r}; pass the same --format, --text-column and --raw-csv")
+            raise DataError(bad_input("predict-resume-other-format").format(
+                path=path, key=key.replace("_", "-"), earlier=earlier[key], now=settings[key]))
     for key in ("batch_size", "threads"):
         if earlier[key] != settings[key]:
             print(f"warning: --resume: the earlier run used --{key.replace('_', '-')} {earlier[key]}: the rows "
@@ -128,14 +128,13 @@ def check_resume(path: Path, record_path: Path, settings: dict) -> tuple[dict, o
     size, rows, total = earlier["bytes_written"], earlier["rows_written"], settings["input"]["rows"]
     digest, counted = read_prefix(path, size, earlier["format"])
     if digest is None or (size and digest.hexdigest() != earlier["output_sha256"]):
-        raise DataError(f"--resume: {path} is not what predict wrote (its first {size:,} bytes changed "
-                        "since); start over without --resume")
+        raise DataError(bad_input("predict-resume-output-changed").format(path=path, size=size))
     if counted != rows or digest.hexdigest() != earlier["output_sha256"]:
         held = "do not end with a whole row" if counted is None else f"hold {counted:,}"
-        raise DataError(f"--resume: {path} does not match its progress record ({record_path.name} says {rows:,} "
-                        f"rows in the first {size:,} bytes; they {held}); start over without --resume")
+        raise DataError(bad_input("predict-resume-rows-mismatch").format(path=path, record=record_path.name, rows=rows,
+                                                                           size=size, held=held))
     if rows > total or (earlier["complete"] and rows != total):
         state = "complete" if earlier["complete"] else "incomplete"
-        raise DataError(f"--resume: {path} holds {rows:,} row{'s' * (rows != 1)} and its progress record says "
-                        f"{state}, but the input has {total:,}; start over without --resume")
+        raise DataError(bad_input("predict-resume-complete-partial").format(
+            path=path, rows=rows, plural="s" * (rows != 1), state=state, total=total))
     return earlier, digest

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError, QloraError
+from qlora_sentiment.problems.predict import bad_input
 from qlora_sentiment.serving.labelling import CHUNK_BATCHES, neutralise
 from qlora_sentiment.serving.textfiles import SUFFIXES, TextFile
 
@@ -73,7 +74,7 @@ def check_output_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--output-dir {out_dir}: not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise DataError(f"--output-dir {out_dir}: not empty; name a new or empty folder")
+        raise DataError(bad_input("ray-output-dir-not-empty").format(folder=out_dir))
     if not out_dir.absolute().parent.is_dir():
         raise DataError(f"--output-dir {out_dir}: no folder {out_dir.absolute().parent}; make it first")
 
@@ -102,8 +103,8 @@ def _reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as exc:
-        raise QloraError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
-                         "`ray start --head` or check the address") from None
+        raise QloraError(bad_input("ray-cluster-unreachable").format(address=address, reason=exc.strerror or exc)) \
+            from None
 
 
 def connect(ray, address: str | None, cpus: int) -> bool:

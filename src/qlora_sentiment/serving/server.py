@@ -16,6 +16,7 @@ import socket
 import sys
 
 from qlora_sentiment.core.errors import QloraError
+from qlora_sentiment.problems.serve import bad_input
 
 EXIT_ADDRESS_IN_USE = 4
 
@@ -92,8 +93,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"{host}:{port} is already in use (another server?); stop it or pick another "
-                               "--port") from None
+            raise AddressInUse(bad_input("serve-port-in-use").format(host=host, port=port)) from None
         raise QloraError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
     return sock
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from qlora_sentiment.core.errors import DataError
+from qlora_sentiment.problems.predict import bad_input
 from qlora_sentiment.serving.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
                                                 no_duplicate_keys, text_problem)
 
@@ -46,8 +47,8 @@ def _decoded(raw_lines: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DataError(f"{name}: line {number} is not UTF-8 (byte {offset + exc.start}); re-save it as UTF-8") \
-                from None
+            raise DataError(bad_input("predict-stdin-not-utf8").format(name=name, line=number,
+                                                                         byte=offset + exc.start)) from None
         offset += len(raw)
         yield number, line
 
@@ -77,7 +78,7 @@ def _lines(lines: Iterable[tuple[int, str]], fail: Callable) -> Iterator[tuple[i
 
 def _txt_rows(lines, name: str, column: str):
     def fail(item):
-        raise DataError(f"{name}: line {item[0]}: empty text")
+        raise DataError(bad_input("predict-empty-row").format(name=name, line=item[0]))
 
     return _lines(lines, fail)
 
@@ -100,7 +101,7 @@ def _csv_rows(lines, name: str, column: str, delimiter: str = ","):
     def fail(item):
         if index is None:  # a blank header: it names no column
             raise DataError(f"{name}: no column '{column}' (columns: []); use --text-column")
-        raise DataError(f"{name}: line {item[0]}: empty text")
+        raise DataError(bad_input("predict-empty-row").format(name=name, line=item[0]))
 
     for line, record in _blank_tail(records(), lambda item: not item[1], fail):  # a quoted "" is a row
         if index is None:
@@ -132,7 +133,8 @@ def _jsonl_rows(lines, name: str, column: str):
             raise DataError(f"{name}: line {i} has no '{column}' field; use --text-column")
         value = row[column]
         if not isinstance(value, str):
-            raise DataError(f"{name}: line {i}: '{column}' is {describe(value)}, not a string")
+            raise DataError(bad_input("predict-nan-text").format(name=name, line=i, column=column,
+                                                                 what=describe(value)))
         yield i, value
 
 

@@ -15,6 +15,7 @@ import re
 
 # the cleaning's invisible characters (one policy: config/text.py) and the class builder it spells them with
 from qlora_sentiment.config.text import char_class, invisible_ranges, space_ranges
+from qlora_sentiment.problems.catalogue import bad_input
 
 MAX_TEXT_CHARS = 20_000  # far beyond max_length tokens; longer is a mistake (a whole file as one text)
 MAX_ASPECT_CHARS = 200  # an aspect is a term or category ("battery life", "FOOD#QUALITY"), never a passage
@@ -61,7 +62,7 @@ class DuplicateKey(Exception):
 
     def __init__(self, key: str):
         self.field = quote(key)
-        super().__init__(f"{self.field}: duplicate key in a JSON object; give each field once")
+        super().__init__(bad_input("serve-duplicate-key").format(field=self.field))
 
 
 def no_duplicate_keys(pairs: list) -> dict:
@@ -108,8 +109,7 @@ def check_aspects(aspects, task: str, max_items: int = MAX_ASPECTS) -> list[str]
     from qlora_sentiment.core.errors import DataError
 
     if task == "sentence":
-        raise DataError("aspects: this model labels whole texts (trained with data.task: sentence); leave out the "
-                        "aspects, or use a model trained on an aspect task")
+        raise DataError(bad_input("aspects-on-sentence-model").format())
     try:  # listed once: a generator can be read only once
         aspects = [] if aspects is None else [aspects] if isinstance(aspects, str) else list(aspects)
     except TypeError:
