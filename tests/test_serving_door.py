@@ -31,6 +31,7 @@ import pytest
 import crowds
 from crowds import CHUNKED, framed
 from helpers import CLI, cli, free_port, wait_until
+from test_serving_overload import overloaded
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc and RLIMIT_NOFILE in a child: Linux")
 JSON = {"content-type": "application/json"}
@@ -106,6 +107,7 @@ DOOR_CASES = {
     "serve-text-cleaned-too-long": ({"json": {"text": "\ufdfa" * 5000}}, 422, "text"),
     "serve-client-connections": (crowds.client_crowded, 429, None),
     "serve-too-costly": (crowds.too_costly, 413, "texts"),
+    "serve-overloaded": (overloaded, 503, None),
 }
 
 

@@ -305,6 +305,10 @@ CATALOGUE = [
     Problem("serve-too-costly", "serve", "the request timeout is 0.5 s: send fewer or shorter texts",
             "HTTP 413: at the model's measured pace the request's own forward passes alone would outlast "
             "`--request-timeout` (the detail names the estimate): split it, or raise the timeout."),
+    Problem("serve-overloaded", "serve", "of work queued ahead of this request, which would not be answered within "
+            "the request timeout (2 s)", "HTTP 503 with Retry-After, at once: the server is past its capacity (at the "
+            "model's measured pace the requests already queued would keep this one past `--request-timeout`); retry "
+            "after the Retry-After seconds (when the work ahead is done), spread the load, or add servers."),
     Problem("gpu-too-old", "model", "(compute capability 7.0) is too old for this torch",
             "The CUDA 13 build of torch in `requirements/cuda.lock` has kernels for compute capability 7.5 and newer "
             "(T4, L4, A10G, A100, H100): V100, P100 and older are unsupported (docs/gpu.md \"GPU generations\")."),
