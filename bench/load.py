@@ -14,7 +14,7 @@ Three runs, each against a freshly started server:
 
 Overload (issue 39 item 6), `--levels`: instead of those three runs, the plain run at each concurrency (goodput:
 requests answered 200 per second; 503s and their latency; the texts the server computed), each against a fresh
-server; `--before-src DIR` runs every level a second time with the server's code taken from DIR (a `src` folder of
+server warmed up by three 16-text requests before the clock starts (so that it knows its model's pace); `--before-src DIR` runs every level a second time with the server's code taken from DIR (a `src` folder of
 another commit: `git archive`), `--whole-request` once more at the first level with `--max-batch-tokens 1000000`
 (the batching before token budgets), all in one run, side by side:
 
@@ -147,10 +147,21 @@ async def load(url: str, requests: int, concurrency: int, give_up: float, give_u
             "retry_after": sorted(r for r in retry_after if r)}
 
 
+def warm_up(url: str) -> None:
+    """Three requests of 16 reviews, one after another: a server that has run a while knows its model's pace
+    (serving/pace.py measures it on passes at least half full), one just started admits everything."""
+    rng = random.Random(1)
+    for _ in range(3):
+        texts = [" ".join(rng.choices(WORDS, k=20)) for _ in range(16)]
+        httpx.post(f"{url}/predict", json={"texts": texts}, timeout=120).raise_for_status()
+
+
 def run(args, name: str, max_queue: int, give_up: float, give_up_after: float, concurrency: int | None = None,
         flags: tuple[str, ...] = (), src: Path | None = None) -> dict:
     proc, url = start_server(args, max_queue, flags, src)
     try:
+        if args.levels:
+            warm_up(url)
         before = httpx.get(f"{url}/health", timeout=10).json()
         result = asyncio.run(load(url, args.requests, concurrency or args.concurrency, give_up, give_up_after,
                                   args.seed))
