@@ -14,8 +14,9 @@ Three runs, each against a freshly started server:
 
 Overload (issue 39 item 6), `--levels`: instead of those three runs, the plain run at each concurrency (goodput:
 requests answered 200 per second; 503s and their latency; the texts the server computed), each against a fresh
-server warmed up by three 16-text requests before the clock starts (so that it knows its model's pace); `--before-src DIR` runs every level a second time with the server's code taken from DIR (a `src` folder of
-another commit: `git archive`), `--whole-request` once more at the first level with `--max-batch-tokens 1000000`
+server warmed up by three 16-text requests before the clock starts (so that it knows its model's pace);
+`--before-src DIR` runs every level a second time with the server's code taken from DIR (a `src` folder of another
+commit: `git archive`), `--whole-request` once more at the first level with `--max-batch-tokens 1000000`
 (the batching before token budgets), all in one run, side by side:
 
     python bench/load.py --model models/adapter --base models/base --requests 500 --levels 64 256 \
