@@ -226,3 +226,11 @@ def flooding(port: int, count: int, mode: str = "idle"):
         finally:
             proc.kill()
             proc.wait()
+
+
+def overloaded(server=None):
+    """serve-overloaded: the first immediate refusal of a burst beyond capacity (tests/test_serving_overload.py; its
+    own scripted server, not `server`)."""
+    from test_serving_overload import overloaded as first_refusal  # that module imports the scripted model
+
+    return first_refusal(server)

@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=bounded(1, 100_000), default=256,
                        help="requests waiting for the model, 1..100000; beyond it: 503 with Retry-After")
     serve.add_argument("--request-timeout", type=seconds(600), default=30.0,
-                       help="seconds a request may take in all, at most 600; then 503 with Retry-After")
+                       help="seconds a request may take in all, at most 600; then 503 with Retry-After (at "
+                            "once when the work queued ahead would outlast it)")
     serve.add_argument("--body-timeout", type=seconds(600), default=None,
                        help="seconds to receive a request's body, at most --request-timeout (default 10, or "
                             "--request-timeout when shorter); then 408")

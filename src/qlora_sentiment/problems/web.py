@@ -122,5 +122,11 @@ ROWS = rows_of(
      "HTTP 413: at the model's measured pace the request's own forward passes alone would outlast "
      '`--request-timeout` (the detail names the estimate): split it, or raise the timeout.',
      trigger("http", status=413, field="texts", scenario="too_costly")),
+    ("serve-overloaded",
+     'of work queued ahead of this request, which would not be answered within the request timeout (2 s)',
+     "HTTP 503 with Retry-After, at once: the server is past its capacity (at the model's measured pace the "
+     'requests already queued would keep this one past `--request-timeout`); retry after the Retry-After seconds '
+     '(when the work ahead is done), spread the load, or add servers.',
+     trigger("http", status=503, field=None, scenario="overloaded")),
 )
 bad_input = index(ROWS)

@@ -20,6 +20,12 @@ gone, time up) sends no more texts to the model: only a pass already running fin
 each request in it is run again on its own, so that one request's failure is its own; if the worker itself stops,
 every waiting request is answered with the failure at once. Each pass is timed (serving/pace.py): `lone_seconds`
 says what a request would take with the model to itself, so that the web API refuses one its timeout cannot hold.
+
+A request submitted with its deadline is admitted only if, at the measured pace, the pass in progress, the texts
+queued ahead and its own would be done by then (`submit` raises TooLate, with the seconds until the work ahead is
+done: the API's 503 + Retry-After); and before each pass, the requests whose deadline falls before that pass could
+end are removed unanswered (Expired: a 503 now, not after their timeout), so that the model never computes a text
+whose answer nobody would receive.
 """
 
 from __future__ import annotations
@@ -45,6 +51,18 @@ class QueueFull(Exception):
 
 class ModelFailed(Exception):
     """The forward pass raised on this request's own texts."""
+
+
+class TooLate(Exception):
+    """The work queued ahead would not leave this request time to be answered before its deadline."""
+
+    def __init__(self, ahead: float, retry_after: int):
+        super().__init__(f"{ahead:.3g} s of work ahead")
+        self.ahead, self.retry_after = ahead, retry_after  # seconds until the work ahead is done; whole seconds
+
+
+class Expired(Exception):
+    """Removed before its next pass: its deadline falls before that pass could end."""
 
 
 class ModelThread:
@@ -77,6 +95,7 @@ class Job:
     future: asyncio.Future
     queued_at: float
     aspects: list[str] | None = None  # an aspect model's request: texts[i]'s aspect (its one text, repeated)
+    deadline: float | None = None  # event-loop time by which it must be answered (None: no limit here)
     sent: int = 0  # texts handed to forward passes so far (a request's texts run in order)
     answered: int = 0
     results: list = field(default_factory=list)
@@ -91,8 +110,8 @@ class Stats:
     texts: int = 0
     forward_batches: int = 0
     failures: int = 0         # requests whose own forward pass raised (answered 500)
-    rejected: int = 0         # refused with 503: queue full or model not loaded
-    timeouts: int = 0         # no answer within the request timeout (503)
+    rejected: int = 0         # refused with 503: queue full, model not loaded, or the work ahead too long
+    timeouts: int = 0         # no answer within the request timeout (503), or none possible before it
     disconnected: int = 0     # the client left before its answer
     dropped: int = 0          # of those two, requests removed with texts not yet computed
 
@@ -119,6 +138,7 @@ class MicroBatcher:
         self.counter = ModelThread("tokens")  # token counts do not wait behind forward passes
         self.pending: deque[Job] = deque()  # requests with texts not yet sent to the model
         self.leader: Job | None = None  # the request the last pass was built around
+        self.busy_until: float | None = None  # when the pass in progress should end (event-loop time, measured pace)
         self.arrived = asyncio.Event()
         self.stats = Stats()
         self.analyzer = None
@@ -181,12 +201,22 @@ class MicroBatcher:
         (serving/pace.py); None until the pace is known."""
         return self.pace.lone_seconds(costs)
 
-    def submit(self, texts: list[str], costs: list[int], aspects: list[str] | None = None) -> Job:
+    def submit(self, texts: list[str], costs: list[int], aspects: list[str] | None = None,
+               deadline: float | None = None) -> Job:
+        """Queues a request; QueueFull past `max_queue`, TooLate when it could not be answered by `deadline`."""
         if len(self.pending) >= self.max_queue:
             self.stats.rejected += 1
             raise QueueFull
         loop = asyncio.get_running_loop()
-        job = Job(texts, costs, loop.create_future(), loop.time(), aspects)
+        now = loop.time()
+        if deadline is not None:
+            queued = [cost for job in self.pending for cost in job.costs[job.sent:]]
+            running = max(0.0, self.busy_until - now) if self.busy_until is not None else 0.0
+            refused = self.pace.admission(queued, costs, running, deadline - now)
+            if refused is not None:
+                self.stats.rejected += 1
+                raise TooLate(*refused)
+        job = Job(texts, costs, loop.create_future(), now, aspects, deadline)
         self.pending.append(job)
         self.arrived.set()
         return job
@@ -223,6 +253,28 @@ class MicroBatcher:
         return self._take()
 
     def _take(self) -> list[tuple[Job, int]]:
+        """One forward pass (`_pack`) without the requests whose deadline falls before it could end: those are
+        answered Expired at once and the pass is built again without them."""
+        while True:
+            pending, leader, sent = deque(self.pending), self.leader, [(job, job.sent) for job in self.pending]
+            picked = self._pack()
+            if not picked:
+                return picked
+            padded = len(picked) * max(job.costs[i] for job, i in picked)
+            horizon = asyncio.get_running_loop().time() + self.pace.pass_seconds(padded)
+            late = {job for job, _ in picked if job.deadline is not None and job.deadline < horizon}
+            if not late:
+                return picked
+            self.pending, self.leader = deque(j for j in pending if j not in late), leader
+            for job, count in sent:
+                job.sent = count
+            for job in late:
+                self.stats.timeouts += 1
+                self.stats.dropped += 1
+                if not job.future.done():
+                    job.future.set_exception(Expired())
+
+    def _pack(self) -> list[tuple[Job, int]]:
         """(job, text index) pairs of one forward pass: the front request's next texts, then others' that fit."""
         if len(self.pending) > 1 and self.pending[0] is self.leader:
             # rotate now, not after the last take: requests that came in during its pass lead this one
@@ -246,6 +298,10 @@ class MicroBatcher:
         texts = [job.texts[i] for job, i in picked]
         aspects = None if picked[0][0].aspects is None else [job.aspects[i] for job, i in picked]
         analyzer = self.analyzer
+        rate = self.pace.seconds_per_token
+        if rate is not None:
+            padded = len(picked) * max(job.costs[i] for job, i in picked)
+            self.busy_until = asyncio.get_running_loop().time() + padded * rate
         try:
             predictions, seconds = await self.thread.call(lambda: _timed(analyzer, texts, aspects))
         except Exception as exc:

@@ -9,15 +9,25 @@ median seconds per padded token of the last WINDOW passes that were at least hal
 big request's cost. Until MIN_PASSES such passes have run, nothing is estimated (and nothing refused). A request
 is estimated as the batcher runs it alone: its texts in order, in passes of at most `max_batch` texts and
 `max_batch_tokens` padded tokens.
+
+Admission by deadline (issue 39 item 6): past the model's capacity a queue fills until each request waits about
+its whole timeout, is then taken into a pass and times out during it, so most of the model's time goes to answers
+nobody receives. `admission` estimates when a new request would be answered (the rest of the pass running now,
+then the texts queued ahead and its own, packed as the batcher packs them, at the measured pace) and refuses it
+at once (503 + Retry-After: when the work ahead would be done) if that is past its deadline; the batcher also
+drops from each pass it builds the requests whose deadline falls before that pass could end (`pass_seconds`). Before
+the pace is known both admit everything, as before.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 
 WINDOW = 16     # recent passes the pace is read from
 MIN_PASSES = 3  # measured passes before any estimate
+SLACK = 1.25    # a pass may run a quarter longer than the median pace says, and its answer must still be in time
 
 
 def lone_passes(costs: list[int], max_batch: int, max_batch_tokens: int) -> list[int]:
@@ -32,6 +42,20 @@ def lone_passes(costs: list[int], max_batch: int, max_batch_tokens: int) -> list
     if count:
         passes.append(count * width)
     return passes
+
+
+def admission(queued: list[int], own: list[int], seconds_per_token: float | None, time_left: float,
+              max_batch: int, max_batch_tokens: int, running: float = 0.0) -> tuple[float, int] | None:
+    """None to admit a request of text costs `own` behind the unsent texts `queued` (in the batcher's order), with
+    `running` seconds left of the pass in progress and `time_left` seconds before its deadline; else (seconds until
+    the work ahead would be done, Retry-After: those seconds rounded up, at least 1). Admits while the pace is
+    unknown."""
+    if seconds_per_token is None:
+        return None
+    if running + sum(lone_passes(queued + own, max_batch, max_batch_tokens)) * seconds_per_token <= time_left:
+        return None
+    ahead = running + sum(lone_passes(queued, max_batch, max_batch_tokens)) * seconds_per_token
+    return ahead, max(1, math.ceil(ahead))
 
 
 class Pace:
@@ -56,3 +80,15 @@ class Pace:
             return None
         padded = sum(lone_passes(costs, self.max_batch, self.max_batch_tokens))
         return padded * rate, padded
+
+    def pass_seconds(self, padded: int) -> float:
+        """How long a pass of `padded` tokens may take at the measured pace, with SLACK; 0 before the pace is
+        known."""
+        rate = self.seconds_per_token
+        return 0.0 if rate is None else SLACK * rate * padded
+
+    def admission(self, queued: list[int], own: list[int], running: float, time_left: float
+                  ) -> tuple[float, int] | None:
+        """`admission` at the measured pace."""
+        return admission(queued, own, self.seconds_per_token, time_left, self.max_batch, self.max_batch_tokens,
+                         running)

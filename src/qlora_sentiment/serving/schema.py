@@ -40,7 +40,8 @@ class Health(BaseModel):
     texts: int
     forward_batches: int
     failures: int = Field(description="requests whose forward pass failed (500)")
-    rejected: int = Field(description="requests refused with 503: queue full or model not loaded")
+    rejected: int = Field(description="requests refused with 503: queue full, model not loaded, or the work queued "
+                                      "ahead would outlast the request timeout")
     timeouts: int = Field(description="requests without an answer within the request timeout (503)")
     disconnected: int = Field(description="clients that left before their answer")
     dropped: int = Field(description="of timeouts and disconnected, requests removed before their forward pass")

@@ -3,8 +3,9 @@
 The rules a request must follow are the OpenAPI schema's (serving/schema.py) and are checked here, before a
 request joins a batch, so a bad request is a 422 naming the item and never reaches the model. Every error body
 has one shape, `{"detail": ..., "field": ...}`. Bounded everywhere: the body's size, its parsing and the time to
-receive it (serving/door.py), the queue (503 with Retry-After when full) and each request's time; a client that
-disconnects is dropped before its forward pass. GET /health is liveness (counters, queue depth), GET /ready
+receive it (serving/door.py), the queue (503 with Retry-After when full) and each request's time (a 503 with
+Retry-After at once when the work queued ahead would outlast it: serving/pace.py); a client that disconnects is
+dropped before its forward pass. GET /health is liveness (counters, queue depth), GET /ready
 readiness (model loaded, queue room). Around it all (serving/guard.py): the Host check, a cap on requests in
 progress, `X-Content-Type-Options: nosniff`; /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline
 package (no CDN); nothing the API says names a path of this machine.
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.batcher import MicroBatcher, ModelFailed, QueueFull
+from qlora_sentiment.serving.batcher import Expired, MicroBatcher, ModelFailed, QueueFull, TooLate
 from qlora_sentiment.serving.door import ApiError, Door, check_task, unprocessable
 from qlora_sentiment.serving.guard import Guard, scrub_paths, without_paths
 from qlora_sentiment.serving.schema import (Health, Info, PredictResponse, Ready, error_responses,
@@ -153,9 +154,13 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
                                 f"the measured {seconds / tokens * 1000:.3g} ms per token); the request timeout is "
                                 f"{limits.request_timeout:g} s: send fewer or shorter texts", parsed.field)
         try:
-            job = batcher.submit(parsed.texts, costs, parsed.aspects)
+            job = batcher.submit(parsed.texts, costs, parsed.aspects, deadline)
         except QueueFull:
             raise unavailable(f"busy: {limits.max_queue} requests are waiting; retry") from None
+        except TooLate as exc:  # refused now rather than answered 503 at its deadline (serving/pace.py)
+            raise ApiError(503, f"busy: the model has about {exc.ahead:.3g} s of work queued ahead of this request, "
+                                f"which would not be answered within the request timeout ({limits.request_timeout:g} "
+                                f"s); retry after {exc.retry_after} s", None, retry_after=exc.retry_after) from None
         left = asyncio.ensure_future(_client_left(request))
         try:
             done, _ = await asyncio.wait({job.future, left}, timeout=max(0.0, deadline - loop.time()),
@@ -169,6 +174,8 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
                 predictions = job.future.result()
             except ModelFailed as exc:
                 raise ApiError(500, f"the model failed on this request: {exc}") from None
+            except Expired:  # dropped before its pass: it could not end in time
+                raise unavailable(f"no answer within {limits.request_timeout:g} s (the model is busy); retry") from None
             rows = [dict(p, text=t) for t, p in zip(parsed.texts, predictions)]
             for row, aspect in zip(rows, parsed.aspects or ()):
                 row["aspect"] = aspect
