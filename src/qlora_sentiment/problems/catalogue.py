@@ -13,7 +13,8 @@ bad_input = index(CATALOGUE)  # any row, for code outside the stages (a stage im
 def render_markdown() -> str:
     lines = [
         "Every error is one line starting with `error:` that names the key, file or row; the exit code is 2 "
-        "(3 for out of memory, 4 when `serve`'s port is in use) and no traceback is shown unless you add `--debug` or set `QLORA_DEBUG=1`. "
+        "(3 for out of memory, 4 when `serve`'s port is in use) and no traceback is shown unless you add `--debug` "
+        "or set `QLORA_DEBUG=1`. "
         "Each row below is triggered for real by `tests/test_bad_inputs.py`. Rows whose fix starts with `HTTP` "
         "are the web API's answers: the message is the `detail` of the JSON body `{\"detail\": ..., \"field\": ...}`.",
         "",

@@ -9,7 +9,8 @@ from . import Trigger, cli, index, rows_of, shell
 
 def ray(*argv: str) -> Trigger:
     """predict --ray, refused before the model loads or Ray starts: no output folder made, earlier shards kept."""
-    return cli("predict", "--model", "no-model", "--ray", *argv, absent=["out"], unchanged=["shards/part-00000.parquet"],
+    return cli("predict", "--model", "no-model", "--ray", *argv, absent=["out"],
+               unchanged=["shards/part-00000.parquet"],
                files={"in.txt": b"good\nbad\n", "shards/part-00000.parquet": b"earlier run"})
 
 
@@ -51,7 +52,8 @@ ROWS = rows_of(
     ("aspect-not-in-text",
      "aspects[1]: 'wine' does not occur in the text; this model (aspect_term)",
      'An aspect-term model labels words of the text: name the aspect as the text spells it (case is ignored).',
-     cli("predict", "--model", "<aspects>/export", "--aspect", "food", "--aspect", "wine", "the food was great but the service was awful"),
+     cli("predict", "--model", "<aspects>/export", "--aspect", "food", "--aspect", "wine",
+         "the food was great but the service was awful"),
      'aspects[{index}]: {aspect!r} does not occur in the text; this model (aspect_term) labels terms of the '
      "text: use the text's own words"),
     ("aspect-model-without-aspects",
@@ -126,6 +128,7 @@ ROWS = rows_of(
      'argument 1 is not UTF-8 (byte 0xe9',
      'Pass UTF-8 text (a UTF-8 terminal/locale), or put the texts in a UTF-8 file and use `--file`.',
      cli("predict", "--model", "no-model", "caf\udce9"),
-     'argument {index} is not UTF-8 (byte 0x{byte:02x} at character {position}); pass UTF-8 text'),  # argv bytes b"caf\xe9"
+     # argv bytes b"caf\xe9"
+     'argument {index} is not UTF-8 (byte 0x{byte:02x} at character {position}); pass UTF-8 text'),
 )
 bad_input = index(ROWS)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from . import Trigger, cli, index, rows_of, trigger
 
 
-def output(*flags: str, files: dict | None = None, folders: list | None = None, unchanged: list | None = None) -> Trigger:
+def output(*flags: str, files: dict | None = None, folders: list | None = None,
+           unchanged: list | None = None) -> Trigger:
     return cli("predict", "--file", "in.txt", "--model", "no-model", *flags,
                files={"in.txt": b"a fine film\na dull one\n", **(files or {})}, folders=folders or [],
                unchanged=unchanged or [])
