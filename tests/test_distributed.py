@@ -40,6 +40,7 @@ def test_two_cpu_processes_match_one(tmp_path, tiny_llama, python_bin_env):
     assert double_metrics["validation"] == pytest.approx(single_metrics["validation"], abs=1e-9)
 
 
+@pytest.mark.slow  # a real `accelerate launch` configuration check with the model's FSDP wrapping
 def test_fsdp_launch_and_quantization_storage():
     """FSDP + QLoRA cannot run here (FSDP with bitsandbytes layers needs CUDA GPUs): what the train stage would
     launch, and how it would quantize, are checked instead."""

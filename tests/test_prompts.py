@@ -26,6 +26,7 @@ def preset_prompt(preset: str) -> tuple[str, bool]:
     return conf["prompt"]["template"], conf["prompt"]["chat_template"]
 
 
+@pytest.mark.slow  # the families' real tokenizers (Gemma's alone: 262k words) loaded and exported
 @pytest.mark.parametrize("preset", sorted(PRESET_FAMILY))
 def test_training_scoring_and_export_see_the_same_ids(preset, tmp_path):
     from transformers import PreTrainedTokenizerFast
