@@ -43,7 +43,7 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
     from qlora_sentiment.model.base import BaseRef
     from qlora_sentiment.model.loading import load_tokenizer
     from qlora_sentiment.model.prompts import PromptFormatter
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     family, pad, chat = PRESETS[preset]
     env, repo = python_bin_env, tmp_path / "project"

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 from qlora_sentiment.core.errors import DataError, ModelError
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, text_problem
-from qlora_sentiment.serving.textfiles import TextFile
+from qlora_sentiment.api.validation import MAX_TEXT_CHARS, text_problem
+from qlora_sentiment.labelling.textfiles import TextFile
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,4 +1,4 @@
-"""The web API's door: what a POST /predict must be before its texts reach the batcher, read without stalling the
+"""The web API's request checks: what a POST /predict must be before its texts reach the batcher, read without stalling the
 event loop.
 
 Strict: `Content-Type: application/json` (charset utf-8 or none; no other type, `+json` ones included), no
@@ -24,7 +24,7 @@ from json.scanner import py_make_scanner
 from typing import NamedTuple
 
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
+from qlora_sentiment.api.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
                                                 describe, no_duplicate_keys, quote, text_problem)
 
 SMALL_BODY = 65_536  # bytes: parsed on the event loop (well under a millisecond)
@@ -223,7 +223,7 @@ def parse_request(body: bytes, limits) -> Parsed:
     return Parsed(texts, None, "text" if "text" in data else "texts")
 
 
-class Door:
+class RequestReader:
     """Reads and parses POST /predict bodies for one app: small ones on the event loop, big ones on PARSERS
     threads, at most BIG_BODIES big ones at a time (a request waiting longer than its body timeout for its turn is
     a 503 with Retry-After)."""

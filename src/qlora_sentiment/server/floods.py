@@ -1,5 +1,5 @@
 """What keeps a flood from filling `serve`'s descriptors and log: the connection cap fitted under ulimit -n, and
-log records of a kind let through once a minute (moved here from serving/connections.py, which still exports
+log records of a kind let through once a minute (moved here from server/connections.py, which still exports
 them)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run the web API: bind the port first (in use: one line, exit code 4; the CLI does it before anything slow),
 then serve while the model loads on the model thread (GET /ready says when); `serving … on http://…` is printed
 once the model is loaded and the port accepts connections. Ctrl-C / SIGTERM, at any point: one line, exit code
-130 / 143. Connections are bounded (serving/connections.py), and uvicorn sends no `server` banner."""
+130 / 143. Connections are bounded (server/connections.py), and uvicorn sends no `server` banner."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ EXIT_ADDRESS_IN_USE = 4
 
 def bounded(minimum, maximum, kind=int):
     """An argparse `type`: a number in [minimum, maximum] (`must be >= 1` / `must be at most 1,024`)."""
-    from qlora_sentiment.serving.inputs import at_least
+    from qlora_sentiment.cli_inputs import at_least
 
     at_least_minimum = at_least(minimum, kind)
 
@@ -36,7 +36,7 @@ def bounded(minimum, maximum, kind=int):
 
 def seconds(maximum: float):
     """An argparse `type`: seconds in (0, maximum]."""
-    from qlora_sentiment.serving.inputs import positive_seconds
+    from qlora_sentiment.cli_inputs import positive_seconds
 
     def parse(text: str) -> float:
         value = positive_seconds(text)
@@ -48,7 +48,7 @@ def seconds(maximum: float):
 
 def host_list(text: str) -> list[str]:
     """An argparse `type`: `--allowed-hosts example.com,*.example.org,127.0.0.1`."""
-    from qlora_sentiment.serving.guard import allowed_host
+    from qlora_sentiment.server.middleware import allowed_host
 
     entries = [entry for entry in text.split(",") if entry.strip()]
     if not entries:
@@ -104,8 +104,8 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
     error is raised here."""
     import uvicorn
 
-    from qlora_sentiment.serving.connections import Connections, fit_connections, quiet_floods
-    from qlora_sentiment.serving.web import create_app
+    from qlora_sentiment.server.connections import Connections, fit_connections, quiet_floods
+    from qlora_sentiment.server.app import create_app
 
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"

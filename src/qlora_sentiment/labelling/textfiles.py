@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
+from qlora_sentiment.api.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
                                                 no_duplicate_keys, text_problem)
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")

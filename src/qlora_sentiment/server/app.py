@@ -1,11 +1,11 @@
 """`qlora-sentiment serve`: a FastAPI app that batches concurrent requests into one forward pass.
 
-The rules a request must follow are the OpenAPI schema's (serving/schema.py) and are checked here, before a
+The rules a request must follow are the OpenAPI schema's (server/schema.py) and are checked here, before a
 request joins a batch, so a bad request is a 422 naming the item and never reaches the model. Every error body
 has one shape, `{"detail": ..., "field": ...}`. Bounded everywhere: the body's size, its parsing and the time to
-receive it (serving/door.py), the queue (503 with Retry-After when full) and each request's time; a client that
+receive it (server/request_checks.py), the queue (503 with Retry-After when full) and each request's time; a client that
 disconnects is dropped before its forward pass. GET /health is liveness (counters, queue depth), GET /ready
-readiness (model loaded, queue room). Around it all (serving/guard.py): the Host check, a cap on requests in
+readiness (model loaded, queue room). Around it all (server/middleware.py): the Host check, a cap on requests in
 progress, `X-Content-Type-Options: nosniff`; /docs and /redoc load Swagger UI and ReDoc from the fastapi-offline
 package (no CDN); nothing the API says names a path of this machine.
 
@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.batcher import MicroBatcher, ModelFailed, QueueFull
-from qlora_sentiment.serving.door import ApiError, Door, check_task, unprocessable
-from qlora_sentiment.serving.guard import Guard, scrub_paths, without_paths
-from qlora_sentiment.serving.schema import (Health, Info, PredictResponse, Ready, error_responses,
+from qlora_sentiment.server.batcher import MicroBatcher, ModelFailed, QueueFull
+from qlora_sentiment.server.request_checks import ApiError, RequestReader, check_task, unprocessable
+from qlora_sentiment.server.middleware import HttpPolicy, scrub_paths, without_paths
+from qlora_sentiment.server.schema import (Health, Info, PredictResponse, Ready, error_responses,
                                             predict_request_body)
 
 
@@ -38,8 +38,8 @@ class Limits:
     max_queue: int = 256        # requests waiting for the model; beyond: 503
     request_timeout: float = 30.0  # seconds from arrival to answer; beyond: 503
     body_timeout: float = 10.0  # seconds to receive the body; beyond: 408
-    max_connections: int = 1000  # open connections and requests in progress (serving/connections.py, guard.py)
-    max_connections_per_client: int = 100  # open connections of one client address (serving/connections.py)
+    max_connections: int = 1000  # open connections and requests in progress (server/connections.py, middleware.py)
+    max_connections_per_client: int = 100  # open connections of one client address (server/connections.py)
     idle_timeout: float = 10.0  # seconds a connection may stay open without sending a whole request head
     task: str = "sentence"      # the model's data.task: an aspect model's requests name their aspects
 
@@ -72,7 +72,7 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
     from fastapi_offline import FastAPIOffline
 
     batcher = MicroBatcher(limits.max_batch, limits.max_wait_ms, limits.max_queue, limits.max_batch_tokens)
-    door = Door(limits)
+    reader = RequestReader(limits)
     request_body = predict_request_body(limits.max_items, limits.max_chars, limits.text_tokens,
                                         limits.max_batch_tokens, limits.task)
 
@@ -81,15 +81,15 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
         batcher.start(load, on_ready, on_failure)
         yield
         await batcher.stop()
-        door.close()
+        reader.close()
 
     # Swagger UI and ReDoc from the package's files (/static-offline-docs), not a CDN; no online validator badge
     app = FastAPIOffline(title="qlora-sentiment", version="1", lifespan=lifespan,
                          swagger_ui_parameters={"validatorUrl": None},
                          description="Sentiment labels and per-label probabilities from a QLoRA fine-tuned model.")
     app.state.batcher = batcher
-    build = app.build_middleware_stack  # Guard goes outside FastAPI's error middleware: its 500s get nosniff too
-    app.build_middleware_stack = lambda: Guard(build(), allowed_hosts, limits.max_connections)
+    build = app.build_middleware_stack  # HttpPolicy goes outside FastAPI's error middleware: its 500s get nosniff too
+    app.build_middleware_stack = lambda: HttpPolicy(build(), allowed_hosts, limits.max_connections)
 
     def error(status: int, detail: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
         detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogate reaches JSON
@@ -126,7 +126,7 @@ def create_app(load, limits: Limits = Limits(), metrics: dict | None = None, on_
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limits.request_timeout
         try:
-            parsed = await door.read(request, deadline)  # 415, 413, 408, 422: before the model is asked anything
+            parsed = await reader.read(request, deadline)  # 415, 413, 408, 422: before the model is asked anything
         except ClientDisconnect:  # gone while sending its body
             batcher.stats.disconnected += 1
             return Response(status_code=499)

@@ -1,5 +1,5 @@
 """Connections for `serve`: uvicorn's h11 protocol with the bounds uvicorn lacks, per client and in all (the file
-descriptors they need, and logs that a flood cannot fill: serving/floods.py).
+descriptors they need, and logs that a flood cannot fill: server/floods.py).
 
 Read in uvicorn 0.54 (protocols/http/h11_impl.py) and asyncio (selector_events.py): a new connection arms no timer
 (the keep-alive timer starts only after a first answer, and is cancelled as soon as any byte arrives), so a
@@ -21,7 +21,7 @@ process out of descriptors fails accept() up to 2048 times a pass, logging a tra
   answer) is closed;
 - uvicorn's own 400 for a malformed request ("Invalid HTTP request received.", text/plain) is a JSON error in the
   one shape, naming what h11 found (the status is h11's hint: 400, or 431 for a head over 16 KiB); a request
-  whose framing is ambiguous (serving/framing.py) is a 400 too, and every such answer closes the connection.
+  whose framing is ambiguous (server/framing.py) is a 400 too, and every such answer closes the connection.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from collections import OrderedDict
 import h11
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
-from qlora_sentiment.serving.framing import AmbiguousFraming, bad_request, framing_problem
-from qlora_sentiment.serving.floods import OncePerMinute, fit_connections, quiet_floods  # noqa: F401 (were here)
-from qlora_sentiment.serving.guard import NOSNIFF
+from qlora_sentiment.server.framing import AmbiguousFraming, bad_request, framing_problem
+from qlora_sentiment.server.floods import OncePerMinute, fit_connections, quiet_floods  # noqa: F401 (were here)
+from qlora_sentiment.server.middleware import NOSNIFF
 
 ROOM_AT_ONCE = 32  # idle connections closed at once when the cap is reached (a flood arrives in bursts)
 REFUSED_AT_ONCE = 64  # newcomers refused per accept() call when every connection is busy; then the loop goes on

@@ -18,7 +18,7 @@ from qlora_sentiment.model.adapter import load_scorer
 from qlora_sentiment.model.onnx import BACKENDS, OnnxClassifier
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_aspects, check_texts  # noqa: F401 (API names)
+from qlora_sentiment.api.validation import MAX_TEXT_CHARS, check_aspects, check_texts  # noqa: F401 (API names)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,4 @@
+"""The HTTP server, `qlora-sentiment serve`: the process (run.py), the connections it keeps (connections.py,
+framing.py, floods.py), the ASGI middleware around the app (middleware.py), the FastAPI app and its routes (app.py),
+the checks a request passes before its texts reach the model (request_checks.py, schema.py) and the micro-batcher
+that runs them (batcher.py, pace.py)."""
