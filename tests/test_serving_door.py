@@ -225,7 +225,7 @@ def test_an_idle_flood_beyond_the_descriptor_limit_locks_nobody_out(door_server)
 def test_a_log_flood_is_one_line_a_minute():
     """asyncio logs every failed accept() (out of descriptors: a traceback per attempt); what passes is one record
     a minute per kind, the next one saying how many were held back."""
-    from qlora_sentiment.server.connections import OncePerMinute, quiet_floods
+    from qlora_sentiment.server.floods import OncePerMinute, quiet_floods
 
     quiet_floods("asyncio")
     records = []

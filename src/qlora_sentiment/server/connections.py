@@ -1,59 +1,49 @@
-"""Connections for `serve`: uvicorn's h11 protocol with the bounds uvicorn lacks, per client and in all (the file
-descriptors they need, and logs that a flood cannot fill: server/floods.py).
+"""The connections `serve` keeps open, per client and in all, accepted by its own accept loop on the listening
+socket (public asyncio: `loop.add_reader`, `socket.accept`, `loop.connect_accepted_socket`); what each connection
+does is server/http_connection.py, how uvicorn's protocol reaches this loop server/uvicorn_sockets.py.
 
-Read in uvicorn 0.54 (protocols/http/h11_impl.py) and asyncio (selector_events.py): a new connection arms no timer
-(the keep-alive timer starts only after a first answer, and is cancelled as soon as any byte arrives), so a
-connection that sends nothing, or half a request line, stays open forever; `limit_concurrency` still accepts every
-connection (and its 503 is text/plain); and asyncio accepts up to `backlog` (2048) connections per loop pass, so a
-process out of descriptors fails accept() up to 2048 times a pass, logging a traceback each time. Here:
+Why not uvicorn's options alone: `limit_concurrency` accepts every connection (its 503 is text/plain and comes once
+a request arrives), and asyncio's own accept loop takes up to `backlog` (2048) connections per loop pass, so a
+process out of descriptors fails accept() up to 2048 times a pass, then stops accepting for a second. Here:
 
-- the listening socket's accept() keeps at most `max_connections` sockets open: beyond that it closes the
-  connections that have waited longest without a request in progress (an idle flood cannot lock clients out) and
-  accepts more on asyncio's next pass, once their descriptors are free (newcomers wait in the kernel's queue
-  meanwhile); when every connection has a request in progress, a newcomer gets a 503 in the one error shape and
-  is closed at once. accept() never runs out of
-  descriptors (`fit_connections` keeps the cap under ulimit -n);
+- at most `max_connections` sockets are open: beyond that the connections that have waited longest without a
+  request in progress are closed (an idle flood cannot lock clients out) and accepting goes on at the loop's next
+  pass, once their descriptors are free (newcomers wait in the kernel's queue meanwhile); when every connection
+  has a request in progress, a newcomer gets a 503 in the one error shape and is closed at once. accept() never
+  runs out of descriptors (server/floods.py: `fit_connections` keeps the cap under ulimit -n);
 - one client (one peer address) keeps at most `per_client` connections open: beyond that its own longest-idle
-  connections make room, and when all of them have a request in progress its newcomer gets a 429 and is closed
-  at once, so that one client's reconnect or slow-body flood takes its own share and no one else's (clients behind
-  one proxy or NAT share an address: raise --max-connections-per-client there);
-- a connection that has not sent a whole request head within `idle_timeout` seconds of opening (or of its last
-  answer) is closed;
-- uvicorn's own 400 for a malformed request ("Invalid HTTP request received.", text/plain) is a JSON error in the
-  one shape, naming what h11 found (the status is h11's hint: 400, or 431 for a head over 16 KiB); a request
-  whose framing is ambiguous (server/framing.py) is a 400 too, and every such answer closes the connection.
+  connections make room, and when all of them have a request in progress its newcomer gets a 429 and is closed at
+  once, so that one client's reconnect or slow-body flood takes its own share and no one else's (clients behind
+  one proxy or NAT share an address: raise --max-connections-per-client there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections import OrderedDict
 
-import h11
-from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
-
-from qlora_sentiment.server.framing import AmbiguousFraming, bad_request, framing_problem
-from qlora_sentiment.server.floods import OncePerMinute, fit_connections, quiet_floods  # noqa: F401 (were here)
-from qlora_sentiment.server.middleware import NOSNIFF
-
 ROOM_AT_ONCE = 32  # idle connections closed at once when the cap is reached (a flood arrives in bursts)
-REFUSED_AT_ONCE = 64  # newcomers refused per accept() call when every connection is busy; then the loop goes on
+REFUSED_AT_ONCE = 64  # newcomers refused per loop pass when every connection is busy; then the loop goes on
+ACCEPTED_AT_ONCE = 256  # connections accepted per loop pass (asyncio's own loop takes up to its backlog, 2048)
+RETRY_SECONDS = 1.0  # after an unexpected accept() error, as asyncio waits
 
 
-def _error_bytes(status: int, reason: str, detail: str, retry_after: int | None = None) -> bytes:
+def error_bytes(status: int, reason: str, detail: str, retry_after: int | None = None) -> bytes:
+    """A whole HTTP/1.1 answer in the one error shape that closes the connection."""
     body = json.dumps({"detail": detail, "field": None}, separators=(",", ":")).encode()
     extra = f"retry-after: {retry_after}\r\n" if retry_after else ""
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
             f"{extra}connection: close\r\nx-content-type-options: nosniff\r\n\r\n").encode() + body
 
 
-class _Peer:
-    """One client address's connections: sockets open, protocols started, those closed to make room whose
-    descriptors are not closed yet, and those waiting without a request."""
+class Peer:
+    """One client address's connections: open (accepted, not yet lost), closing (closed to make room, not yet
+    lost), and those waiting without a request, longest waiting first."""
 
     def __init__(self):
-        self.open = self.made = self.closing = 0
+        self.open = self.closing = 0
         self.waiting: OrderedDict = OrderedDict()
 
 
@@ -63,38 +53,30 @@ def peer_key(address) -> str:
 
 
 class Connections:
-    """The open connections of one server: how many sockets are open, and which wait without a request; in all and
-    per client address."""
+    """The open connections of one server, in all and per client address; each is an `HttpConnection`
+    (server/http_connection.py), which reports here when it waits for a request, when one begins, and when it is
+    lost."""
 
-    def __init__(self, max_connections: int, idle_timeout: float, per_client: int | None = None):
+    def __init__(self, max_connections: int, idle_timeout: float, per_client: int | None = None,
+                 keep_alive: float = 5.0):
         self.max, self.idle_timeout = max_connections, idle_timeout
+        self.keep_alive = min(keep_alive, idle_timeout)  # a connection silent this long after an answer is closed
         self.per_client = min(per_client or max_connections, max_connections)
         self.open = 0  # accepted sockets not yet closed
-        self.made = 0  # of those, connections whose protocol has started (asyncio starts it a loop pass later)
-        self.waiting: OrderedDict = OrderedDict()  # protocols without a request in progress, longest waiting first
-        self.peers: dict[str, _Peer] = {}
-        self.clients: dict[int, str] = {}  # accepted socket's descriptor -> its client
-        self.pause = False  # accept no more this loop pass
-        self.busy = _error_bytes(503, "Service Unavailable", f"busy: {max_connections} connections are open "
-                                 "with requests in progress; retry", retry_after=1)
+        self.closing = 0  # of those, closed to make room, their descriptors not yet free
+        self.waiting: OrderedDict = OrderedDict()  # connections without a request in progress, longest waiting first
+        self.peers: dict[str, Peer] = {}
+        self.accepting: AcceptLoop | None = None  # the accept loop serving these (server/uvicorn_sockets.py)
+        self.busy = error_bytes(503, "Service Unavailable", f"busy: {max_connections} connections are open "
+                                "with requests in progress; retry", retry_after=1)
 
     def crowded(self, key: str) -> bytes:
         shown = json.dumps(key, ensure_ascii=True)[1:-1]
-        return _error_bytes(429, "Too Many Requests", f"busy: {self.per_client} connections from your address "
-                            f"({shown}) are open with requests in progress; retry (--max-connections-per-client)",
-                            retry_after=1)
+        return error_bytes(429, "Too Many Requests", f"busy: {self.per_client} connections from your address "
+                           f"({shown}) are open with requests in progress; retry (--max-connections-per-client)",
+                           retry_after=1)
 
-    def protocol(self) -> type:
-        """The protocol class for uvicorn.Config(http=...)."""
-        return type("GuardedH11Protocol", (GuardedH11Protocol,), {"pool": self})
-
-    def listener(self, sock: socket.socket) -> socket.socket:
-        """`sock` (listening) as a socket whose accept() keeps to the cap."""
-        listener = _Listener(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        listener.pool = self
-        return listener
-
-    def make_room(self, peer: _Peer | None = None, count: int = ROOM_AT_ONCE) -> bool:
+    def make_room(self, peer: Peer | None = None, count: int = ROOM_AT_ONCE) -> bool:
         """Close up to `count` connections that wait without a request (of one client, or of all), longest waiting
         first."""
         waiting = self.waiting if peer is None else peer.waiting
@@ -102,166 +84,143 @@ class Connections:
         while waiting and closed < count:
             oldest, _ = waiting.popitem(last=False)
             if oldest.idle():
-                oldest.evict()  # its descriptor is closed at the start of the loop's next pass
+                oldest.evict()
                 closed += 1
         return closed > 0
 
     def admit(self, key: str) -> bool:
         """Whether a connection just accepted from `key` may stay: under its client's cap (those closed to make room
-        not counted), or once the client's longest-idle connection makes room, or (once per loop pass) while some
-        of its connections have not started yet. Accepting goes on meanwhile, so that one client's flood does not
-        keep the others' connections waiting behind its own in the kernel's queue."""
+        not counted), or once the client's longest-idle connections make room. Accepting goes on meanwhile, so
+        that one client's flood does not keep the others' connections waiting behind its own in the kernel's
+        queue."""
         peer = self.peers.get(key)
         live = 0 if peer is None else peer.open - peer.closing  # this one included: 1 more
-        if live < self.per_client or self.make_room(peer, min(ROOM_AT_ONCE, live - self.per_client + 1)):
-            return True
-        if peer.made < peer.open:  # their state is not known yet: let this one in, look again next pass
-            self.pause = True
-            return True
-        return False
+        return live < self.per_client or self.make_room(peer, min(ROOM_AT_ONCE, live - self.per_client + 1))
+
+    def opened(self, key: str, connection) -> Peer:
+        """Count a connection just admitted; it waits for a request from now on."""
+        peer = self.peers.setdefault(key, Peer())
+        self.open += 1
+        peer.open += 1
+        for waiting in (self.waiting, peer.waiting):
+            waiting[connection] = None
+        return peer
+
+    def waits(self, connection, peer: Peer) -> None:
+        """`connection` has no request in progress: last in line to be closed for room."""
+        for waiting in (self.waiting, peer.waiting):
+            waiting[connection] = None
+            waiting.move_to_end(connection)
+
+    def works(self, connection, peer: Peer) -> None:
+        """A request began on `connection`: it is not closed for room until it is answered."""
+        self.waiting.pop(connection, None)
+        peer.waiting.pop(connection, None)
+
+    def evicted(self, peer: Peer) -> None:
+        self.closing += 1
+        peer.closing += 1
+
+    def lost(self, connection, peer: Peer, key: str, evicted: bool) -> None:
+        """`connection` is closed: its descriptor is free once this returns."""
+        self.works(connection, peer)
+        self.open -= 1
+        peer.open -= 1
+        if evicted:
+            self.closing -= 1
+            peer.closing -= 1
+        if peer.open <= 0:
+            self.peers.pop(key, None)
 
 
-def _refuse(fd: int, answer: bytes) -> None:
+def refuse(conn: socket.socket, answer: bytes) -> None:
     """Answer a connection accepted only to be refused, and close it at once: the answer, the end of writing, then
     what the client has sent so far read and dropped (without waiting), so that the close is a FIN the client reads
     after the answer rather than a reset for unread bytes."""
-    with socket.socket(fileno=fd) as refuse:
-        refuse.setblocking(False)
+    with conn:
+        conn.setblocking(False)
         try:
-            refuse.send(answer)
-            refuse.shutdown(socket.SHUT_WR)
-            refuse.recv(65536)
+            conn.send(answer)
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(65536)
         except OSError:
             pass
 
 
-class _Counted(socket.socket):
-    """An accepted connection, counted open until its descriptor is closed."""
-    pool: Connections | None = None
-    peer: str = ""
+class AcceptLoop(asyncio.AbstractServer):
+    """Accepts connections on a listening socket within the caps of `pool`; each accepted connection is served by
+    `connection(key)` (an asyncio protocol) through `loop.connect_accepted_socket`."""
 
-    def _real_close(self, *args):  # what close() calls once the descriptor is to be closed
-        if self.pool is not None and self.fileno() != -1:
-            self.pool.open -= 1
-            self.pool.clients.pop(self.fileno(), None)
-            peer = self.pool.peers.get(self.peer)
-            if peer is not None:
-                peer.open -= 1
-                if peer.open <= 0:
-                    del self.pool.peers[self.peer]
-            self.pool = None
-        super()._real_close(*args)
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, pool: Connections, connection):
+        self.loop, self.sock, self.pool, self.connection = loop, sock, pool, connection
+        self.serving = False
+        sock.setblocking(False)
+        self.start()
 
+    def start(self) -> None:
+        if not self.serving and self.sock.fileno() != -1:
+            self.serving = True
+            self.loop.add_reader(self.sock.fileno(), self.accept)
 
-class _Listener(socket.socket):
-    pool: Connections
+    def close(self) -> None:
+        if self.serving:
+            self.serving = False
+            self.loop.remove_reader(self.sock.fileno())
 
-    def accept(self):
-        pool = self.pool
-        refused = 0
-        while True:
-            if pool.pause:
-                pool.pause = False
-                raise BlockingIOError  # asyncio stops this pass, and accepts again on the next one
-            while pool.open >= pool.max:
-                if pool.make_room() or pool.made < pool.open or refused >= REFUSED_AT_ONCE:
-                    raise BlockingIOError
-                fd, _ = self._accept()  # every connection is busy: refuse this one, its descriptor closed at once
-                _refuse(fd, pool.busy)
-                refused += 1
-            fd, address = self._accept()
-            key = peer_key(address)
-            if pool.admit(key):
-                break
-            _refuse(fd, pool.crowded(key))  # its client's connections all have requests in progress
-            refused += 1
-            if refused >= REFUSED_AT_ONCE:
-                raise BlockingIOError
-        conn = _Counted(self.family, self.type, self.proto, fileno=fd)
-        conn.pool, conn.peer = pool, key
-        pool.open += 1
-        pool.peers.setdefault(key, _Peer()).open += 1
-        pool.clients[fd] = key
-        return conn, address
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop
 
+    def is_serving(self) -> bool:
+        return self.serving
 
-class GuardedH11Protocol(H11Protocol):
-    pool: Connections
+    async def start_serving(self) -> None:
+        self.start()
 
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self.pool.made += 1
-        sock = transport.get_extra_info("socket")
-        self._peer = self.pool.peers.get(self.pool.clients.get(sock.fileno() if sock is not None else -1, ""))
-        if self._peer is not None:
-            self._peer.made += 1
-        self._timer = None
-        self._evicted = False
-        self._protocol_error: h11.RemoteProtocolError | None = None
-        next_event = self.conn.next_event
+    async def serve_forever(self) -> None:
+        raise NotImplementedError("uvicorn runs the loop")
 
-        def remembered():  # uvicorn drops h11's reason; keep it for the 400's detail
-            try:
-                event = next_event()
-                problem = framing_problem(event) if type(event) is h11.Request else None
-                if problem:
-                    raise AmbiguousFraming(problem)  # answered 400, the connection closed
-                return event
-            except h11.RemoteProtocolError as exc:
-                self._protocol_error = exc
-                raise
-        self.conn.next_event = remembered
-        self._wait()
+    async def wait_closed(self) -> None:
+        return None
 
-    def evict(self) -> None:
-        """Closed to make room (counted as closing by its client until its descriptor is closed)."""
-        self._evicted = True
-        if self._peer is not None:
-            self._peer.closing += 1
-        self.transport.close()
-
-    def idle(self) -> bool:
-        """No request in progress (none yet, or its answer sent), and not closing."""
-        return (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing()
-
-    def _wait(self) -> None:
-        """Now waiting for a request: last in line to be closed for room, closed after idle_timeout."""
-        for waiting in (self.pool.waiting, *((self._peer.waiting,) if self._peer is not None else ())):
-            waiting[self] = None
-            waiting.move_to_end(self)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(self.pool.idle_timeout, self._idle_timeout, self.cycle)
-
-    def _idle_timeout(self, cycle) -> None:
-        if self.cycle is cycle and not self.transport.is_closing():  # no request has begun since
-            self.transport.close()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.idle():
-            self._wait()
-
-    def connection_lost(self, exc) -> None:
-        self.pool.made -= 1
-        self.pool.waiting.pop(self, None)
-        if self._peer is not None:
-            self._peer.made -= 1
-            self._peer.closing -= self._evicted  # its descriptor is closed right after this
-            self._peer.waiting.pop(self, None)
-        if self._timer is not None:
-            self._timer.cancel()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        status, detail = bad_request(self._protocol_error, msg)
-        body = json.dumps({"detail": detail, "field": None}, separators=(",", ":")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close"), NOSNIFF]
+    def _accept_one(self) -> tuple[socket.socket, object] | None:
         try:
-            for event in (h11.Response(status_code=status, headers=headers, reason=STATUS_PHRASES.get(status, b"")),
-                          h11.Data(data=body), h11.EndOfMessage()):
-                self.transport.write(self.conn.send(event))
-        except h11.LocalProtocolError:  # an answer had already begun: nothing more can be said on this connection
-            pass
-        self.transport.close()
+            return self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        except OSError as exc:  # as asyncio does: say so (once a minute: server/floods.py), stop a while, go on
+            self.loop.call_exception_handler({"message": "socket.accept() out of system resource", "exception": exc})
+            self.close()
+            self.loop.call_later(RETRY_SECONDS, self.start)
+            return None
+
+    def accept(self) -> None:
+        """One loop pass's accepting; the listening socket stays readable, so the next pass goes on."""
+        pool, refused = self.pool, 0
+        for _ in range(ACCEPTED_AT_ONCE):
+            if pool.open >= pool.max:
+                if pool.make_room() or pool.closing:
+                    return  # descriptors are freed on the next pass
+                accepted = self._accept_one()  # every connection is busy: refuse this one
+                if accepted is None:
+                    return
+                refuse(accepted[0], pool.busy)
+                refused += 1
+            else:
+                accepted = self._accept_one()
+                if accepted is None:
+                    return
+                conn, address = accepted
+                key = peer_key(address)
+                if pool.admit(key):
+                    self.serve(conn, key)
+                    continue
+                refuse(conn, pool.crowded(key))  # its client's connections all have requests in progress
+                refused += 1
+            if refused >= REFUSED_AT_ONCE:
+                return
+
+    def serve(self, conn: socket.socket, key: str) -> None:
+        connection = self.connection(key)
+        started = self.loop.create_task(self.loop.connect_accepted_socket(lambda: connection, conn))
+        started.add_done_callback(lambda task: task.cancelled() or task.exception() is None
+                                  or connection.not_started(conn))

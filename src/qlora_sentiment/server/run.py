@@ -1,7 +1,8 @@
 """Run the web API: bind the port first (in use: one line, exit code 4; the CLI does it before anything slow),
 then serve while the model loads on the model thread (GET /ready says when); `serving … on http://…` is printed
 once the model is loaded and the port accepts connections. Ctrl-C / SIGTERM, at any point: one line, exit code
-130 / 143. Connections are bounded (server/connections.py), and uvicorn sends no `server` banner."""
+130 / 143. Connections are bounded (server/connections.py, server/http_connection.py: uvicorn serves through
+them, server/uvicorn_sockets.py), and uvicorn sends no `server` banner."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import math
 import os
 import signal
 import socket
@@ -104,8 +106,11 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
     error is raised here."""
     import uvicorn
 
-    from qlora_sentiment.server.connections import Connections, fit_connections, quiet_floods
     from qlora_sentiment.server.app import create_app
+    from qlora_sentiment.server.connections import Connections
+    from qlora_sentiment.server.floods import fit_connections, quiet_floods
+    from qlora_sentiment.server.http_connection import MAX_HEAD, track_requests
+    from qlora_sentiment.server.uvicorn_sockets import serve_on
 
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -127,17 +132,18 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
     connections = Connections(limits.max_connections, limits.idle_timeout, limits.max_connections_per_client)
     app = create_app(load, limits, metrics, on_ready=lambda: tasks.append(asyncio.ensure_future(announce())),
                      on_failure=on_failure, allowed_hosts=allowed_hosts)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", server_header=False,
-                            http=connections.protocol(),
-                            timeout_keep_alive=min(5, limits.idle_timeout),  # type: ignore[arg-type]
+    # idle connections are closed by server/http_connection.py (idle_timeout, 5 s after an answer): uvicorn's own
+    # keep-alive timer, blind to a head still arriving, comes after both
+    config = uvicorn.Config(track_requests(app), log_level="warning", lifespan="on", ws="none", http="h11",
+                            server_header=False, h11_max_incomplete_event_size=MAX_HEAD,
+                            timeout_keep_alive=math.ceil(limits.idle_timeout) + 1,
                             timeout_graceful_shutdown=int(limits.request_timeout) + 1)
     quiet_floods()  # after Config: it configures uvicorn's loggers
     server = uvicorn.Server(config)
-    listener = connections.listener(sock)
     try:
-        server.run(sockets=[listener])
+        serve_on(server, sock, connections)
     finally:
-        listener.close()
+        sock.close()
     if failures:
         raise failures[0]
 
