@@ -187,7 +187,7 @@ def _label(args, signals, run) -> None:
     from qlora_sentiment.core.errors import DataError
     from qlora_sentiment.cli_inputs import check_model_folder, predict_texts, warn_about_threads
     from qlora_sentiment.labelling.output import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_folder,
-                                                   check_output_path, model_fingerprint)
+                                                  check_output_path, model_fingerprint)
     from qlora_sentiment.labelling.output_lock import OutputLock
 
     output = Path(args.output) if args.output else None

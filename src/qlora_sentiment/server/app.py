@@ -32,7 +32,7 @@ from qlora_sentiment.server.batcher import MicroBatcher, ModelFailed, QueueFull
 from qlora_sentiment.server.request_checks import ApiError, RequestReader, check_task, unprocessable
 from qlora_sentiment.server.middleware import HttpPolicy, scrub_paths, without_paths
 from qlora_sentiment.server.schema import (Health, Info, PredictResponse, Ready, error_responses,
-                                            predict_request_body)
+                                           predict_request_body)
 
 
 @dataclass(frozen=True)

@@ -198,8 +198,10 @@ class AcceptLoop(asyncio.AbstractServer):
         pool, refused = self.pool, 0
         for _ in range(ACCEPTED_AT_ONCE):
             if pool.open >= pool.max:
-                if pool.make_room() or pool.closing:
-                    return  # descriptors are freed on the next pass
+                # descriptors closed to make room are free on a next pass: none closed twice over meanwhile, and
+                # never the newest half of those waiting (a client's connection just accepted, its head to come)
+                if pool.closing or pool.make_room(count=max(1, min(ROOM_AT_ONCE, len(pool.waiting) // 2))):
+                    return
                 accepted = self._accept_one()  # every connection is busy: refuse this one
                 if accepted is None:
                     return

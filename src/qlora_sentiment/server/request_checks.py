@@ -1,5 +1,5 @@
-"""The web API's request checks: what a POST /predict must be before its texts reach the batcher, read without stalling the
-event loop.
+"""The web API's request checks: what a POST /predict must be before its texts reach the batcher, read without
+stalling the event loop.
 
 Strict: `Content-Type: application/json` (charset utf-8 or none; no other type, `+json` ones included), no
 `Content-Encoding` but identity, a UTF-8 body (a UTF-8 byte order mark is ignored; UTF-16/32 are refused), one JSON
@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.api.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
-                                                describe, no_duplicate_keys, quote, text_problem)
+                                            describe, no_duplicate_keys, quote, text_problem)
 
 SMALL_BODY = 65_536  # bytes: parsed on the event loop (well under a millisecond)
 BIG_BODIES = 16      # bodies over SMALL_BODY read and parsed at once; 16 x 3.9 MB at the default limits
