@@ -99,7 +99,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer, pipeline
 
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     lines = args.data.read_text(encoding="utf-8").splitlines()[: args.reviews]
     reviews = [json.loads(line)["text"] for line in lines]

@@ -150,7 +150,7 @@ async def load(url: str, requests: int, concurrency: int, give_up: float, give_u
 
 def warm_up(url: str) -> None:
     """Three requests of 16 reviews, one after another: a server that has run a while knows its model's pace
-    (serving/pace.py measures it on passes at least half full), one just started admits everything."""
+    (server/pace.py measures it on passes at least half full), one just started admits everything."""
     rng = random.Random(1)
     for _ in range(3):
         texts = [" ".join(rng.choices(WORDS, k=20)) for _ in range(16)]

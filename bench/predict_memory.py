@@ -33,8 +33,8 @@ WORDS = "great awful boring brilliant dull fun bad good loved hated slow warm fu
 CHILD = """
 import sys
 from qlora_sentiment import cli
-from qlora_sentiment.serving import predict_command
-from qlora_sentiment.serving import inputs
+from qlora_sentiment.labelling import predict_command
+from qlora_sentiment import cli_inputs as inputs
 
 class Trivial:
     labels = ["negative", "positive"]

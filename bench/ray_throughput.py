@@ -39,7 +39,7 @@ def labels(folder: Path) -> list[str]:
 
 
 def measure(args, work: Path, texts: list[str], workers: int) -> dict:
-    from qlora_sentiment.serving.ray_labelling import label_with_ray
+    from qlora_sentiment.labelling.ray_labelling import label_with_ray
 
     runs = {}
     for rows in (args.rows // 4, args.rows):

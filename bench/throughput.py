@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, sys, time
 import torch
-from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+from qlora_sentiment.api.analyzer import SentimentAnalyzer
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(spec["threads"])
 texts = [json.loads(line)["text"] for line in open(spec["predictions"], encoding="utf-8")][: spec["n"]]

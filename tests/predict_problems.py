@@ -14,7 +14,7 @@ import sys
 import time
 
 from helpers import CLI
-from qlora_sentiment.serving.labelling import model_fingerprint
+from qlora_sentiment.labelling.output import model_fingerprint
 
 
 def model_args(trained):
@@ -97,7 +97,7 @@ main(sys.argv[1:])
 """
 # another process appends a row to in.txt while the first chunk is labelled
 CHANGE_INPUT = """import sys
-from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+from qlora_sentiment.api.analyzer import SentimentAnalyzer
 real = SentimentAnalyzer.predict
 def predict(self, *args, **kwargs):
     with open("in.txt", "a") as other_writer:

@@ -95,7 +95,7 @@ def test_cli_labels_each_aspect_and_refuses_what_it_cannot(trained_aspects):
 
 def test_sentence_models_take_no_aspects():
     from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.serving.validation import check_aspects
+    from qlora_sentiment.api.validation import check_aspects
 
     with pytest.raises(DataError, match="this model labels whole texts"):
         check_aspects(["food"], "sentence")

@@ -56,7 +56,7 @@ def test_pipeline_on_raw_text_matches_the_scorer(exported):
 def test_the_project_api_on_the_export_uses_the_same_classifier(exported, backend):
     """`auto` on a CPU machine is ONNX Runtime on the export's onnx/model.onnx (written by the export for a
     float32 classifier); both runtimes give the scorer's probabilities on the test texts (every length)."""
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     folder, record, texts, expected = exported
     graph = (folder / "onnx" / "model.onnx").read_bytes()

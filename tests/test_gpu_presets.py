@@ -127,7 +127,7 @@ def check_preset_outputs(preset, model, adapter, export, predictions):
     from qlora_sentiment.model.base import BaseRef
     from qlora_sentiment.model.loading import load_tokenizer
     from qlora_sentiment.model.prompts import PromptFormatter
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     family, pad, chat = PRESETS[preset]
     aspects = preset.startswith("absa_")

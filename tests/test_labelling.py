@@ -17,8 +17,8 @@ import pytest
 from helpers import cli
 from predict_problems import LINES, committed_rows, make_reviews, model_args, run_main, start, wait_for
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.labelling import Formatter
-from qlora_sentiment.serving.textfiles import TextFile
+from qlora_sentiment.labelling.output import Formatter
+from qlora_sentiment.labelling.textfiles import TextFile
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from helpers import CLI
 from predict_problems import (FULL_RECORD, LINES, committed_rows, make_reviews, model_args, run_main, start,
                               wait_for)
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.output_lock import OutputLock
+from qlora_sentiment.labelling.output_lock import OutputLock
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`predict --ray` (serving/ray_labelling.py): two Ray workers on a local cluster label two files into shards that
+"""`predict --ray` (labelling/ray_labelling.py): two Ray workers on a local cluster label two files into shards that
 hold single-process predict's rows, ids and numbers; bad input is one line, before Ray starts, with nothing written."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 import pytest
 from helpers import cli, free_port
 
-from qlora_sentiment.serving.ray_labelling import label_with_ray  # imports Ray only when it runs
-from qlora_sentiment.serving.textfiles import TextFile
+from qlora_sentiment.labelling.ray_labelling import label_with_ray  # imports Ray only when it runs
+from qlora_sentiment.labelling.textfiles import TextFile
 
 ray = pytest.importorskip("ray")
 
@@ -41,7 +41,7 @@ def inputs(tmp_path_factory):
 
 def single_process(export, path):
     """What `predict --file path --batch-size BATCH --threads 1` scores: the same readers, the same chunks."""
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     texts = list(TextFile.open(path).texts())
     analyzer = SentimentAnalyzer.from_pretrained(export, threads=1)
@@ -78,8 +78,8 @@ def test_labeller_calls_predict_per_chunk_and_neutralises_csv(trained):
     """The worker's class in this process: one predict call per predict chunk, ids kept, CSV formulas quoted."""
     import pyarrow as pa
 
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
-    from qlora_sentiment.serving.ray_labelling import Labeller
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
+    from qlora_sentiment.labelling.ray_labelling import Labeller
 
     texts = ["=SUM(A1)", "a dull, two-line\nreview", "great fun", "@cmd"]
     batch = pa.table({"file": ["a.txt", "a.txt", "a.txt", "b.txt"], "row": [4, 5, 6, 0], "text": texts})

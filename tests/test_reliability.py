@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from helpers import cli, free_port
-from qlora_sentiment.serving.web import Limits, create_app
+from qlora_sentiment.server.app import Limits, create_app
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import cli
-from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+from qlora_sentiment.api.analyzer import SentimentAnalyzer
 from qlora_sentiment.core.errors import DataError, ModelError
 
 TEXTS = ["the film was great", "the movie was awful", "brilliant fun", "dull and boring", "good", "bad film"]

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import serving
 from qlora_sentiment.core.errors import DataError
-from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
 TEXT = "the food was great but the service was awful"
 OTHER = "the wine was cheap and the staff were rude"

@@ -97,7 +97,7 @@ def test_head_is_answered_as_get_without_a_body(crowd):
     ("127.0.0.1, evil.example", None), ("127.0.0.1:99999999", None), ("[evil]", None), ("a b", None),
 ])
 def test_a_host_header_is_a_host_and_an_optional_port(header, host):
-    from qlora_sentiment.serving.guard import request_host
+    from qlora_sentiment.server.middleware import request_host
 
     assert request_host(header) == host
 

@@ -202,7 +202,7 @@ def test_an_idle_flood_beyond_the_descriptor_limit_locks_nobody_out(door_server)
 def test_a_log_flood_is_one_line_a_minute():
     """asyncio logs every failed accept() (out of descriptors: a traceback per attempt); what passes is one record
     a minute per kind, the next one saying how many were held back."""
-    from qlora_sentiment.serving.connections import OncePerMinute, quiet_floods
+    from qlora_sentiment.server.floods import OncePerMinute, quiet_floods
 
     quiet_floods("asyncio")
     records = []
@@ -232,7 +232,7 @@ def test_a_log_flood_is_one_line_a_minute():
 
 
 def test_paths_are_cut_to_their_names():
-    from qlora_sentiment.serving.guard import scrub_paths, without_paths
+    from qlora_sentiment.server.middleware import scrub_paths, without_paths
 
     assert without_paths({"a": ["/home/me/models/adapter", "models/adapter", 3], "b": "C:\\data\\x.json"}) == \
         {"a": ["adapter", "models/adapter", 3], "b": "x.json"}

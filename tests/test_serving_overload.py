@@ -1,6 +1,6 @@
 """Overload without waste (issue 39 item 6): a request that the work queued ahead would keep past its timeout is
 refused at once (503 + Retry-After), and no text is computed for a request whose deadline falls before its pass
-could end. The admission estimate on its own (serving/pace.py), the batcher dropping a request past its deadline,
+could end. The admission estimate on its own (server/pace.py), the batcher dropping a request past its deadline,
 and a burst beyond capacity against the real app on uvicorn (create_app, the batcher, the model thread) of a
 scripted model whose passes sleep in proportion to their padded tokens: the same pace on any machine, so that
 what the model computed can be compared with what was answered.
@@ -15,8 +15,8 @@ import httpx
 import pytest
 from test_reliability import ScriptedModel, running
 
-from qlora_sentiment.serving.batcher import Expired, MicroBatcher
-from qlora_sentiment.serving.pace import admission
+from qlora_sentiment.server.batcher import Expired, MicroBatcher
+from qlora_sentiment.server.pace import admission
 
 
 def test_admission_admits_while_the_pace_is_unknown():

@@ -69,7 +69,7 @@ def test_one_invisible_policy_for_the_cleaning_the_validator_and_the_export_norm
     from qlora_sentiment.config.schema import TextCleaning
     from qlora_sentiment.config.text import clean_text, invisible_ranges, is_invisible
     from qlora_sentiment.model.tokenizer import cleaning_normalizer
-    from qlora_sentiment.serving.validation import text_problem
+    from qlora_sentiment.api.validation import text_problem
 
     on = TextCleaning(html=True, unicode="NFKC", format_chars="remove")
     normalizer = cleaning_normalizer(on)
@@ -103,7 +103,7 @@ def test_the_record_round_trips_its_cleaning(trained, tmp_path):
 
 @pytest.mark.parametrize("kind", ["adapter", "export"])
 def test_python_api_scores_each_variant_as_its_clean_text(trained, kind):
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     analyzer = SentimentAnalyzer.from_pretrained(trained / kind, base=trained / "base")
     assert_same_as_clean(analyzer.predict(ALL))
@@ -112,7 +112,7 @@ def test_python_api_scores_each_variant_as_its_clean_text(trained, kind):
 def test_transformers_pipeline_on_the_export_cleans_too(trained):
     from transformers import AutoTokenizer, pipeline
 
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     folder = trained / "export"
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -28,7 +28,7 @@ def run_case(case: str, args) -> dict:
     texts = [json.loads(line)["text"] for line in open(args.test, encoding="utf-8")]
     start = time.perf_counter()
     if case == "adapter":
-        from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+        from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
         analyzer = SentimentAnalyzer.from_pretrained(args.adapter, base=args.base)
         loaded = time.perf_counter()

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Lazy, so `import qlora_sentiment` does not pull in torch.
     if name == "SentimentAnalyzer":
-        from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+        from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
         return SentimentAnalyzer
     raise AttributeError(name)

@@ -27,13 +27,13 @@ def _env(args) -> None:
 
 
 def _predict(args) -> None:
-    from qlora_sentiment.serving.predict_command import predict
+    from qlora_sentiment.labelling.predict_command import predict
 
     predict(args)
 
 
 def _serve(args) -> None:
-    from qlora_sentiment.serving.server import stop_on_signals
+    from qlora_sentiment.server.run import stop_on_signals
 
     with stop_on_signals():  # Ctrl-C / SIGTERM at any point: one line, exit code 130 / 143
         _serve_until_stopped(args)
@@ -41,10 +41,10 @@ def _serve(args) -> None:
 
 def _serve_until_stopped(args) -> None:
     from qlora_sentiment.core.io import read_json
-    from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
-    from qlora_sentiment.serving.server import EXIT_ADDRESS_IN_USE, AddressInUse, bind, check_timing, serve
-    from qlora_sentiment.serving.predict_command import load_analyzer
-    from qlora_sentiment.serving.web import Limits
+    from qlora_sentiment.cli_inputs import check_model_folder, warn_about_threads
+    from qlora_sentiment.server.run import EXIT_ADDRESS_IN_USE, AddressInUse, bind, check_timing, serve
+    from qlora_sentiment.labelling.predict_command import load_analyzer
+    from qlora_sentiment.server.app import Limits
 
     check_timing(args)
     try:
@@ -72,7 +72,7 @@ def _serve_until_stopped(args) -> None:
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
     from qlora_sentiment.model.onnx import BACKENDS
-    from qlora_sentiment.serving.inputs import at_least
+    from qlora_sentiment.cli_inputs import at_least
 
     parser.add_argument("--model", default="models/export",
                         help="merged export (export stage; default models/export) or adapter folder (train stage, "
@@ -90,7 +90,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlora-sentiment", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    from qlora_sentiment.serving.inputs import OneLineParser, at_least, max_chars, port_number
+    from qlora_sentiment.cli_inputs import OneLineParser, at_least, max_chars, port_number
 
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     check = sub.add_parser("check", help="validate params.yaml and print it resolved")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8000, help="1..65535; in use: exit code 4")
     serve.add_argument("--metrics", default=None, help="metrics JSON reported by /info (default: the model's own)")
-    from qlora_sentiment.serving.server import bounded, host_list, seconds
+    from qlora_sentiment.server.run import bounded, host_list, seconds
 
     serve.add_argument("--allowed-hosts", type=host_list, default=None, metavar="HOSTS",
                        help="comma list of Host header names served (example.com,*.example.org,127.0.0.1); "

@@ -15,8 +15,8 @@ from typing import Iterator
 
 from qlora_sentiment.core.errors import DataError, ModelError
 from qlora_sentiment.problems.predict import bad_input
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, text_problem
-from qlora_sentiment.serving.textfiles import TextFile
+from qlora_sentiment.api.validation import MAX_TEXT_CHARS, text_problem
+from qlora_sentiment.labelling.textfiles import TextFile
 
 
 class OneLineParser(argparse.ArgumentParser):

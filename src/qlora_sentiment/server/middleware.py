@@ -62,7 +62,7 @@ async def answer(send, status: int, detail: str, field: str | None = None, retry
     await send({"type": "http.response.body", "body": body})
 
 
-class Guard:
+class HttpPolicy:
     """ASGI middleware: wrong Host a 400, more than `max_requests` requests in progress a 503 (Retry-After), and
     nosniff on every response. Outside FastAPI's own error middleware, so that its 500s get the header too."""
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qlora_sentiment.serving.validation import MAX_ASPECT_CHARS, MAX_ASPECTS, VISIBLE_PATTERN
+from qlora_sentiment.api.validation import MAX_ASPECT_CHARS, MAX_ASPECTS, VISIBLE_PATTERN
 
 
 class Error(BaseModel):

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError, QloraError
 from qlora_sentiment.problems.predict import bad_input
-from qlora_sentiment.serving.labelling import CHUNK_BATCHES, neutralise
-from qlora_sentiment.serving.textfiles import SUFFIXES, TextFile
+from qlora_sentiment.labelling.output import CHUNK_BATCHES, neutralise
+from qlora_sentiment.labelling.textfiles import SUFFIXES, TextFile
 
 FORMATS = ("parquet", "csv")
 BLOCK_ROWS = 1024  # at most this many rows per Ray block (whole chunks): what one worker call labels
@@ -148,8 +148,9 @@ class Labeller:
         from qlora_sentiment.core.runtime import configure_environment, setup_torch
 
         configure_environment()  # a remote node's worker has not run the CLI's setup
-        setup_torch(threads, seed=0)  # as predict_command.load_analyzer: torch's threads (ONNX Runtime gets `threads` below)
-        from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+        # as predict_command.load_analyzer: torch's threads (ONNX Runtime gets `threads` below)
+        setup_torch(threads, seed=0)
+        from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
         self.analyzer = SentimentAnalyzer.from_pretrained(model, base=base, backend=backend, threads=threads)
         self.batch_size, self.chunk, self.neutralise_csv = batch_size, chunk, neutralise_csv
@@ -190,7 +191,7 @@ def label_with_ray(inputs: list[Path], model: str | Path, out_dir: Path, *, base
                    rows_per_shard: int = 100_000, raw_csv: bool = False) -> RayRun:
     """Label every row of `inputs` (files, or folders of files) into `fmt` shards in `out_dir`: columns file, row,
     text, label, p_<label>. `address`: an existing cluster; None: a local one (or the connection already open)."""
-    from qlora_sentiment.serving.inputs import check_model_folder
+    from qlora_sentiment.cli_inputs import check_model_folder
 
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt}: with --ray use {' or '.join(FORMATS)}")

@@ -1,8 +1,9 @@
 """The Python API: `SentimentAnalyzer.from_pretrained(folder).predict(texts)`.
 
 `folder` is an adapter written by the train stage (its base is resolved from the recorded reference) or a merged
-export written by the export stage (run by ONNX Runtime when it has its ONNX copy: `backend`). Predictions come from the same LabelScorer that the evaluate stage uses, on
-texts cleaned as the training texts were (the CLI's predict and serve come through here too).
+export written by the export stage (run by ONNX Runtime when it has its ONNX copy: `backend`). Predictions come
+from the same LabelScorer that the evaluate stage uses, on texts cleaned as the training texts were (the CLI's
+predict and serve come through here too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from qlora_sentiment.model.onnx import BACKENDS, OnnxClassifier
 from qlora_sentiment.model.record import ModelRecord, read_record
 from qlora_sentiment.model.scoring import LabelScorer
 from qlora_sentiment.problems.catalogue import bad_input
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS, check_aspects, check_texts  # noqa: F401 (API names)
+from qlora_sentiment.api.validation import MAX_TEXT_CHARS, check_aspects, check_texts
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class SentimentAnalyzer:
         return [self._row(p) for p in proba]
 
     def _row(self, p) -> dict:
-        return {"label": self.labels[int(p.argmax())], "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}}
+        return {"label": self.labels[int(p.argmax())],
+                "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}}
 
     def _predict_aspects(self, text, aspects, batch_size: int) -> list[dict]:
         aspects, clean_text, clean_aspects = aspect_inputs(self.record, text, aspects)

@@ -1,6 +1,5 @@
 """What keeps a flood from filling `serve`'s descriptors and log: the connection cap fitted under ulimit -n, and
-log records of a kind let through once a minute (moved here from serving/connections.py, which still exports
-them)."""
+log records of a kind let through once a minute."""
 
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ from typing import IO, Callable, Iterable, Iterator
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.problems.predict import bad_input
-from qlora_sentiment.serving.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
-                                                no_duplicate_keys, text_problem)
+from qlora_sentiment.api.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
+                                            no_duplicate_keys, text_problem)
 
 SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # where a "\r" not followed by "\n" ends a line (the csv module's view)

@@ -18,7 +18,7 @@ A request waits at most `max_wait_ms` (counted from the oldest waiting request) 
 most `max_queue` requests wait; beyond that `submit` refuses (the API answers 503). A request withdrawn (client
 gone, time up) sends no more texts to the model: only a pass already running finishes. When a forward pass fails,
 each request in it is run again on its own, so that one request's failure is its own; if the worker itself stops,
-every waiting request is answered with the failure at once. Each pass is timed (serving/pace.py): `lone_seconds`
+every waiting request is answered with the failure at once. Each pass is timed (server/pace.py): `lone_seconds`
 says what a request would take with the model to itself, so that the web API refuses one its timeout cannot hold.
 
 A request submitted with its deadline is admitted only if, at the measured pace, the pass in progress, the texts
@@ -39,8 +39,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from qlora_sentiment.serving.pace import Pace
-from qlora_sentiment.serving.validation import MAX_TEXT_CHARS
+from qlora_sentiment.server.pace import Pace
+from qlora_sentiment.api.validation import MAX_TEXT_CHARS
 
 log = logging.getLogger("qlora_sentiment.serving")
 
@@ -198,7 +198,7 @@ class MicroBatcher:
 
     def lone_seconds(self, costs: list[int]) -> tuple[float, int] | None:
         """(seconds, padded tokens) a request of these costs takes with the model to itself, at the measured pace
-        (serving/pace.py); None until the pace is known."""
+        (server/pace.py); None until the pace is known."""
         return self.pace.lone_seconds(costs)
 
     def submit(self, texts: list[str], costs: list[int], aspects: list[str] | None = None,

@@ -1,5 +1,5 @@
-"""The web API's door: what a POST /predict must be before its texts reach the batcher, read without stalling the
-event loop.
+"""The web API's request checks: what a POST /predict must be before its texts reach the batcher, read without
+stalling the event loop.
 
 Strict: `Content-Type: application/json` (charset utf-8 or none; no other type, `+json` ones included), no
 `Content-Encoding` but identity, a UTF-8 body (a UTF-8 byte order mark is ignored; UTF-16/32 are refused), one JSON
@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.problems.web import bad_input
-from qlora_sentiment.serving.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
-                                                describe, no_duplicate_keys, quote, text_problem)
+from qlora_sentiment.api.validation import (MAX_ASPECT_CHARS, MAX_ASPECTS, DuplicateKey, NonFinite, check_aspects,
+                                            describe, no_duplicate_keys, quote, text_problem)
 
 SMALL_BODY = 65_536  # bytes: parsed on the event loop (well under a millisecond)
 BIG_BODIES = 16      # bodies over SMALL_BODY read and parsed at once; 16 x 3.9 MB at the default limits
@@ -222,7 +222,7 @@ def parse_request(body: bytes, limits) -> Parsed:
     return Parsed(texts, None, "text" if "text" in data else "texts")
 
 
-class Door:
+class RequestReader:
     """Reads and parses POST /predict bodies for one app: small ones on the event loop, big ones on PARSERS
     threads, at most BIG_BODIES big ones at a time (a request waiting longer than its body timeout for its turn is
     a 503 with Retry-After)."""

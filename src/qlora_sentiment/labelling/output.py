@@ -1,11 +1,11 @@
 """`predict`'s output, written as it is labelled: rows go out a chunk at a time, in input order, flushed, to stdout
 or to `--output FILE`, which a killed run can continue (`--resume`).
 
-FILE has one writer (serving/output_lock.py: a second run on it stops at once, naming the first). Its progress
+FILE has one writer (labelling/output_lock.py: a second run on it stops at once, naming the first). Its progress
 record, FILE.progress.json, is rewritten (atomically) at most once a second and when the run ends or is
 interrupted: which model (sha256 of every file of its folder) labelled which input (sha256 of its bytes) in which
 format, and how many rows and bytes of FILE are complete, with the sha256 of those bytes. `--resume` trusts none of
-it unchecked (serving/progress.py): it refuses a malformed record, another model, input or format, a FILE changed
+it unchecked (labelling/progress.py): it refuses a malformed record, another model, input or format, a FILE changed
 since, or a record whose rows are not the rows those bytes hold; it cuts FILE after the recorded bytes (a chunk
 written after the last record, or a row cut short by a kill, is labelled again) and carries on from the next row.
 Chunks start at the same rows as in an uninterrupted run, so the result is the same file, byte for byte (with the
@@ -36,7 +36,7 @@ from typing import Iterator
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.core.io import write_json
 from qlora_sentiment.problems.predict_output import bad_input
-from qlora_sentiment.serving.progress import RECORD_VERSION, check_resume
+from qlora_sentiment.labelling.progress import RECORD_VERSION, check_resume
 
 # predict labels --batch-size x CHUNK_BATCHES rows per call, from the same rows in every run (a resumed file is the
 # same bytes) and on Ray's workers too (the same calls give the same numbers as single-process predict)

@@ -1,7 +1,8 @@
 """Run the web API: bind the port first (in use: one line, exit code 4; the CLI does it before anything slow),
 then serve while the model loads on the model thread (GET /ready says when); `serving … on http://…` is printed
 once the model is loaded and the port accepts connections. Ctrl-C / SIGTERM, at any point: one line, exit code
-130 / 143. Connections are bounded (serving/connections.py), and uvicorn sends no `server` banner."""
+130 / 143. Connections are bounded (server/connections.py, server/http_connection.py: uvicorn serves through
+them, server/uvicorn_sockets.py), and uvicorn sends no `server` banner."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import math
 import os
 import signal
 import socket
@@ -23,7 +25,7 @@ EXIT_ADDRESS_IN_USE = 4
 
 def bounded(minimum, maximum, kind=int):
     """An argparse `type`: a number in [minimum, maximum] (`must be >= 1` / `must be at most 1,024`)."""
-    from qlora_sentiment.serving.inputs import at_least
+    from qlora_sentiment.cli_inputs import at_least
 
     at_least_minimum = at_least(minimum, kind)
 
@@ -37,7 +39,7 @@ def bounded(minimum, maximum, kind=int):
 
 def seconds(maximum: float):
     """An argparse `type`: seconds in (0, maximum]."""
-    from qlora_sentiment.serving.inputs import positive_seconds
+    from qlora_sentiment.cli_inputs import positive_seconds
 
     def parse(text: str) -> float:
         value = positive_seconds(text)
@@ -49,7 +51,7 @@ def seconds(maximum: float):
 
 def host_list(text: str) -> list[str]:
     """An argparse `type`: `--allowed-hosts example.com,*.example.org,127.0.0.1`."""
-    from qlora_sentiment.serving.guard import allowed_host
+    from qlora_sentiment.server.middleware import allowed_host
 
     entries = [entry for entry in text.split(",") if entry.strip()]
     if not entries:
@@ -104,8 +106,11 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
     error is raised here."""
     import uvicorn
 
-    from qlora_sentiment.serving.connections import Connections, fit_connections, quiet_floods
-    from qlora_sentiment.serving.web import create_app
+    from qlora_sentiment.server.app import create_app
+    from qlora_sentiment.server.connections import Connections
+    from qlora_sentiment.server.floods import fit_connections, quiet_floods
+    from qlora_sentiment.server.http_connection import MAX_HEAD, track_requests
+    from qlora_sentiment.server.uvicorn_sockets import serve_on
 
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -127,17 +132,18 @@ def serve(sock: socket.socket, load, what: str, limits, metrics: dict | None,
     connections = Connections(limits.max_connections, limits.idle_timeout, limits.max_connections_per_client)
     app = create_app(load, limits, metrics, on_ready=lambda: tasks.append(asyncio.ensure_future(announce())),
                      on_failure=on_failure, allowed_hosts=allowed_hosts)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", server_header=False,
-                            http=connections.protocol(),
-                            timeout_keep_alive=min(5, limits.idle_timeout),  # type: ignore[arg-type]
+    # idle connections are closed by server/http_connection.py (idle_timeout, 5 s after an answer): uvicorn's own
+    # keep-alive timer, blind to a head still arriving, comes after both
+    config = uvicorn.Config(track_requests(app), log_level="warning", lifespan="on", ws="none", http="h11",
+                            server_header=False, h11_max_incomplete_event_size=MAX_HEAD,
+                            timeout_keep_alive=math.ceil(limits.idle_timeout) + 1,
                             timeout_graceful_shutdown=int(limits.request_timeout) + 1)
     quiet_floods()  # after Config: it configures uvicorn's loggers
     server = uvicorn.Server(config)
-    listener = connections.listener(sock)
     try:
-        server.run(sockets=[listener])
+        serve_on(server, sock, connections)
     finally:
-        listener.close()
+        sock.close()
     if failures:
         raise failures[0]
 

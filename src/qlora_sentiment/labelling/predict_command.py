@@ -15,10 +15,11 @@ from qlora_sentiment.problems.catalogue import bad_input
 
 def load_analyzer(args):
     from qlora_sentiment.core.runtime import setup_torch
-    from qlora_sentiment.serving.analyzer import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
     setup_torch(args.threads, seed=0)
-    return SentimentAnalyzer.from_pretrained(args.model, base=base_folder(args), backend=args.backend, threads=args.threads)
+    return SentimentAnalyzer.from_pretrained(args.model, base=base_folder(args), backend=args.backend,
+                                             threads=args.threads)
 
 
 def base_folder(args):
@@ -26,7 +27,8 @@ def base_folder(args):
     from qlora_sentiment.model.base import REFERENCE_FILE
 
     base = args.base
-    if base is None and Path("models/base", REFERENCE_FILE).is_file() and (Path(args.model) / "adapter_config.json").is_file():
+    if base is None and Path("models/base", REFERENCE_FILE).is_file() \
+            and (Path(args.model) / "adapter_config.json").is_file():
         from qlora_sentiment.core.io import read_json
         from qlora_sentiment.model.record import read_record
 
@@ -41,7 +43,7 @@ def predict(args) -> None:
     Ctrl-C or SIGTERM: one line saying how many rows are complete, exit 130 / 143, the complete rows kept."""
     from types import SimpleNamespace
 
-    from qlora_sentiment.serving.labelling import Interrupted, Signals
+    from qlora_sentiment.labelling.output import Interrupted, Signals
 
     if args.aspect is not None:
         try:
@@ -79,8 +81,8 @@ def _stdout_gone() -> None:
 def _predict_aspects(args) -> None:
     """--aspect A --aspect B "text": one row per aspect of one text, in order (an aspect-task model)."""
     from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.serving.labelling import check_output_folder, check_output_path
-    from qlora_sentiment.serving.output_lock import OutputLock
+    from qlora_sentiment.labelling.output import check_output_folder, check_output_path
+    from qlora_sentiment.labelling.output_lock import OutputLock
 
     refused = [(bool(args.file) or args.ray is not None, bad_input("aspect-with-file").format()),
                (len(args.texts) != 1, f"--aspect needs exactly one text as an argument (got {len(args.texts)})"),
@@ -102,13 +104,13 @@ def _predict_aspects(args) -> None:
 def _label_aspects(args) -> None:
     from qlora_sentiment.core.errors import DataError
     from qlora_sentiment.core.io import write_text
-    from qlora_sentiment.serving.inputs import check_model_folder, warn_about_threads
-    from qlora_sentiment.serving.labelling import Formatter, Output
+    from qlora_sentiment.cli_inputs import check_model_folder, warn_about_threads
+    from qlora_sentiment.labelling.output import Formatter, Output
 
     warn_about_threads(args.threads)
     check_model_folder(args.model)
     from qlora_sentiment.model.record import read_record
-    from qlora_sentiment.serving.analyzer import aspect_inputs
+    from qlora_sentiment.api.analyzer import aspect_inputs
 
     aspect_inputs(read_record(args.model), args.texts[0], args.aspect)  # bad aspects: before the model loads
     analyzer = load_analyzer(args)
@@ -137,11 +139,11 @@ def _refuse_ray_flags(args) -> None:
 
 
 def _predict_with_ray(args) -> None:
-    """--ray: a file or folder labelled by Ray workers into --output-dir shards (serving/ray_labelling.py).
+    """--ray: a file or folder labelled by Ray workers into --output-dir shards (labelling/ray_labelling.py).
     Ctrl-C or SIGTERM: one line, exit 130 / 143, no output folder left behind."""
     from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.serving.labelling import Interrupted, Signals
-    from qlora_sentiment.serving.ray_labelling import label_with_ray
+    from qlora_sentiment.labelling.output import Interrupted, Signals
+    from qlora_sentiment.labelling.ray_labelling import label_with_ray
 
     refused = [(not args.file, bad_input("ray-without-file").format()),
                (bool(args.texts), "--ray labels --file only; give texts as arguments without --ray"),
@@ -185,10 +187,10 @@ def _label(args, signals, run) -> None:
     from tqdm import tqdm
 
     from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.serving.inputs import check_model_folder, predict_texts, warn_about_threads
-    from qlora_sentiment.serving.labelling import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_folder,
-                                                   check_output_path, model_fingerprint)
-    from qlora_sentiment.serving.output_lock import OutputLock
+    from qlora_sentiment.cli_inputs import check_model_folder, predict_texts, warn_about_threads
+    from qlora_sentiment.labelling.output import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_folder,
+                                                  check_output_path, model_fingerprint)
+    from qlora_sentiment.labelling.output_lock import OutputLock
 
     output = Path(args.output) if args.output else None
     if args.resume and output is None:

@@ -1,5 +1,6 @@
-"""What `serve` answers to a request head it will not read: its message framing (RFC 9112 section 6.3) and
-malformed HTTP, as a 400 in the one error shape that closes the connection.
+"""What `serve` answers to a request head it will not read (server/http_connection.py reads every head first): its
+message framing (RFC 9112 section 6.3) and malformed HTTP, as a 400 in the one error shape that closes the
+connection.
 
 A request whose body length is ambiguous is a smuggling vector behind a proxy that reads the length another way:
 the server must not guess, and must close the connection after answering, so that no byte after the head can be
@@ -34,17 +35,17 @@ def framing_problem(event: h11.Request) -> str | None:
 
 
 class AmbiguousFraming(h11.RemoteProtocolError):
-    """A request head h11 accepted, refused for its framing (uvicorn answers it as it answers h11's errors)."""
+    """A request head h11 accepted, refused for its framing (answered as h11's own errors are)."""
 
     def __init__(self, problem: str):
         super().__init__(problem, error_status_hint=400)
 
 
-def bad_request(error: h11.RemoteProtocolError | None, fallback: str) -> tuple[int, str]:
+def bad_request(error: h11.RemoteProtocolError) -> tuple[int, str]:
     """(status, detail) of the answer to a head that cannot be read: an ambiguous framing is a 400 naming it;
     other errors keep h11's status hint (400, or 431 for a head over 16 KiB) and name h11's reason."""
-    reason = str(error) if error is not None else ""
+    reason = str(error)
     if isinstance(error, AmbiguousFraming) or reason in H11_FRAMING:
         return 400, AMBIGUOUS.format(H11_FRAMING.get(reason, reason))
     status = getattr(error, "error_status_hint", 400) or 400
-    return status, f"request: not valid HTTP/1.1 ({reason[:200] if reason else fallback.rstrip('.')})"
+    return status, f"request: not valid HTTP/1.1 ({reason[:200] if reason else 'Invalid HTTP request received'})"

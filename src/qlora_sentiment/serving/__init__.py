@@ -1,1 +1,0 @@
-# output-neutral: package marker, empty (each module is a dependency of its own)
