@@ -67,7 +67,7 @@ test: install browser
 	# lint first ([tool.ruff] in pyproject.toml): a second, and a finding stops before the tests start
 	$(BIN)/ruff check .
 	# two workers: most tests are single-threaded (one torch thread each), so two of them use both cores
-	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist worksteal -v --durations=25
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest -n 2 --dist worksteal -v --durations=30
 
 # The edit loop: lint, then the tests that train, serve and run no pipeline (`slow` unmarked), on two workers.
 test-fast: install
