@@ -24,7 +24,18 @@ def assert_one_error_line(result, message):
     return errors[0]
 
 
-@pytest.mark.parametrize("problem", CATALOGUE, ids=[p.id for p in CATALOGUE])
+# placeholders and set-ups that make or load a session's tiny model or export
+HEAVY = ("<trained", "<aspects", "<tiny_llama", "export_without_onnx", "export_without_cleaning")
+
+
+def needs_a_model(problem) -> bool:
+    """Rows that start a server, load a model or run the base_model stage: `slow`, left out of `make test-fast`."""
+    kind, args = problem.trigger.kind, repr(problem.trigger.args)
+    return kind in ("http", "base_model", "export_low_memory", "trained_output") or any(h in args for h in HEAVY)
+
+
+@pytest.mark.parametrize("problem", [pytest.param(p, marks=[pytest.mark.slow] if needs_a_model(p) else [])
+                                     for p in CATALOGUE], ids=[p.id for p in CATALOGUE])
 def test_bad_input_gives_one_clear_line(problem, tmp_path, request):
     result = TRIGGERS[problem.trigger.kind](Case(problem.id, tmp_path, request.getfixturevalue),
                                             **problem.trigger.args)
