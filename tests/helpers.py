@@ -204,13 +204,27 @@ def aspect_overrides(name: str) -> dict:
             "data.group_column": None}
 
 
-def train_tiny(tmp_path, model_dir, **overrides):
-    from qlora_sentiment.config import params_from_dict
+def stages_in_process(params, folder: Path, threads: int | None = None):
+    """What the base_model, prepare and train stages run, in this process: folder/base, folder/adapter (scratch
+    checkpoints in folder/checkpoints); (params as they ran, records, the training result). Relative data paths
+    resolve against the working directory, which the caller sets (DVCLive also inspects its git repo)."""
     from qlora_sentiment.core.runtime import setup_stage
     from qlora_sentiment.data.prepare import prepare
     from qlora_sentiment.model.base import load_ref, materialize
-    from qlora_sentiment.training.outputs import save_adapter, write_curves
+    from qlora_sentiment.training.outputs import save_adapter
     from qlora_sentiment.training.run import train
+
+    _, params = setup_stage(params, threads=threads)
+    materialize(params.model, folder / "base")
+    records, _ = prepare(params.data, params.seed)
+    result = train(params, load_ref(folder / "base"), records["train"], records["validation"], folder / "checkpoints")
+    save_adapter(result.model, result.tokenizer, folder / "adapter", result.record)
+    return params, records, result
+
+
+def train_tiny(tmp_path, model_dir, **overrides):
+    from qlora_sentiment.config import params_from_dict
+    from qlora_sentiment.training.outputs import write_curves
 
     os.chdir(tmp_path)  # DVCLive inspects the git repo of the working directory; keep it out of ours
     raw = tiny_params(model_dir, **overrides)
@@ -221,14 +235,8 @@ def train_tiny(tmp_path, model_dir, **overrides):
         folder = Path(raw["data"]["name"])
         easy_aspects_xml(folder / "train.xml")
         easy_aspects_xml(folder / "test.xml", sentences=20, seed=1)
-    params = params_from_dict(raw)
-    _, params = setup_stage(params, threads=1)
-    materialize(params.model, tmp_path / "base")
-    records, _ = prepare(params.data, params.seed)
-    result = train(params, load_ref(tmp_path / "base"), records["train"], records["validation"],
-                   tmp_path / "checkpoints")
-    # what the train stage writes (and removes: the scratch checkpoints)
-    save_adapter(result.model, result.tokenizer, tmp_path / "adapter", result.record)
+    params, records, result = stages_in_process(params_from_dict(raw), tmp_path, threads=1)
+    # what the train stage writes beside the adapter (and removes: the scratch checkpoints)
     write_curves(tmp_path / "live", result.log_history, result.record)
     shutil.rmtree(tmp_path / "checkpoints", ignore_errors=True)
     return params, records, result

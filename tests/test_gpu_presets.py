@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, run
+from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, run, stages_in_process
 
 sys.path.insert(0, str(ROOT / "tools"))
 from random_model import FAMILIES, build
@@ -84,15 +84,11 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
 def test_gpu_preset_stages_in_one_process(preset, tmp_path):
     """What the stages run, called in this process on the preset's composed params: the same outputs to check."""
     from qlora_sentiment.config import compose, params_from_dict
-    from qlora_sentiment.core.runtime import setup_stage
-    from qlora_sentiment.data.prepare import prepare
     from qlora_sentiment.evaluation.analysis import predict_split
     from qlora_sentiment.model.adapter import load_baseline_scorer, load_scorer
-    from qlora_sentiment.model.base import load_ref, materialize
+    from qlora_sentiment.model.base import load_ref
     from qlora_sentiment.model.export import merge_adapter, write_export
     from qlora_sentiment.model.record import read_record
-    from qlora_sentiment.training.outputs import save_adapter
-    from qlora_sentiment.training.run import train
 
     model, base, adapter, export = (tmp_path / name for name in ("model", "base", "adapter", "export"))
     build(PRESETS[preset][0], model)
@@ -105,11 +101,7 @@ def test_gpu_preset_stages_in_one_process(preset, tmp_path):
     cwd = os.getcwd()
     os.chdir(tmp_path)  # the data's relative paths; and DVCLive inspects the git repo of the working directory
     try:
-        _, params = setup_stage(params_from_dict(raw))
-        materialize(params.model, base)                                     # base_model
-        records, _ = prepare(params.data, params.seed)                      # prepare
-        result = train(params, load_ref(base), records["train"], records["validation"], tmp_path / "checkpoints")
-        save_adapter(result.model, result.tokenizer, adapter, result.record)  # train
+        params, records, _ = stages_in_process(params_from_dict(raw), tmp_path)  # base_model, prepare, train
     finally:
         os.chdir(cwd)
     test = records["test"]
