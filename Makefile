@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 # requirements/cpu.lock (torch's CPU build, the default) or requirements/cuda.lock (same pins, CUDA torch):
 # `make run LOCK=requirements/cuda.lock` on a GPU machine
 LOCK ?= requirements/cpu.lock
+# Every module's .pyc written at install (see install below). Empty (COMPILE_BYTECODE=) leaves them to the first
+# import: only for throwaway venvs whose processes may write them (tests/test_cloud.py's rented machine).
+COMPILE_BYTECODE ?= --compile-bytecode
 # Where torch's +cpu wheel lives (PyPI has only the CUDA build): this machine's pip find-links if it has one,
 # else PyTorch's own CPU wheel page.
 TORCH_LINKS ?= $(firstword $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) https://download.pytorch.org/whl/cpu/torch/)
@@ -33,8 +36,8 @@ $(STAMP): pyproject.toml $(LOCK) requirements/offline.lock requirements/uv.lock 
 	# --compile-bytecode: uv, unlike pip, leaves the .pyc files to the first import, and where Python may not write
 	# them (PYTHONDONTWRITEBYTECODE, as on this project's machines) every process compiled torch, transformers and
 	# peft again: ~11 s of each stage's start (BENCHMARKS.md "Test suite")
-	UV_FIND_LINKS=$(TORCH_LINKS) $(UV) pip sync -q --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK) requirements/offline.lock requirements/uv.lock
-	$(UV) pip install -q --compile-bytecode --python $(BIN)/python --no-deps --no-build-isolation -e .
+	UV_FIND_LINKS=$(TORCH_LINKS) $(UV) pip sync -q $(COMPILE_BYTECODE) --python $(BIN)/python --require-hashes $(LOCK) requirements/offline.lock requirements/uv.lock
+	$(UV) pip install -q $(COMPILE_BYTECODE) --python $(BIN)/python --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 

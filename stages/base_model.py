@@ -22,7 +22,7 @@ def main(argv):
     params = load_params(args.params)
     if params.model.source == "local":
         require_tracked(params.model.name, MODEL_FOLDER, "model.name")
-    _, params = setup_stage(params)
+    _, params = setup_stage(params, seeded=False)  # resolving or converting weights draws no random number
     with atomic_dir(args.out) as tmp:
         info = base_model.materialize(params.model, tmp)
     log.info("base model: %s", info)

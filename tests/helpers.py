@@ -4,6 +4,7 @@ project in a temporary git repo, and typed config sections built from conf/ (the
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,3 +287,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Every plot dvc.yaml declares, as `dvc plots diff` names it in the page: vega plots by div id, images by file.
+DECLARED_VEGA_PLOTS = [
+    "plots_confusion_json", "confusion_normalized", "plots_roc_positive_json", "plots_precision_recall_positive_json",
+    "reliability",
+    "metrics_train_plots_metrics_train_loss_tsv", "metrics_train_plots_metrics_eval_loss_tsv",
+    "metrics_train_plots_metrics_eval_accuracy_tsv",
+]
+DECLARED_IMAGES = ["plots_confusion_matrix.png", "plots_roc.png", "plots_precision_recall.png", "plots_calibration.png",
+                   "plots_data_train.png", "plots_data_validation.png", "plots_data_test.png"]
+
+
+def check_offline_plots_page(index, revisions):
+    html = index.read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html, "the page would load scripts from the internet"
+    assert "vegaEmbed" in html and "vega-lite" in html  # inlined by assets/dvc_plots_offline.html
+    for plot in DECLARED_VEGA_PLOTS:
+        assert f'<div id = "{plot}"' in html, f"plot {plot} missing from the page"
+    for image in DECLARED_IMAGES:
+        for rev in revisions:
+            assert f'src="static/{rev}_{image}"' in html and (index.parent / "static" / f"{rev}_{image}").is_file()
+    vega_plots = html.count("vegaEmbed('#")
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium to check the plots page (make test installs it)")
+        pytest.skip("no chromium here (make test installs Debian's chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+             "--virtual-time-budget=15000", "--window-size=1400,6000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", index.as_uri()], capture_output=True, text=True,
+                         timeout=180).stdout
+    # vega-embed replaces each plot's script with a drawn canvas once vega has parsed and rendered the spec.
+    drawn = len(re.findall(r'<canvas[^>]*class="marks"', dom))
+    assert drawn >= vega_plots, f"only {drawn} vega plots drawn, expected {vega_plots}"
+    shot = index.parent / "screenshot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=180)
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("L")
+    ink = sum(pixels.histogram()[:200])  # pixels clearly darker than the white page
+    assert ink > 0.01 * pixels.width * pixels.height, "the screenshot is a blank page"

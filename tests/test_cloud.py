@@ -178,7 +178,11 @@ def test_the_task_sets_up_trains_survives_preemption_and_pushes_to_s3(tmp_path, 
     task = yaml.safe_load(TASK.read_text())
     job = {**env, **{k: str(v) for k, v in task["envs"].items()}, "EXPERIMENT": "tiny", "LOCK": "requirements/cpu.lock",
            "CHECKPOINTS": str(tmp_path / "bucket"), "SKYPILOT_TASK_ID": "sky-test-1",
-           "PATH": f"{image_bin}{os.pathsep}{system_path}"}
+           "PATH": f"{image_bin}{os.pathsep}{system_path}",
+           # a throwaway venv: its processes write the .pyc of what they import, instead of `make install` compiling
+           # all 27,000 modules of the locks first (two of this test's five minutes)
+           "COMPILE_BYTECODE": ""}
+    job.pop("PYTHONDONTWRITEBYTECODE", None)
     setup = run(["bash", "-c", task["setup"]], vm, job)
     assert "the image's python3 is 3." in setup.stdout and (vm / ".venv/bin/qlora-sentiment").is_file()
     built = run([str(vm / ".venv/bin/python"), "-c", "import sys; print(sys.version_info[:2])"], vm, job).stdout

@@ -1,6 +1,7 @@
 """Experiments the way a team uses them, in a temporary git repo with the tiny model: a hyper-parameter search
-through DVC's queue, `qlora-sentiment compare` picking the best by validation macro F1, a PR report of two
-commits that differ in a parameter, and sharing results through a DVC remote."""
+through DVC's queue, what one experiment re-ran and its metrics / params / plots diffs against the commit,
+`qlora-sentiment compare` picking the best by validation macro F1, a PR report of two commits that differ in a
+parameter, and sharing results through a DVC remote."""
 
 import json
 import re
@@ -8,9 +9,9 @@ import shutil
 import time
 
 import pytest
+import yaml
 
-from helpers import ROOT
-from helpers import TINY_MODEL, make_project, run
+from helpers import ROOT, TINY_MODEL, check_offline_plots_page, make_project, run
 
 SELECT = "metrics/train/metrics.json"
 
@@ -25,7 +26,7 @@ def wait_for_queue(repo, env, timeout=900):
         status = run(["dvc", "queue", "status"], repo, env).stdout
         if not any(state in status for state in ("Queued", "Running")):
             return status
-        time.sleep(3)
+        time.sleep(10)  # each `dvc queue status` costs a second of CPU that the queued run could use
     run(["dvc", "queue", "kill", "--all"], repo, env, check=False)
     pytest.fail(f"the queue did not finish in {timeout} s:\n{status}")
 
@@ -58,6 +59,25 @@ def test_queue_search_compare_report_and_remote(tmp_path, reproduced_project):
     table = (repo / "reports/compare/compare.md").read_text()
     assert table.count("| success |") == 2 and "| baseline |" in table and "(best)" in table
     assert (repo / "reports/compare/compare.png").read_bytes()[:4] == b"\x89PNG"
+
+    # One experiment against the commit it started from: it re-ran only what reads the learning rate (its log in
+    # the queue), and `dvc metrics diff`, `dvc params diff` and `dvc plots diff` (drawn offline) show the change.
+    name = next(e["name"] for base in show for rng in base.get("experiments") or [] for e in rng["revs"]
+                if yaml.safe_load(run(["git", "show", f"{e['rev']}:params.yaml"], repo, env).stdout)["train"]
+                ["learning_rate"] == 0.02)
+    log = run(["dvc", "queue", "logs", name], repo, env).stdout
+    assert "Running stage 'train'" in log and "Running stage 'evaluate'" in log, log[-3000:]
+    for untouched in ("prepare", "base_model", "baseline"):
+        assert f"Running stage '{untouched}'" not in log, log[-3000:]
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", name, "--json"], repo, env).stdout)
+    changed = {f"{path}:{key}" for path, values in diff.items() for key, value in values.items() if value.get("diff")}
+    assert "metrics/train/metrics.json:train.loss" in changed, diff
+    change = json.loads(run(["dvc", "params", "diff", "HEAD", name, "--json"], repo, env).stdout)
+    assert (change["params.yaml"]["train.learning_rate"]["old"], change["params.yaml"]["train.learning_rate"]["new"]) \
+        == (0.005, 0.02)
+    page = tmp_path / "plots_html"
+    run(["dvc", "plots", "diff", "HEAD", name, "-o", str(page)], repo, env)
+    check_offline_plots_page(page / "index.html", ["HEAD", name])
 
     # A pull request: the chosen learning rate committed on top of the baseline, reported against it.
     lr_exp = next(rev for rev in revs if rev != revs[0])

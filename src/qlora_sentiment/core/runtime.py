@@ -31,9 +31,9 @@ def configure_environment() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
-def setup_torch(threads: int | None, seed: int, device: str = "auto", cpu_isa: str = "native") -> str:
-    """Threads, seeds, the CPU instruction set (runtime.cpu_isa, pinned before torch loads) and the device
-    (runtime.device resolved: 'cuda' or 'cpu', or a one-line error)."""
+def setup_torch(threads: int | None, seed: int | None, device: str = "auto", cpu_isa: str = "native") -> str:
+    """Threads, seeds (None: see below), the CPU instruction set (runtime.cpu_isa, pinned before torch loads) and the
+    device (runtime.device resolved: 'cuda' or 'cpu', or a one-line error)."""
     from qlora_sentiment.core.cpu_isa import pin_cpu_isa
 
     pin_cpu_isa(cpu_isa)
@@ -46,14 +46,17 @@ def setup_torch(threads: int | None, seed: int, device: str = "auto", cpu_isa: s
 
     if device != "cpu" and torch_has_cuda():  # importing torch does not start CUDA: still in time
         one_gpu_per_process()
-    from transformers import set_seed
-
     resolved = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
     # deterministic=True makes CUDA kernels reproducible too (CPU runs are byte-identical with or without it);
-    # cuBLAS needs CUBLAS_WORKSPACE_CONFIG for that, set in configure_environment()
-    set_seed(seed, deterministic=True)
+    # cuBLAS needs CUBLAS_WORKSPACE_CONFIG for that, set in configure_environment(). A caller that draws no random
+    # number (seed None: base_model, predict) on the CPU skips it: set_seed's module imports the Trainer's world
+    # (peft, bitsandbytes, torch's compiler), ~7 s of every such process's start here.
+    if seed is not None or resolved == "cuda":
+        from transformers import set_seed
+
+        set_seed(0 if seed is None else seed, deterministic=True)
     return resolved
 
 
@@ -72,13 +75,14 @@ def one_gpu_per_process() -> None:
              "another, runtime.num_processes to train on several", first, visible or "all visible")
 
 
-def setup_stage(params, threads: int | None = None):
+def setup_stage(params, threads: int | None = None, seeded: bool = True):
     """(device, params as they run): setup_torch, then quantization.compute_dtype `auto` resolved for this
-    machine, so everything downstream (loading, the Trainer, the record) sees the dtype that really ran."""
+    machine, so everything downstream (loading, the Trainer, the record) sees the dtype that really ran. `seeded`
+    False: a stage that draws no random number (base_model) skips the seeding on the CPU (setup_torch)."""
     from qlora_sentiment.core.device import check_compute_dtype, resolve_compute_dtype
 
-    device = setup_torch(params.runtime.torch_threads if threads is None else threads, params.seed,
-                         params.runtime.device, params.runtime.cpu_isa)
+    device = setup_torch(params.runtime.torch_threads if threads is None else threads,
+                         params.seed if seeded else None, params.runtime.device, params.runtime.cpu_isa)
     dtype = resolve_compute_dtype(params.quantization.compute_dtype, device)
     check_compute_dtype(device, dtype)
     if dtype != params.quantization.compute_dtype:

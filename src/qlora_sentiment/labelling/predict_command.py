@@ -17,7 +17,7 @@ def load_analyzer(args):
     from qlora_sentiment.core.runtime import setup_torch
     from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
-    setup_torch(args.threads, seed=0)
+    setup_torch(args.threads, seed=None)  # scoring draws no random number
     return SentimentAnalyzer.from_pretrained(args.model, base=base_folder(args), backend=args.backend,
                                              threads=args.threads)
 

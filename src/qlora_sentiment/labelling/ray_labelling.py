@@ -149,7 +149,7 @@ class Labeller:
 
         configure_environment()  # a remote node's worker has not run the CLI's setup
         # as predict_command.load_analyzer: torch's threads (ONNX Runtime gets `threads` below)
-        setup_torch(threads, seed=0)
+        setup_torch(threads, seed=None)  # scoring draws no random number
         from qlora_sentiment.api.analyzer import SentimentAnalyzer
 
         self.analyzer = SentimentAnalyzer.from_pretrained(model, base=base, backend=backend, threads=threads)
