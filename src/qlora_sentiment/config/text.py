@@ -102,7 +102,7 @@ _SPACED_WORD_CHAR = regex.compile(r"[\w--\p{Line_Break=Ideographic}--\p{Line_Bre
 
 def aspect_in_text(aspect: str, text: str) -> bool:
     """Whether an aspect term occurs in its (cleaned) text: training keeps only such rows of an aspect_term task, and
-    its models refuse other aspects (one rule: docs/aspects.md "Rules").
+    its models refuse other aspects (docs/aspects.md "The aspect-term rule").
 
     Both are casefolded; an occurrence counts unless it starts inside a word, i.e. unless the aspect's first character
     and the text's character before it are both word characters (\\w) of a script written with spaces. "art" is not in

@@ -180,7 +180,7 @@ def read_dollar_t(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
         markers = sentence.count("$T$")
         if not markers:  # no aspect to restore: the block says nothing about which words it labels
             raise DataError(f"{path}: line {first + 1}: the sentence has 0 '$T$' markers; write $T$ in place of the "
-                            f"aspect")
+                            "aspect")
         # ABSA-PyTorch's files mark every occurrence of the target ("the $T$ was good , the $T$ was cheap"): each is
         # the aspect, and the one label is about all of them. Were a position ever kept, it would be the first $T$'s.
         counts["target_repeated"] += markers > 1
