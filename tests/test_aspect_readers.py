@@ -75,7 +75,8 @@ def test_semeval14_terms_and_categories(tmp_path):
     assert records(terms) == [(6, "food", "positive", "813"), (7, "service", "negative", "813"),
                               (20, "crêpes", "neutral", "rest.xml:s3")]  # no id: file and ordinal
     assert terms.text.iloc[0] == "The food was great but the service was slow."
-    assert counts == {"implicit": 0, "no_aspects": 1, "repeated_in_sentence": 0}  # sentence 814 has categories only
+    # sentence 814 has categories only
+    assert counts == {"implicit": 0, "no_aspects": 1, "repeated_in_sentence": 0, "target_repeated": 0}
     categories, counts = read_aspect_file(path, "category")
     assert records(categories) == [(10, "food", "positive", "813"), (11, "service", "negative", "813"),
                                    (16, "ambience", "positive", "814")]
@@ -86,13 +87,14 @@ def test_semeval16_opinions_null_target_and_conflicting_category(tmp_path):
     path = write(tmp_path, "rest16.xml", SEMEVAL16)
     terms, counts = read_semeval_xml(path, "term")
     assert records(terms) == [(7, "place", "negative", "1004293:0"), (14, "pasta", "negative", "1004293:1")]
-    assert counts == {"implicit": 2, "no_aspects": 1, "repeated_in_sentence": 1}  # pasta once per category; "We left."
+    # pasta once per category; "We left."
+    assert counts == {"implicit": 2, "no_aspects": 1, "repeated_in_sentence": 1, "target_repeated": 0}
     categories, counts = read_semeval_xml(path, "category")
     assert records(categories) == [(7, "RESTAURANT#GENERAL", "negative", "1004293:0"),
                                    (13, "FOOD#PRICES", "positive", "1004293:1"),
                                    (14, "FOOD#QUALITY", "conflict", "1004293:1"),  # negative, then positive
                                    (15, "FOOD#STYLE_OPTIONS", "negative", "1004293:1")]
-    assert counts == {"implicit": 0, "no_aspects": 1, "repeated_in_sentence": 1}
+    assert counts == {"implicit": 0, "no_aspects": 1, "repeated_in_sentence": 1, "target_repeated": 0}
 
 
 def test_dollar_t_restores_the_sentence_and_groups_its_aspects(tmp_path):
@@ -103,8 +105,21 @@ def test_dollar_t_restores_the_sentence_and_groups_its_aspects(tmp_path):
     assert records(frame)[:2] == [(1, "food", "positive", "The food was great but the service was slow ."),
                                   (4, "service", "negative", "The food was great but the service was slow .")]
     assert frame.text.tolist()[2] == "It was ok ." and frame.raw_label.tolist()[2] == "neutral"
-    assert counts == {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0}
+    assert counts == {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0, "target_repeated": 0}
     assert len(read_dollar_t(write(tmp_path, "crlf.raw", "A $T$ .\r\nb\r\n1\r\n\r\n"))[0]) == 1
+
+
+def test_dollar_t_reads_a_target_marked_more_than_once(tmp_path):
+    """ABSA-PyTorch's files (the Twitter set: 38 of 692 test blocks) mark every occurrence of the target: each $T$
+    is the aspect, the block is one row, and the count says how many blocks did so."""
+    path = write(tmp_path, "test.raw", "$T$ is great , i love $T$ !\nbritney spears\n1\n"
+                                       "the $T$ was slow\nservice\n-1\n"
+                                       "no $T$ , no $T$ , no $T$ .\nwifi\n0\n")
+    frame, counts = read_aspect_file(path, "term")
+    assert frame.text.tolist() == ["britney spears is great , i love britney spears !", "the service was slow",
+                                   "no wifi , no wifi , no wifi ."]
+    assert records(frame)[0] == (1, "britney spears", "positive", frame.text[0])
+    assert counts == {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0, "target_repeated": 2}
 
 
 def fails(path, line, *words, kind="term"):
@@ -165,7 +180,7 @@ def test_real_data_counts():
     for split, sentences, aspects in [("train", 4297, 11186), ("val", 500, 1332), ("test", 500, 1336)]:
         frame, counts = read_semeval_xml(ABSA / "mams-atsa" / f"{split}.xml", "term")
         assert (frame.group.nunique(), len(frame)) == (sentences, aspects), split
-        assert counts == {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0}
+        assert counts == {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0, "target_repeated": 0}
         per_sentence = frame.groupby("group").raw_label
         assert per_sentence.size().min() >= 2 and per_sentence.nunique().min() >= 2, split  # what MAMS promises
     for split, aspects in [("train", 3608), ("test", 1120)]:

@@ -5,6 +5,7 @@ real `dvc exp run -S data=mams_atsa` through the project's conf/."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from types import SimpleNamespace
@@ -91,6 +92,69 @@ def test_cli_labels_each_aspect_and_refuses_what_it_cannot(trained_aspects):
         result = cli("predict", "--model", export, *args)
         assert result.returncode != 0 and result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
+
+
+# (aspect, text, in the text?): the rule's edges (config/text.py aspect_in_text; docs/aspects.md "Rules")
+IN_TEXT = [
+    ("art", "The party was fun", False), ("art", "party art", True), ("Art", "ART was fun", True),
+    ("bar", "the foobar", False), ("e", "the", False), ("ex", "an \u00e9x", False),  # é is a word character
+    ("pizza", "the pizzas were cold", True), ("pizza", "the pizza's crust", True), ("pizza's", "pizzas", False),
+    ("C++", "I like C++ and wi-fi", True), ("wi-fi", "I like C++ and wi-fi", True), ("fi", "no wi-fi", True),
+    ("stra\u00dfe", "die STRASSE", True), ("ss", "STRASSE", False),  # casefolded: ß is ss
+    ("\u670d\u52a1", "\u4ed6\u4eec\u7684\u670d\u52a1\u5f88\u597d", True),  # Chinese runs words together
+    ("\uc11c\ube44\uc2a4", "\uc11c\ube44\uc2a4\uac00 \uc88b\ub2e4", True),  # Korean: a particle follows
+    ("d al", "and although", True),  # several words: anywhere (MAMS test's offsets cut words so)
+]
+
+
+@pytest.mark.parametrize("aspect,text,expected", IN_TEXT)
+def test_an_aspect_term_starts_a_word_of_its_text(aspect, text, expected):
+    from qlora_sentiment.config.text import aspect_in_text
+
+    assert aspect_in_text(aspect, text) is expected
+
+
+def test_prepare_reads_repeated_targets_and_drops_an_aspect_inside_a_word(tmp_path):
+    """The $T$ files users have mark every occurrence of the target; an aspect that only occurs inside another word
+    ("art" in "party", as a $T$ inside a word writes it) is dropped and counted, never trained on."""
+    from helpers import data_config
+    from qlora_sentiment.data.prepare import prepare
+
+    blocks = {"train": [(f"at table {i} the $T$ was good and the $T$ was cheap .", "wine", "1") for i in range(20)]
+              + [(f"at table {i} the $T$ was slow .", "service", "-1") for i in range(20)]
+              + [("The p$T$y was fun", "art", "0"), ("at table 99 it was $T$ .", "ok", "0")],
+              "test": [(f"at desk {i} the $T$ was $T$ .", "wine", str(i % 3 - 1)) for i in range(6)]}
+    for split, rows in blocks.items():
+        (tmp_path / f"{split}.seg").write_text("".join(f"{s}\n{a}\n{p}\n" for s, a, p in rows))
+    cfg = data_config(task="aspect_term", source="local", name=str(tmp_path), group_column=None,
+                      splits={"train": "train.seg", "test": "test.seg"}, labels=["negative", "neutral", "positive"])
+    records, report = prepare(cfg, seed=0)
+    assert report["changed"]["target_repeated"] == 26 and "target_repeated" not in report["dropped"]
+    assert report["dropped"]["aspect_not_in_text"] == 1
+    kept = [r for part in records.values() for r in part]
+    assert len(kept) == 47 and not any(r["aspect"] == "art" for r in kept)
+    assert "at table 3 the wine was good and the wine was cheap ." in {r["text"] for r in kept}
+
+
+def test_art_is_not_in_the_party_on_every_path(trained_aspects):
+    """One rule (api/analyzer.py aspect_admitted) for a single call and for the web API's pairs (predict_pairs):
+    the same one line, naming the aspect by its index."""
+    from qlora_sentiment import SentimentAnalyzer
+    from qlora_sentiment.api.analyzer import aspect_admitted
+    from qlora_sentiment.core.errors import DataError
+
+    analyzer = SentimentAnalyzer.from_pretrained(trained_aspects.root / "export")
+    refused = "aspects[0]: 'art' does not occur in the text; this model (aspect_term) labels terms of the text"
+    with pytest.raises(DataError, match=rf"^{re.escape(refused)}"):
+        analyzer.predict("The party was fun", aspects=["art"])
+    with pytest.raises(DataError, match=rf"^{re.escape(refused.replace('[0]', '[1]'))}"):
+        analyzer.predict_pairs([TEXT, "The party was fun"], ["food", "art"])
+    pairs = analyzer.predict_pairs([TEXT, "Modern art"], ["FOOD", "art"])  # case is ignored
+    singles = analyzer.predict(TEXT, aspects=["FOOD"]) + analyzer.predict("Modern art", aspects=["art"])
+    assert [p["label"] for p in pairs] == [p["label"] for p in singles]
+    category = trained_aspects.record.model_copy(update={"task": "aspect_category"})
+    assert aspect_admitted(category, "the party was fun", "art") and \
+        not aspect_admitted(trained_aspects.record, "the party was fun", "art")
 
 
 def test_sentence_models_take_no_aspects():

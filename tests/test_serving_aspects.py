@@ -75,6 +75,7 @@ def test_concurrent_aspect_requests_share_passes_and_get_their_own_answers(url, 
 @pytest.mark.parametrize("body,field,message", [
     ({"text": TEXT}, "aspects", "aspects: this model labels aspects (data.task: aspect_term); name at least one"),
     ({"text": TEXT, "aspects": ["food", "wine"]}, "aspects[1]", "aspects[1]: 'wine' does not occur in the text"),
+    ({"text": "The party was fun", "aspects": ["art"]}, "aspects[0]", "aspects[0]: 'art' does not occur in the text"),
     ({"text": TEXT, "aspects": ["FOOD", " \u200b"]}, "aspects[1]", "aspects[1]: empty text"),
     ({"text": TEXT, "aspects": ["food", 7]}, "aspects[1]", "aspects[1]: expected a string, got a number"),
     ({"text": TEXT, "aspects": ["food"] * 9}, "aspects", "aspects: 9 items; give 1 to 8 per request"),

@@ -30,18 +30,29 @@ def too_long_cleaned(name: str, length: int, max_chars: int = MAX_TEXT_CHARS) ->
     return bad_input("serve-text-cleaned-too-long").format(name=name, length=length, max_chars=max_chars)
 
 
+def aspect_admitted(record: ModelRecord, clean_text: str, clean_aspect: str) -> bool:
+    """The one rule for every path that labels an aspect (predict, predict_pairs, the web API, files): an
+    aspect_term model's aspect must occur in the cleaned text (config/text.py aspect_in_text, the rule prepare keeps
+    training rows by): it was trained on terms of their sentence and has nothing to read for another word; an
+    aspect_category model takes any. Both arguments as `record.clean_texts` cleans them."""
+    return record.task != "aspect_term" or aspect_in_text(clean_aspect, clean_text)
+
+
+def not_in_text(index: int, aspect: str) -> DataError:
+    return DataError(bad_input("aspect-not-in-text").format(index=index, aspect=aspect[:60]))
+
+
 def aspect_inputs(record: ModelRecord, text, aspects) -> tuple[list[str], str, list[str]]:
-    """One text and its aspects checked and cleaned as the training texts were: (aspects, text, aspects cleaned).
-    An aspect_term model's aspects must occur in the cleaned text, ignoring case: it was trained on terms of their
-    sentence and has nothing to read for another word; an aspect_category model takes any."""
+    """One text and its aspects checked and cleaned as the training texts were: (aspects, text, aspects cleaned);
+    each aspect passes `aspect_admitted` or the first that does not is a DataError naming it."""
     texts = check_texts(text)
     if len(texts) != 1:
         raise DataError(f"aspects: name the aspects of one text at a time (got {len(texts)} texts)")
     aspects = check_aspects(aspects, record.task)
     clean_text, *clean_aspects = record.clean_texts(texts + aspects)
     for i, aspect in enumerate(clean_aspects):
-        if record.task == "aspect_term" and not aspect_in_text(aspect, clean_text):
-            raise DataError(bad_input("aspect-not-in-text").format(index=i, aspect=aspects[i][:60]))
+        if not aspect_admitted(record, clean_text, aspect):
+            raise not_in_text(i, aspects[i])
     return aspects, clean_text, clean_aspects
 
 
@@ -106,9 +117,13 @@ class SentimentAnalyzer:
     def predict_pairs(self, texts: list[str], aspects: list[str], batch_size: int = 16) -> list[dict]:
         """[{label, probabilities}] of (text, aspect) pairs, in order, the texts any number of different ones: what
         the web API's forward passes run (several requests' aspects at once). Check each text's aspects first
-        (`aspect_token_lengths`, aspect_inputs); texts and aspects are cleaned as `predict` cleans them."""
+        (`aspect_token_lengths`, aspect_inputs); texts and aspects are cleaned as `predict` cleans them, and pair i
+        is refused as aspects[i] when its aspect fails `aspect_admitted`, as `predict` refuses it."""
         unique = list(dict.fromkeys([*texts, *aspects]))  # a text with 64 aspects is cleaned once
         clean = dict(zip(unique, self.record.clean_texts(unique)))
+        for i, (text, aspect) in enumerate(zip(texts, aspects, strict=True)):
+            if not aspect_admitted(self.record, clean[text], clean[aspect]):
+                raise not_in_text(i, aspect)
         self._aspect_ids(self.scorer.tokenizer, [clean[a] for a in aspects])
         proba = self.scorer.predict_proba([clean[t] for t in texts], batch_size=batch_size,
                                           aspects=[clean[a] for a in aspects])

@@ -94,7 +94,28 @@ def clean_text(text: str, cleaning) -> str:
     return space.sub(" ", text).strip()
 
 
+# A word character (\w, Unicode: letters, marks, digits, _) of a script written with spaces between words. Han, kana,
+# Thai, Lao, Khmer and Myanmar (line-break classes ID, CJ, SA) run words together: no word starts visibly there.
+_SPACED_WORD_CHAR = regex.compile(r"[\w--\p{Line_Break=Ideographic}--\p{Line_Break=Conditional_Japanese_Starter}"
+                                  r"--\p{Line_Break=Complex_Context}]", regex.V1)
+
+
 def aspect_in_text(aspect: str, text: str) -> bool:
-    """Whether an aspect term occurs in its (cleaned) text, ignoring case: training keeps only such rows of an
-    aspect_term task, and its models refuse other aspects."""
-    return aspect.casefold() in text.casefold()
+    """Whether an aspect term occurs in its (cleaned) text: training keeps only such rows of an aspect_term task, and
+    its models refuse other aspects (docs/aspects.md "The aspect-term rule").
+
+    Both are casefolded; an occurrence counts unless it starts inside a word, i.e. unless the aspect's first character
+    and the text's character before it are both word characters (\\w) of a script written with spaces. "art" is not in
+    "The party was fun"; "pizza" is in "the pizzas were cold" and "pizza's crust" (a word may go on: plurals,
+    possessives, Korean or Turkish endings); "C++" and "wi-fi" are in "C++ and wi-fi"; "服务" is in "他们的服务很好".
+    An aspect of several words (a space inside) counts wherever it occurs: annotators' offsets cut words (MAMS test
+    has "d al" inside "and although"), and a phrase found inside other words by chance is rare."""
+    aspect, text = aspect.casefold(), text.casefold()
+    if any(char.isspace() for char in aspect) or not aspect or not _SPACED_WORD_CHAR.match(aspect[0]):
+        return aspect in text
+    start = text.find(aspect)
+    while start != -1:
+        if start == 0 or not _SPACED_WORD_CHAR.match(text[start - 1]):
+            return True
+        start = text.find(aspect, start + 1)
+    return False

@@ -5,7 +5,9 @@ Each reader returns (frame, counts). The frame has one row per (sentence, aspect
 the file of the aspect's element or block, from 1, so a report names a line a person finds), text (the sentence),
 aspect, raw_label (the polarity as written) and group (one value per sentence, so a split keeps a sentence's aspects
 together). counts says what gave no row: implicit (Opinion target="NULL"), no_aspects (sentences without an aspect
-of the kind asked for) and duplicates (an aspect given twice in one sentence, merged into the first one).
+of the kind asked for) and repeated_in_sentence (an aspect given twice in one sentence, merged into the first one);
+and target_repeated, what was read as written: $T$ blocks whose sentence marks its target more than once.
+The rows keep no position of the aspect in its sentence (the XML's offsets are only checked).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ ASPECT_ATTRIBUTE = {
 
 
 def _new_counts() -> dict[str, int]:
-    return {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0}
+    return {"implicit": 0, "no_aspects": 0, "repeated_in_sentence": 0, "target_repeated": 0}
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
@@ -164,19 +166,24 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def read_dollar_t(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Three lines per aspect: the sentence with the aspect as $T$, the aspect, the polarity -1/0/1."""
+    """Three lines per aspect: the sentence with the aspect as $T$ (every occurrence of it), the aspect, the polarity
+    -1/0/1."""
     path = Path(path)
     _require_file(path)
     lines = _read_lines(path)
     if len(lines) % 3:
         start = len(lines) - len(lines) % 3 + 1
         raise DataError(bad_input("aspect-seg-lines").format(path=path, line=start, count=len(lines)))
-    rows = []
+    rows, counts = [], _new_counts()
     for first in range(0, len(lines), 3):
         sentence, aspect, polarity = (line.strip() for line in lines[first:first + 3])
-        if sentence.count("$T$") != 1:  # zero: no aspect to restore; two: which one is the aspect is unknown
-            raise DataError(f"{path}: line {first + 1}: the sentence has {sentence.count('$T$')} '$T$' markers; "
-                            f"write it with exactly one, in place of the aspect")
+        markers = sentence.count("$T$")
+        if not markers:  # no aspect to restore: the block says nothing about which words it labels
+            raise DataError(f"{path}: line {first + 1}: the sentence has 0 '$T$' markers; write $T$ in place of the "
+                            "aspect")
+        # ABSA-PyTorch's files mark every occurrence of the target ("the $T$ was good , the $T$ was cheap"): each is
+        # the aspect, and the one label is about all of them. Were a position ever kept, it would be the first $T$'s.
+        counts["target_repeated"] += markers > 1
         if not aspect:
             raise DataError(f"{path}: line {first + 2}: the aspect is empty; write the aspect that $T$ stands for")
         if polarity not in DOLLAR_T_LABELS:
@@ -184,7 +191,7 @@ def read_dollar_t(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
         text = sentence.replace("$T$", aspect)
         # The file repeats a sentence once per aspect; the restored text is what ties its aspects together.
         rows.append((first + 1, text, aspect, DOLLAR_T_LABELS[polarity], text))
-    return _frame(rows), _new_counts()
+    return _frame(rows), counts
 
 
 def read_aspect_file(path: Path, kind: str) -> tuple[pd.DataFrame, dict[str, int]]:

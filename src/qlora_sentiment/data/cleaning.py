@@ -94,7 +94,8 @@ def clean_text(text, cfg: CleanConfig) -> str:
 
 def clean_aspects(rows: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict]:
     """Aspects cleaned as texts are (scoring cleans both alike); empty ones dropped, and for aspect_term a term
-    the cleaned text does not contain (a label about words the model never sees)."""
+    the cleaned text does not contain (a label about words the model never sees), by the rule every model applies
+    to the aspects it is given (config/text.py aspect_in_text: "art" is not in "The party was fun")."""
     if cfg.task == "sentence":
         return rows, {}
     aspects = pd.Series([clean_text(a, cfg.clean) for a in rows["aspect"]], index=rows.index)

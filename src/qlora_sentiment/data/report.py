@@ -11,6 +11,7 @@ import pandas as pd
 from qlora_sentiment.config import DataConfig
 
 PERCENTILES = (5, 25, 50, 75, 95)
+CHANGED = ("normalised", "truncated", "target_repeated")  # counted with what was dropped, yet the rows are kept
 COLOURS = {"negative": "#c0392b", "neutral": "#7f8c8d", "positive": "#27ae60"}
 
 
@@ -48,8 +49,10 @@ def build(cfg: DataConfig, raw: dict[str, pd.DataFrame], dropped: dict, parts: d
         "source": {"source": cfg.source, "name": cfg.name, "config": cfg.config, "revision": revision,
                    "splits": cfg.splits},
         "rows_read": {name: len(rows) for name, rows in raw.items()},
-        "dropped": {k: v for k, v in dropped.items() if k not in ("normalised", "truncated", "conflicting_labels")},
-        "changed": {"normalised": dropped.get("normalised", 0), "truncated": dropped.get("truncated", 0)},
+        "dropped": {k: v for k, v in dropped.items() if k not in (*CHANGED, "conflicting_labels")},
+        # kept rows: texts cleaning changed, texts cut, and (aspect files) $T$ blocks naming their target twice or more
+        "changed": {"normalised": dropped.get("normalised", 0), "truncated": dropped.get("truncated", 0),
+                    **{k: dropped[k] for k in CHANGED[2:] if k in dropped}},
         "conflicting_labels": dropped.get("conflicting_labels", 0),
     }
     for name, part in parts.items():

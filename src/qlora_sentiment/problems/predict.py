@@ -51,7 +51,8 @@ ROWS = rows_of(
      'address'),
     ("aspect-not-in-text",
      "aspects[1]: 'wine' does not occur in the text; this model (aspect_term)",
-     'An aspect-term model labels words of the text: name the aspect as the text spells it (case is ignored).',
+     'An aspect-term model labels words of the text: name the aspect as the text spells it, from the start of a '
+     'word (case is ignored; docs/aspects.md "The aspect-term rule").',
      cli("predict", "--model", "<aspects>/export", "--aspect", "food", "--aspect", "wine",
          "the food was great but the service was awful"),
      'aspects[{index}]: {aspect!r} does not occur in the text; this model (aspect_term) labels terms of the '
