@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="an aspect of the one text to label (repeat for several; aspect-task models): one "
                               "row per aspect, in order")
     predict.add_argument("--text-column", default="text")
+    listed = predict.add_mutually_exclusive_group()
+    listed.add_argument("--aspect-column", default=None, metavar="COLUMN",
+                        help="--file's column holding each row's aspect (aspect-task models: .csv/.tsv/.jsonl): "
+                             "one output row per (text, aspect), with the input row")
+    listed.add_argument("--aspect-list-column", default=None, metavar="COLUMN",
+                        help="as --aspect-column, each cell a list of aspects (JSON Lines: an array; CSV/TSV: a "
+                             "JSON array in the cell, [\"food\", \"service\"])")
     predict.add_argument("--format", choices=["json", "csv", "table", "parquet"], default=None,
                          help="json (JSON Lines, the default), csv or table; rows are written as they are labelled. "
                               "With --ray: parquet (the default) or csv shards")
