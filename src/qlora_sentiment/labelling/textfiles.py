@@ -120,7 +120,7 @@ def _csv_rows(lines, name: str, column: str, extra=None, delimiter: str = ","):
 def _no_column(name: str, column: str, columns: list, flag: str, line: int = 1) -> str:
     if flag == "--text-column":
         return f"{name}: no column '{column}' (columns: {columns}); use --text-column"
-    return aspect_problem("aspect-column-missing").format(name=name, line=line, column=column, columns=columns,
+    return aspect_problem("aspect-file-column-missing").format(name=name, line=line, column=column, columns=columns,
                                                           flag=flag)
 
 

@@ -18,7 +18,7 @@ def aspect_file(name: str, data: bytes, *flags: str) -> Trigger:
 
 ROWS = rows_of(
     "predict",
-    ("aspect-column-missing",
+    ("aspect-file-column-missing",
      "in.csv: line 1: no aspect column 'aspect' (columns: ['text', 'label'])",
      "Name the column that holds each row's aspect with `--aspect-column` (a list of aspects per row: "
      "`--aspect-list-column`). JSON Lines: the first row must have it.",
