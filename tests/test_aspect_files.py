@@ -51,6 +51,28 @@ def test_pairs_in_order_from_one_aspect_or_a_list_per_row(tmp_path, record):
         assert pairs.unchanged()
 
 
+def test_parquet_columns_are_read_a_batch_at_a_time(tmp_path, record):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from qlora_sentiment.labelling.textfiles import TextFile
+
+    rows = reviews(3000)  # row groups of 700, batches of 1,024: pairs cross both
+    pq.write_table(pa.table({"text": [r["text"] for r in rows], "aspects": [r["aspects"] for r in rows]}),
+                   tmp_path / "in.parquet", row_group_size=700)
+    pairs = AspectFile.open_pairs(tmp_path / "in.parquet", "text", "aspects", True, record)
+    expected = [Pair(i, r["text"], a) for i, r in enumerate(rows) for a in r["aspects"]]
+    assert pairs.rows == len(expected) and list(pairs.texts()) == expected
+    assert list(pairs.texts(skip=1500))[:3] == expected[1500:1503] and pairs.unchanged()
+    texts = TextFile.open(tmp_path / "in.parquet")  # whole texts too
+    assert list(texts.texts()) == [r["text"] for r in rows] and texts.unchanged()
+    pq.write_table(pa.table({"text": ["the food", None]}), tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match="bad.parquet: line 2: 'text' is null, not a string"):
+        TextFile.open(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=r"bad.parquet: line 1: no aspect column 'aspect' \(columns: \['text'\]\)"):
+        AspectFile.open_pairs(tmp_path / "bad.parquet", "text", "aspect", False, record)
+
+
 @pytest.mark.parametrize("data, listed, message", [
     (b'{"text": "the food", "aspect": "food"}\n{"text": "the wine", "aspect": null}\n', False,
      "in.jsonl: line 2: column 'aspect' is empty, but line 1 has an aspect"),
@@ -104,6 +126,14 @@ def test_a_file_gets_the_numbers_of_single_aspect_calls(trained_aspects, tmp_pat
     assert [g["label"] for g in got] == [p["label"] for p in single]
     np.testing.assert_allclose([list(g["probabilities"].values()) for g in got],
                                [list(p["probabilities"].values()) for p in single], atol=1e-5)
+    # the same rows as Parquet (a list column): the same output
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    parquet = cli("predict", *model_args(trained_aspects), "--file", str(tmp_path / "in.parquet"),
+                  "--aspect-list-column", "aspects")
+    assert parquet.returncode == 0 and parquet.stdout == out.stdout, parquet.stderr
     # one aspect a row, as CSV: the input row first, the aspect after the text, formulas quoted
     (tmp_path / "in.csv").write_text("text,aspect\n" + "".join(f'"{r["text"]}",{r["aspects"][0]}\n' for r in rows))
     out = cli("predict", *model_args(trained_aspects), "--file", str(tmp_path / "in.csv"), "--aspect-column",

@@ -43,7 +43,7 @@ class AspectFile(TextFile):
                    max_chars: int = MAX_TEXT_CHARS) -> "AspectFile":
         if Path(path).suffix.lower() == ".txt":
             raise DataError(f"{path}: a .txt file has one text a line and no aspect column; give the texts and "
-                            "their aspects as .csv, .tsv or .jsonl columns")
+                            "their aspects as .csv, .tsv, .jsonl or .parquet columns")
         return cls.open(path, column, max_chars, aspect_column=aspect_column, listed=listed, record=record)
 
     @property
@@ -52,7 +52,8 @@ class AspectFile(TextFile):
 
     def items(self, raw_lines: Iterable[bytes]) -> Iterator[Pair]:
         with_aspect = without = None  # the first line of each kind: both seen is a mixed file
-        rows = rows_of(raw_lines, self.name, self.kind, self.column, self.max_chars, (self.aspect_column, self.flag))
+        rows = rows_of(raw_lines, self.name, self.kind, self.column, self.max_chars, (self.aspect_column, self.flag),
+                       self.stream)
         for index, (line, text, value) in enumerate(rows):
             aspects = self._aspects(line, value)
             if aspects:

@@ -56,7 +56,7 @@ class RayRun:
 
 
 def input_files(inputs: list[Path]) -> list[Path]:
-    """Files given, and a folder's .txt/.csv/.tsv/.jsonl files (not its subfolders), sorted by name."""
+    """Files given, and a folder's .txt/.csv/.tsv/.jsonl/.parquet files (not its subfolders), sorted by name."""
     files = []
     for path in map(Path, inputs):
         if path.is_dir():

@@ -1,4 +1,5 @@
-"""Texts to label from a file or stdin: .txt (one per line), .csv/.tsv or .jsonl (a text column).
+"""Texts to label from a file or stdin: .txt (one per line), .csv/.tsv, .jsonl or .parquet (a text column; Parquet
+by its own layout, labelling/parquetrows.py: what is said of lines below is of the others).
 
 One output row per input row, in order, always: a text file and JSON Lines are split on "\\n" only (U+2028, form
 feeds and other Unicode line breaks stay inside their text; a "\\r" before the "\\n" is dropped), CSV/TSV go through
@@ -34,7 +35,8 @@ from qlora_sentiment.problems.aspect_files import bad_input as aspect_problem
 from qlora_sentiment.api.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
                                             no_duplicate_keys, text_problem)
 
-SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
+KINDS = ".txt, .csv, .tsv, .jsonl or .parquet"
 MISSING = object()  # a JSON Lines row without the aspect column's key
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # where a "\r" not followed by "\n" ends a line (the csv module's view)
 
@@ -165,20 +167,29 @@ _READERS = {".txt": _txt_rows, ".csv": _csv_rows, ".tsv": _tsv_rows, ".jsonl": _
 
 
 def iter_texts(raw_lines: Iterable[bytes], name: str, kind: str = ".txt", column: str = "text",
-               max_chars: int = MAX_TEXT_CHARS) -> Iterator[str]:
+               max_chars: int = MAX_TEXT_CHARS, stream: IO[bytes] | None = None) -> Iterator[str]:
     """The texts (stripped) of an input's b"\\n"-split lines, lazily, or one DataError naming `name` and the line:
     the first bad row in the input's order."""
-    for line, text, _ in rows_of(raw_lines, name, kind, column, max_chars):
+    for line, text, _ in rows_of(raw_lines, name, kind, column, max_chars, stream=stream):
         yield text
 
 
 def rows_of(raw_lines: Iterable[bytes], name: str, kind: str, column: str, max_chars: int = MAX_TEXT_CHARS,
-            extra: tuple[str, str] | None = None) -> Iterator[tuple[int, str, object]]:
+            extra: tuple[str, str] | None = None, stream: IO[bytes] | None = None) -> Iterator[tuple[int, str, object]]:
     """(line, text stripped and checked, the `extra` column's value as read) of an input's rows, lazily. `extra`:
-    (column, the flag that names it), a second column (an aspect file's; csv/tsv/jsonl)."""
-    if kind not in _READERS:
-        raise DataError(f"{name}: unsupported file type '{kind}'; use .txt, .csv, .tsv or .jsonl")
-    for line, text, value in _READERS[kind](_decoded(raw_lines, name), name, column, extra):
+    (column, the flag that names it), a second column (an aspect file's). Parquet (`stream`, the file: it is read
+    by its own layout, not by lines) has its bytes, `raw_lines`, hashed whole first."""
+    if kind == ".parquet":
+        from qlora_sentiment.labelling.parquetrows import parquet_rows
+
+        for _ in raw_lines:
+            pass
+        rows = parquet_rows(stream, name, column, extra, _no_column)
+    elif kind in _READERS:
+        rows = _READERS[kind](_decoded(raw_lines, name), name, column, extra)
+    else:
+        raise DataError(f"{name}: unsupported file type '{kind}'; use {KINDS}")
+    for line, text, value in rows:
         text = text.strip()
         problem = text_problem(text, max_chars)
         if problem:
@@ -205,7 +216,7 @@ class TextFile:
         path = Path(path)
         kind = path.suffix.lower()
         if kind not in SUFFIXES:
-            raise DataError(f"{path}: unsupported file type '{kind}'; use .txt, .csv, .tsv or .jsonl")
+            raise DataError(f"{path}: unsupported file type '{kind}'; use {KINDS}")
         try:
             if not path.is_file():
                 raise DataError(f"{path}: no such file")
@@ -257,14 +268,20 @@ class TextFile:
 
     def items(self, raw_lines: Iterable[bytes]) -> Iterator:
         """What one row of output is made of, in order: here the texts (labelling/aspectfiles.py: pairs)."""
-        return iter_texts(raw_lines, self.name, self.kind, self.column, self.max_chars)
+        return iter_texts(raw_lines, self.name, self.kind, self.column, self.max_chars, self.stream)
 
     def texts(self, skip: int = 0) -> Iterator[str]:
         """The texts again, lazily, from row `skip` on (0-based) to the last row the first pass counted; the bytes
         read are hashed for `unchanged()`."""
         self.stream.seek(0)
-        self._again = hashlib.sha256()
-        rows = self.items(_hashed(self.stream, self._again))
+        self._again, self._again_size = hashlib.sha256(), 0
+
+        def hashed():
+            for raw in _hashed(self.stream, self._again):
+                self._again_size += len(raw)
+                yield raw
+
+        rows = self.items(hashed())
         return itertools.islice(rows, skip, self.rows)
 
     def unchanged(self) -> bool:
@@ -272,6 +289,7 @@ class TextFile:
         the ones the first pass hashed: not appended to, cut or edited meanwhile, before or after it was read."""
         now = hashlib.sha256()
         try:
+            self.stream.seek(self._again_size)  # after the bytes hashed (Parquet's reader moves about the file)
             for block in iter(lambda: self.stream.read(1 << 20), b""):
                 self._again.update(block)
             self.stream.seek(0)
