@@ -177,3 +177,12 @@ def test_info_and_schema_state_the_aspect_task(url):
     assert aspects["items"]["pattern"] == body["properties"]["text"]["pattern"]
     assert "must occur in it" in aspects["items"]["description"]
     assert "aspect" in schema["components"]["schemas"]["Prediction"]["properties"]
+    # the web page (/docs, Swagger UI from this schema): an aspect model's example request, tried as the page
+    # sends it, is answered per aspect
+    page = httpx.get(f"{url}/docs", timeout=10)
+    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+    [example] = body["examples"]
+    assert example["aspects"] == ["food", "service"]
+    answer = httpx.post(f"{url}/predict", json=example, timeout=30).json()["predictions"]
+    assert [(a["aspect"], sorted(a["probabilities"])) for a in answer] == \
+        [(aspect, ["negative", "neutral", "positive"]) for aspect in example["aspects"]]

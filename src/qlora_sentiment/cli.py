@@ -102,11 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="label texts: arguments, --file, or stdin")
     predict.add_argument("texts", nargs="*", help="texts to label (default: one per line on stdin)")
-    predict.add_argument("--file", help=".txt (one per line), .csv/.tsv or .jsonl with a text column")
+    predict.add_argument("--file", help=".txt (one per line), .csv/.tsv, .jsonl or .parquet with a text column")
     predict.add_argument("--aspect", action="append", default=None, metavar="ASPECT",
                          help="an aspect of the one text to label (repeat for several; aspect-task models): one "
                               "row per aspect, in order")
     predict.add_argument("--text-column", default="text")
+    listed = predict.add_mutually_exclusive_group()
+    listed.add_argument("--aspect-column", default=None, metavar="COLUMN",
+                        help="--file's column holding each row's aspect (aspect-task models; not .txt): "
+                             "one output row per (text, aspect), with the input row")
+    listed.add_argument("--aspect-list-column", default=None, metavar="COLUMN",
+                        help="as --aspect-column, each cell a list of aspects (JSON Lines: an array; Parquet: a list; "
+                             "CSV/TSV: a JSON array in the cell, [\"food\", \"service\"])")
     predict.add_argument("--format", choices=["json", "csv", "table", "parquet"], default=None,
                          help="json (JSON Lines, the default), csv or table; rows are written as they are labelled. "
                               "With --ray: parquet (the default) or csv shards")

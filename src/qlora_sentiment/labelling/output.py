@@ -78,15 +78,18 @@ def neutralise(cell: str) -> str:
 
 class Formatter:
     """Rows as JSON Lines, CSV (a header) or a table (a header line): the text of a header and of a chunk. An
-    aspect model's rows have an aspect column (after text in CSV, before the text in the table)."""
+    aspect model's rows have an aspect column (after text in CSV, before the text in the table), and an aspect
+    file's (`numbered`) their input row first in CSV (JSON Lines: each row's keys as they come)."""
 
-    def __init__(self, fmt: str, labels: list[str], raw_csv: bool = False, aspects: bool = False):
-        self.fmt, self.labels, self.raw_csv, self.aspects = fmt, labels, raw_csv, aspects
+    def __init__(self, fmt: str, labels: list[str], raw_csv: bool = False, aspects: bool = False,
+                 numbered: bool = False):
+        self.fmt, self.labels, self.raw_csv, self.aspects, self.numbered = fmt, labels, raw_csv, aspects, numbered
         self.width = max(len("label"), *(len(lab) for lab in labels))
 
     def header(self) -> str:
         if self.fmt == "csv":
-            return self._csv([["text", *(["aspect"] if self.aspects else []), "label",
+            return self._csv([[*(["row"] if self.numbered else []), "text", *(["aspect"] if self.aspects else []),
+                               "label",
                                *[f"p_{lab}" for lab in self.labels]]])
         if self.fmt == "table":
             return (f"{'label':<{self.width}}  " + "  ".join(f"{lab[:8]:>8}" for lab in self.labels)
@@ -98,7 +101,8 @@ class Formatter:
             return "".join(json.dumps(r, ensure_ascii=False).translate(_JSON_ESCAPED) + "\n" for r in rows)
         if self.fmt == "csv":
             cell = (lambda text: text) if self.raw_csv else neutralise
-            return self._csv([cell(r["text"]), *([cell(r["aspect"])] if self.aspects else []), cell(r["label"]),
+            return self._csv([*([r["row"]] if self.numbered else []), cell(r["text"]),
+                              *([cell(r["aspect"])] if self.aspects else []), cell(r["label"]),
                               *[f"{r['probabilities'][lab]:.6f}" for lab in self.labels]] for r in rows)
         lines = []
         for r in rows:

@@ -84,7 +84,8 @@ def _predict_aspects(args) -> None:
     from qlora_sentiment.labelling.output import check_output_folder, check_output_path
     from qlora_sentiment.labelling.output_lock import OutputLock
 
-    refused = [(bool(args.file) or args.ray is not None, bad_input("aspect-with-file").format()),
+    columns = bool(args.aspect_column or args.aspect_list_column)
+    refused = [(bool(args.file) or args.ray is not None or columns, bad_input("aspect-with-file").format()),
                (len(args.texts) != 1, f"--aspect needs exactly one text as an argument (got {len(args.texts)})"),
                (args.resume or bool(args.output_dir) or args.format == "parquet",
                 "--aspect writes its rows to stdout or --output FILE as json, csv or table (no --resume, --ray "
@@ -164,7 +165,9 @@ def _predict_with_ray(args) -> None:
             run = label_with_ray([Path(args.file)], args.model, Path(args.output_dir), base=base_folder(args),
                                  backend=args.backend, fmt=fmt, address=None if args.ray == "local" else args.ray,
                                  workers=workers, batch_size=args.batch_size, threads_per_worker=threads,
-                                 column=args.text_column, raw_csv=args.raw_csv)
+                                 column=args.text_column, raw_csv=args.raw_csv,
+                                 aspect_column=args.aspect_column or args.aspect_list_column,
+                                 listed=bool(args.aspect_list_column))
         except Interrupted as exc:
             print(f"interrupted: nothing written to {args.output_dir}", file=sys.stderr, flush=True)
             sys.exit(128 + exc.signum)
@@ -181,13 +184,33 @@ def _interrupted(args, run) -> str:
     return f"interrupted: {written:,} of {run.total:,} rows written to {where}{hint}"
 
 
+def _read_input(args):
+    """The texts, from arguments, --file or stdin; or with --aspect-column / --aspect-list-column, an aspect file's
+    (text, aspect) pairs, checked against the model's record (its task, its cleaning; the model is not loaded)."""
+    from qlora_sentiment.core.errors import DataError
+    from qlora_sentiment.cli_inputs import predict_texts
+
+    column = args.aspect_column or args.aspect_list_column
+    if column is None:
+        return predict_texts(args.texts, args.file, args.text_column)
+    flag = "--aspect-column" if args.aspect_column else "--aspect-list-column"
+    if not args.file or args.texts:
+        raise DataError(f"{flag} names a column of --file FILE (.csv, .tsv or .jsonl); one text's aspects: "
+                        "--aspect ASPECT \"TEXT\"")
+    from qlora_sentiment.labelling.aspectfiles import AspectFile, aspect_record
+
+    return AspectFile.open_pairs(args.file, args.text_column, column, bool(args.aspect_list_column),
+                                 aspect_record(args.model))
+
+
 def _label(args, signals, run) -> None:
     from itertools import islice
 
     from tqdm import tqdm
 
     from qlora_sentiment.core.errors import DataError
-    from qlora_sentiment.cli_inputs import check_model_folder, predict_texts, warn_about_threads
+    from qlora_sentiment.cli_inputs import check_model_folder, warn_about_threads
+    from qlora_sentiment.labelling.aspectfiles import AspectFile, label_chunk
     from qlora_sentiment.labelling.output import (CHUNK_BATCHES, FileOutput, Formatter, Output, check_output_folder,
                                                   check_output_path, model_fingerprint)
     from qlora_sentiment.labelling.output_lock import OutputLock
@@ -200,13 +223,16 @@ def _label(args, signals, run) -> None:
         check_output_folder(output, source)
         run.lock = OutputLock(output, source).acquire()  # one writer: before anything is read or written
         check_output_path(output, source)  # the write probe, under the lock (it may make FILE and remove it)
-    texts = predict_texts(args.texts, args.file, args.text_column)  # every input error before the model loads
-    run.total = texts.rows
+    texts = _read_input(args)  # every input error before the model loads
+    run.total, pairs = texts.rows, isinstance(texts, AspectFile)
     warn_about_threads(args.threads)
-    check_model_folder(args.model, whole_texts="predict without --aspect")
+    check_model_folder(args.model, whole_texts=None if pairs else "predict --file without --aspect-column"
+                       if args.file else "predict without --aspect")
     column = args.text_column if args.file and Path(args.file).suffix.lower() != ".txt" else None
     settings = {"format": args.format, "text_column": column, "raw_csv": args.raw_csv,
                 "batch_size": args.batch_size, "threads": args.threads}
+    if pairs:  # recorded (and checked by --resume) for aspect files only: a sentence run's record is as it was
+        settings.update(aspect_column=args.aspect_column, aspect_list_column=args.aspect_list_column)
     if output is None:
         run.output = Output(settings)
     else:
@@ -220,18 +246,19 @@ def _label(args, signals, run) -> None:
             print(f"{output}: continuing after row {run.output.rows_written:,} of {texts.rows:,}", file=sys.stderr)
     analyzer = load_analyzer(args)
     with signals.deferred():
-        run.output.open(Formatter(args.format, analyzer.labels, args.raw_csv))
+        run.output.open(Formatter(args.format, analyzer.labels, args.raw_csv, aspects=pairs, numbered=pairs))
     pending = texts.texts(skip=run.output.rows_written)
     chunk = args.batch_size * CHUNK_BATCHES  # the same rows in every run, and as --ray's workers call predict
     piped = bool(args.file) or (not args.texts and not sys.stdin.isatty())  # a terminal's few lines need no bar
     # to a log file (stderr not a terminal) a redraw every 10 s, not ten a second: hours of labelling stay short
-    with tqdm(total=texts.rows, initial=run.output.rows_written, unit="text", disable=not piped, file=sys.stderr,
+    with tqdm(total=texts.rows, initial=run.output.rows_written, unit="pair" if pairs else "text",
+              disable=not piped, file=sys.stderr,
               mininterval=0.1 if sys.stderr.isatty() else 10) as run.bar:
         try:
             while part := list(islice(pending, chunk)):
-                predictions = analyzer.predict(part, batch_size=args.batch_size)
+                labelled = label_chunk(analyzer, part, args.batch_size)
                 with signals.deferred():
-                    run.output.write([{"text": t, **p} for t, p in zip(part, predictions)])
+                    run.output.write(labelled)
                 run.bar.update(len(part))
         except DataError:  # a bad row on the second pass: the input was cut or edited since the first one
             if texts.unchanged():

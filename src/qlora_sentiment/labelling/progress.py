@@ -44,6 +44,8 @@ _FIELDS = {
     "rows_written": _WHOLE, "bytes_written": _WHOLE, "output_sha256": _SHA, "complete": _BOOL,
 }
 KEYS = {"version", *(key.split(".")[0] for key in _FIELDS)}
+# an aspect file's columns (predict --aspect-column / --aspect-list-column): absent from a sentence run's record
+OPTIONAL = ("aspect_column", "aspect_list_column")
 
 
 def _shown(value) -> str:
@@ -65,6 +67,9 @@ def record_problem(record) -> str | None:
             return f"{key} is missing"
         if not test(value):
             return f"{key} is {_shown(value)}, not {wanted}"
+    for key in OPTIONAL:
+        if not isinstance(record.get(key), str | None):
+            return f"{key} is {_shown(record[key])}, not a string or null"
     return None
 
 
@@ -117,10 +122,10 @@ def check_resume(path: Path, record_path: Path, settings: dict) -> tuple[dict, o
         was = f"{earlier['model']['path']} on {earlier['input']['name']}"
         raise DataError(f"--resume: {path} was labelled {' and '.join(differs)} (recorded: {was}); "
                         "pass the same --model and input, or start over without --resume")
-    for key in ("format", "text_column", "raw_csv"):
-        if earlier[key] != settings[key]:
+    for key in ("format", "text_column", *OPTIONAL, "raw_csv"):
+        if earlier.get(key) != settings.get(key):
             raise DataError(bad_input("predict-resume-other-format").format(
-                path=path, key=key.replace("_", "-"), earlier=earlier[key], now=settings[key]))
+                path=path, key=key.replace("_", "-"), earlier=earlier.get(key), now=settings.get(key)))
     for key in ("batch_size", "threads"):
         if earlier[key] != settings[key]:
             print(f"warning: --resume: the earlier run used --{key.replace('_', '-')} {earlier[key]}: the rows "

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from qlora_sentiment.core.errors import DataError, QloraError
 from qlora_sentiment.problems.predict import bad_input
+from qlora_sentiment.labelling.aspectfiles import AspectFile, Pair, aspect_record, label_chunk
 from qlora_sentiment.labelling.output import CHUNK_BATCHES, neutralise
 from qlora_sentiment.labelling.textfiles import SUFFIXES, TextFile
 
@@ -55,7 +56,7 @@ class RayRun:
 
 
 def input_files(inputs: list[Path]) -> list[Path]:
-    """Files given, and a folder's .txt/.csv/.tsv/.jsonl files (not its subfolders), sorted by name."""
+    """Files given, and a folder's .txt/.csv/.tsv/.jsonl/.parquet files (not its subfolders), sorted by name."""
     files = []
     for path in map(Path, inputs):
         if path.is_dir():
@@ -135,8 +136,12 @@ def _blocks(ray, texts: list[TextFile], rows_per_block: int):
     for text_file in texts:
         rows = iter(enumerate(text_file.texts()))
         while part := list(itertools.islice(rows, rows_per_block)):
-            refs.append(ray.put(pa.table({"file": [text_file.name] * len(part), "row": [i for i, _ in part],
-                                          "text": [t for _, t in part]})))
+            columns = {"file": [text_file.name] * len(part), "row": [i for i, _ in part]}
+            if isinstance(text_file, AspectFile):  # pairs: their input row, and their place (what chunks count)
+                columns = {**columns, "pair": columns["row"], "row": [p.row for _, p in part],
+                           "aspect": [p.aspect for _, p in part]}
+            refs.append(ray.put(pa.table({**columns, "text": [p.text if isinstance(p, Pair) else p
+                                                              for _, p in part]})))
     return refs
 
 
@@ -159,15 +164,20 @@ class Labeller:
         import pyarrow as pa
 
         files, rows, texts = (batch[c].to_pylist() for c in ("file", "row", "text"))
+        aspects = batch["aspect"].to_pylist() if "aspect" in batch.column_names else None
+        place = batch["pair"].to_pylist() if aspects else rows  # where in its file's pairs (or texts) a row is
+        items = [Pair(*item) for item in zip(rows, texts, aspects)] if aspects else texts
         predictions = []
-        # one predict call per CLI chunk of a file: the same forward passes as single-process predict
-        for _, group in itertools.groupby(range(len(rows)), key=lambda i: (files[i], rows[i] // self.chunk)):
+        # one call per CLI chunk of a file (predict, or predict_pairs): the same forward passes as single-process
+        for _, group in itertools.groupby(range(len(rows)), key=lambda i: (files[i], place[i] // self.chunk)):
             group = list(group)
-            predictions += self.analyzer.predict(texts[group[0]:group[-1] + 1], batch_size=self.batch_size)
+            predictions += label_chunk(self.analyzer, items[group[0]:group[-1] + 1], self.batch_size)
         labels = [p["label"] for p in predictions]
         if self.neutralise_csv:  # as predict's CSV: a cell a spreadsheet would run as a formula gets a '
             texts, labels = [neutralise(t) for t in texts], [neutralise(lab) for lab in labels]
-        columns = {"file": batch["file"], "row": batch["row"], "text": texts, "label": labels}
+            aspects = aspects and [neutralise(a) for a in aspects]
+        columns = {"file": batch["file"], "row": batch["row"], "text": texts,
+                   **({"aspect": aspects} if aspects else {}), "label": labels}
         for name in self.analyzer.labels:
             columns[f"p_{name}"] = pa.array([p["probabilities"][name] for p in predictions], pa.float64())
         return pa.table(columns)
@@ -188,18 +198,23 @@ def _shard_names(fmt: str):
 def label_with_ray(inputs: list[Path], model: str | Path, out_dir: Path, *, base: str | Path | None = None,
                    backend: str = "auto", fmt: str = "parquet", address: str | None = None, workers: int = 2,
                    batch_size: int = 16, threads_per_worker: int = 1, column: str = "text",
-                   rows_per_shard: int = 100_000, raw_csv: bool = False) -> RayRun:
+                   rows_per_shard: int = 100_000, raw_csv: bool = False, aspect_column: str | None = None,
+                   listed: bool = False) -> RayRun:
     """Label every row of `inputs` (files, or folders of files) into `fmt` shards in `out_dir`: columns file, row,
-    text, label, p_<label>. `address`: an existing cluster; None: a local one (or the connection already open)."""
+    text, label, p_<label>. `address`: an existing cluster; None: a local one (or the connection already open).
+    `aspect_column` (an aspect model; `listed`: each cell a list): one row per (text, aspect), an aspect column."""
     from qlora_sentiment.cli_inputs import check_model_folder
 
     if fmt not in FORMATS:
         raise DataError(f"--format {fmt}: with --ray use {' or '.join(FORMATS)}")
     out_dir = Path(out_dir).absolute()  # workers run in another folder, maybe on another machine
     check_output_dir(out_dir)
-    texts = [TextFile.open(path, column) for path in input_files(inputs)]  # every input error before Ray starts
+    record = aspect_record(model) if aspect_column else None
+    # every input error before Ray starts
+    texts = [AspectFile.open_pairs(path, column, aspect_column, listed, record) if record else
+             TextFile.open(path, column) for path in input_files(inputs)]
     try:
-        check_model_folder(model, whole_texts="predict --ray")
+        check_model_folder(model, whole_texts=None if record else "predict --ray without --aspect-column")
         ray = import_ray()
         started = time.perf_counter()
         connected = connect(ray, address, workers * threads_per_worker)

@@ -1,4 +1,5 @@
-"""Texts to label from a file or stdin: .txt (one per line), .csv/.tsv or .jsonl (a text column).
+"""Texts to label from a file or stdin: .txt (one per line), .csv/.tsv, .jsonl or .parquet (a text column; Parquet
+by its own layout, labelling/parquetrows.py: what is said of lines below is of the others).
 
 One output row per input row, in order, always: a text file and JSON Lines are split on "\\n" only (U+2028, form
 feeds and other Unicode line breaks stay inside their text; a "\\r" before the "\\n" is dropped), CSV/TSV go through
@@ -30,10 +31,13 @@ from typing import IO, Callable, Iterable, Iterator
 
 from qlora_sentiment.core.errors import DataError
 from qlora_sentiment.problems.predict import bad_input
+from qlora_sentiment.problems.aspect_files import bad_input as aspect_problem
 from qlora_sentiment.api.validation import (MAX_TEXT_CHARS, DuplicateKey, NonFinite, describe,
                                             no_duplicate_keys, text_problem)
 
-SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
+SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
+KINDS = ".txt, .csv, .tsv, .jsonl or .parquet"
+MISSING = object()  # a JSON Lines row without the aspect column's key
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # where a "\r" not followed by "\n" ends a line (the csv module's view)
 
 
@@ -76,14 +80,14 @@ def _lines(lines: Iterable[tuple[int, str]], fail: Callable) -> Iterator[tuple[i
     return _blank_tail(map(strip, lines), lambda item: not item[1].strip(), fail)
 
 
-def _txt_rows(lines, name: str, column: str):
+def _txt_rows(lines, name: str, column: str, extra=None):
     def fail(item):
         raise DataError(bad_input("predict-empty-row").format(name=name, line=item[0]))
 
-    return _lines(lines, fail)
+    return ((line, text, None) for line, text in _lines(lines, fail))
 
 
-def _csv_rows(lines, name: str, column: str, delimiter: str = ","):
+def _csv_rows(lines, name: str, column: str, extra=None, delimiter: str = ","):
     # "\n"-lines split again at a lone "\r", as a file opened with newline="" is: the csv module's line numbers
     reader = csv.reader((part for _, line in lines for part in _LONE_CR.split(line) if part), delimiter=delimiter)
 
@@ -97,6 +101,7 @@ def _csv_rows(lines, name: str, column: str, delimiter: str = ","):
             raise DataError(f"{name}: line {start}: not valid CSV ({exc})") from None
 
     index = None
+    wanted = [(column, "--text-column"), *([extra] if extra else [])]  # extra: (the aspect column, its flag)
 
     def fail(item):
         if index is None:  # a blank header: it names no column
@@ -105,21 +110,32 @@ def _csv_rows(lines, name: str, column: str, delimiter: str = ","):
 
     for line, record in _blank_tail(records(), lambda item: not item[1], fail):  # a quoted "" is a row
         if index is None:
-            if column not in record:
-                raise DataError(f"{name}: no column '{column}' (columns: {record}); use --text-column")
-            index = record.index(column)
+            for col, flag in wanted:
+                if col not in record:
+                    raise DataError(_no_column(name, col, record, flag))
+            index = [record.index(col) for col, _ in wanted]
             continue
-        yield line, record[index] if index < len(record) else ""
+        cells = [record[i] if i < len(record) else "" for i in index]
+        yield line, cells[0], cells[1] if extra else None
 
 
-def _tsv_rows(lines, name: str, column: str):
-    return _csv_rows(lines, name, column, "\t")
+def _no_column(name: str, column: str, columns: list, flag: str, line: int = 1) -> str:
+    if flag == "--text-column":
+        return f"{name}: no column '{column}' (columns: {columns}); use --text-column"
+    return aspect_problem("aspect-file-column-missing").format(name=name, line=line, column=column, columns=columns,
+                                                          flag=flag)
 
 
-def _jsonl_rows(lines, name: str, column: str):
+def _tsv_rows(lines, name: str, column: str, extra=None):
+    return _csv_rows(lines, name, column, extra, "\t")
+
+
+def _jsonl_rows(lines, name: str, column: str, extra=None):
+    """(line, text, the extra column's value: any JSON, MISSING where the row has no such key)."""
     def fail(item):
         raise DataError(f"{name}: line {item[0]}: empty line; every line must be a JSON object")
 
+    first = True
     for i, line in _lines(lines, fail):
         try:
             row = json.loads(line, parse_constant=NonFinite.parse, object_pairs_hook=no_duplicate_keys)
@@ -135,7 +151,10 @@ def _jsonl_rows(lines, name: str, column: str):
         if not isinstance(value, str):
             raise DataError(bad_input("predict-nan-text").format(name=name, line=i, column=column,
                                                                  what=describe(value)))
-        yield i, value
+        if extra and first and extra[0] not in row:  # a later row without it: a row without aspects
+            raise DataError(_no_column(name, extra[0], list(row), extra[1], i))
+        first = False
+        yield i, value, row.get(extra[0], MISSING) if extra else None
 
 
 def _hashed(raw_lines: Iterable[bytes], digest) -> Iterator[bytes]:
@@ -148,17 +167,34 @@ _READERS = {".txt": _txt_rows, ".csv": _csv_rows, ".tsv": _tsv_rows, ".jsonl": _
 
 
 def iter_texts(raw_lines: Iterable[bytes], name: str, kind: str = ".txt", column: str = "text",
-               max_chars: int = MAX_TEXT_CHARS) -> Iterator[str]:
+               max_chars: int = MAX_TEXT_CHARS, stream: IO[bytes] | None = None) -> Iterator[str]:
     """The texts (stripped) of an input's b"\\n"-split lines, lazily, or one DataError naming `name` and the line:
     the first bad row in the input's order."""
-    if kind not in _READERS:
-        raise DataError(f"{name}: unsupported file type '{kind}'; use .txt, .csv, .tsv or .jsonl")
-    for line, text in _READERS[kind](_decoded(raw_lines, name), name, column):
+    for line, text, _ in rows_of(raw_lines, name, kind, column, max_chars, stream=stream):
+        yield text
+
+
+def rows_of(raw_lines: Iterable[bytes], name: str, kind: str, column: str, max_chars: int = MAX_TEXT_CHARS,
+            extra: tuple[str, str] | None = None, stream: IO[bytes] | None = None) -> Iterator[tuple[int, str, object]]:
+    """(line, text stripped and checked, the `extra` column's value as read) of an input's rows, lazily. `extra`:
+    (column, the flag that names it), a second column (an aspect file's). Parquet (`stream`, the file: it is read
+    by its own layout, not by lines) has its bytes, `raw_lines`, hashed whole first."""
+    if kind == ".parquet":
+        from qlora_sentiment.labelling.parquetrows import parquet_rows
+
+        for _ in raw_lines:
+            pass
+        rows = parquet_rows(stream, name, column, extra, _no_column)
+    elif kind in _READERS:
+        rows = _READERS[kind](_decoded(raw_lines, name), name, column, extra)
+    else:
+        raise DataError(f"{name}: unsupported file type '{kind}'; use {KINDS}")
+    for line, text, value in rows:
         text = text.strip()
         problem = text_problem(text, max_chars)
         if problem:
             raise DataError(f"{name}: line {line}: {problem}")
-        yield text
+        yield line, text, value
 
 
 @dataclass
@@ -175,18 +211,19 @@ class TextFile:
     max_chars: int = MAX_TEXT_CHARS
 
     @classmethod
-    def open(cls, path: str | Path, column: str = "text", max_chars: int = MAX_TEXT_CHARS) -> "TextFile":
+    def open(cls, path: str | Path, column: str = "text", max_chars: int = MAX_TEXT_CHARS, **fields) -> "TextFile":
+        """`fields`: a subclass's own (aspectfiles.AspectFile's columns and model record)."""
         path = Path(path)
         kind = path.suffix.lower()
         if kind not in SUFFIXES:
-            raise DataError(f"{path}: unsupported file type '{kind}'; use .txt, .csv, .tsv or .jsonl")
+            raise DataError(f"{path}: unsupported file type '{kind}'; use {KINDS}")
         try:
             if not path.is_file():
                 raise DataError(f"{path}: no such file")
             stream = path.open("rb")
         except OSError as exc:
             raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
-        text_file = cls(str(path), kind, column, stream, path=path)
+        text_file = cls(str(path), kind, column, stream, path=path, **fields)
         try:
             return text_file.scan(max_chars)
         except DataError:
@@ -220,21 +257,31 @@ class TextFile:
         """The first pass: every row checked and counted, the bytes hashed; nothing kept."""
         digest = hashlib.sha256()
         try:
-            self.rows = sum(1 for _ in iter_texts(_hashed(raw_lines if raw_lines is not None else self.stream, digest),
-                                                  self.name, self.kind, self.column, max_chars))
+            self.max_chars = max_chars
+            self.rows = sum(1 for _ in self.items(_hashed(raw_lines if raw_lines is not None else self.stream, digest)))
         except OSError as exc:
             raise DataError(f"{self.name}: cannot read it ({exc.strerror})") from None
         if not self.rows:
             raise DataError(f"{self.name}: no texts")
-        self.sha256, self.max_chars = digest.hexdigest(), max_chars
+        self.sha256 = digest.hexdigest()
         return self
+
+    def items(self, raw_lines: Iterable[bytes]) -> Iterator:
+        """What one row of output is made of, in order: here the texts (labelling/aspectfiles.py: pairs)."""
+        return iter_texts(raw_lines, self.name, self.kind, self.column, self.max_chars, self.stream)
 
     def texts(self, skip: int = 0) -> Iterator[str]:
         """The texts again, lazily, from row `skip` on (0-based) to the last row the first pass counted; the bytes
         read are hashed for `unchanged()`."""
         self.stream.seek(0)
-        self._again = hashlib.sha256()
-        rows = iter_texts(_hashed(self.stream, self._again), self.name, self.kind, self.column, self.max_chars)
+        self._again, self._again_size = hashlib.sha256(), 0
+
+        def hashed():
+            for raw in _hashed(self.stream, self._again):
+                self._again_size += len(raw)
+                yield raw
+
+        rows = self.items(hashed())
         return itertools.islice(rows, skip, self.rows)
 
     def unchanged(self) -> bool:
@@ -242,6 +289,7 @@ class TextFile:
         the ones the first pass hashed: not appended to, cut or edited meanwhile, before or after it was read."""
         now = hashlib.sha256()
         try:
+            self.stream.seek(self._again_size)  # after the bytes hashed (Parquet's reader moves about the file)
             for block in iter(lambda: self.stream.read(1 << 20), b""):
                 self._again.update(block)
             self.stream.seek(0)

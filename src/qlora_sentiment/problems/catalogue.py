@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from . import cloud, compare, data, index, install, model, params, predict, predict_output, serve, web
+from . import aspect_files, cloud, compare, data, index, install, model, params, predict, predict_output, serve, web
 
 CATALOGUE = [*params.ROWS, *data.ROWS, *model.ROWS, *install.ROWS, *cloud.ROWS, *predict.ROWS,
-             *predict_output.ROWS, *serve.ROWS, *web.ROWS, *compare.ROWS]
+             *aspect_files.ROWS, *predict_output.ROWS, *serve.ROWS, *web.ROWS, *compare.ROWS]
 bad_input = index(CATALOGUE)  # any row, for code outside the stages (a stage imports its own areas only)
 
 

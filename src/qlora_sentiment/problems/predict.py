@@ -62,7 +62,8 @@ ROWS = rows_of(
      'Name the aspects: `qlora-sentiment predict --aspect food --aspect service "TEXT"`.',
      cli("predict", "--model", "<aspects>/export", "the food was great but the service was awful"),
      '{folder}: an aspect model (data.task: {task}) labels aspects of a text, and {whole_texts} takes whole '
-     'texts; use qlora-sentiment predict --aspect ASPECT [--aspect ...] "TEXT"'),
+     'texts; use qlora-sentiment predict --aspect ASPECT [--aspect ...] "TEXT", or --file FILE --aspect-column '
+     'COLUMN'),
     ("aspects-on-sentence-model",
      'aspects: this model labels whole texts',
      'Leave out --aspect, or use a model trained with `data.task: aspect_term` (`-S data=mams_atsa`).',
@@ -80,10 +81,11 @@ ROWS = rows_of(
      cli("predict", "--model", "<aspects>/export", "--aspect", "\u597d" * 200, "\u597d" * 200)),
     ("aspect-with-file",
      '--aspect labels the aspects of one text given as an argument',
-     'Give the one text as an argument; --file and --ray label whole texts with sentence models.',
+     'Give the one text as an argument; a file names each row\'s aspect in a column: `--file reviews.csv '
+     '--aspect-column aspect` (or a list per row: `--aspect-list-column aspects`), docs/aspects.md.',
      cli("predict", "--model", "no-model", "--aspect", "food", "--file", "in.txt"),
-     '--aspect labels the aspects of one text given as an argument; --file and --ray take whole texts (sentence '
-     'models)'),
+     '--aspect labels the aspects of one text given as an argument; a file names them in a column: --file FILE '
+     '--aspect-column COLUMN (or --aspect-list-column COLUMN)'),
     ("predict-batch-size",
      'argument --batch-size: must be in 1..4096, got -1',
      'Use a positive batch size; checked before the model loads.',

@@ -64,10 +64,10 @@ ROWS = rows_of(
      resume({"input": {"name": "old.txt", "sha256": "0" * 64, "rows": 2}})),
     ("predict-resume-other-format",
      "was written with format 'csv', not 'json'",
-     'Pass the same `--format`, `--text-column` and `--raw-csv` as the run you continue.',
+     'Pass the same `--format`, `--text-column`, aspect column and `--raw-csv` as the run you continue.',
      resume({"format": "csv"}),
-     '--resume: {path} was written with {key} {earlier!r}, not {now!r}; pass the same --format, --text-column '
-     'and --raw-csv'),
+     '--resume: {path} was written with {key} {earlier!r}, not {now!r}; pass the same --format, --text-column, '
+     '--aspect-column or --aspect-list-column and --raw-csv'),
     ("predict-resume-no-record",
      'has no usable progress record (out.jsonl.progress.json: missing)',
      'FILE was not written by `predict --output`, or its record was deleted: start over without `--resume`.',
