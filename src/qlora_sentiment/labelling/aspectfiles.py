@@ -42,8 +42,7 @@ class AspectFile(TextFile):
     def open_pairs(cls, path: str | Path, column: str, aspect_column: str, listed: bool, record,
                    max_chars: int = MAX_TEXT_CHARS) -> "AspectFile":
         if Path(path).suffix.lower() == ".txt":
-            raise DataError(f"{path}: a .txt file has one text a line and no aspect column; give the texts and "
-                            "their aspects as .csv, .tsv, .jsonl or .parquet columns")
+            raise DataError(bad_input("aspect-column-on-txt").format(name=path))
         return cls.open(path, column, max_chars, aspect_column=aspect_column, listed=listed, record=record)
 
     @property

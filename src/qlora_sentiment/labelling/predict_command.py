@@ -189,14 +189,14 @@ def _read_input(args):
     (text, aspect) pairs, checked against the model's record (its task, its cleaning; the model is not loaded)."""
     from qlora_sentiment.core.errors import DataError
     from qlora_sentiment.cli_inputs import predict_texts
+    from qlora_sentiment.problems.aspect_files import bad_input as aspect_problem
 
     column = args.aspect_column or args.aspect_list_column
     if column is None:
         return predict_texts(args.texts, args.file, args.text_column)
     flag = "--aspect-column" if args.aspect_column else "--aspect-list-column"
     if not args.file or args.texts:
-        raise DataError(f"{flag} names a column of --file FILE (.csv, .tsv or .jsonl); one text's aspects: "
-                        "--aspect ASPECT \"TEXT\"")
+        raise DataError(aspect_problem("aspect-column-without-file").format(flag=flag))
     from qlora_sentiment.labelling.aspectfiles import AspectFile, aspect_record
 
     return AspectFile.open_pairs(args.file, args.text_column, column, bool(args.aspect_list_column),

@@ -46,6 +46,19 @@ ROWS = rows_of(
                  "aspects"),
      '{name}: line {line}: column {column!r} is {what}, not a list of aspects; write them as a JSON list, '
      '["food", "service"]'),
+    ("aspect-column-without-file",
+     "--aspect-column names a column of --file FILE",
+     "An aspect column is read from a file: `--file FILE --aspect-column COL`. One text's aspects: "
+     '`--aspect ASPECT "TEXT"`.',
+     cli("predict", "--model", "<aspects>/export", "--aspect-column", "aspect", "the food was great"),
+     '{flag} names a column of --file FILE (.csv, .tsv, .jsonl or .parquet); one text\'s aspects: --aspect ASPECT '
+     '"TEXT"'),
+    ("aspect-column-on-txt",
+     "in.txt: a .txt file has one text a line and no aspect column",
+     "Give the texts and their aspects as columns of a .csv, .tsv, .jsonl or .parquet file.",
+     aspect_file("in.txt", b"the food was great\n", "--aspect-column", "aspect"),
+     "{name}: a .txt file has one text a line and no aspect column; give the texts and their aspects as .csv, "
+     ".tsv, .jsonl or .parquet columns"),
     ("aspect-file-not-in-text",
      "in.csv: line 3: column 'aspect': 'wine' does not occur in the text",
      "An aspect-term model labels words of the text: each row's aspect must be in its text as the text spells it "
