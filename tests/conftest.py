@@ -31,6 +31,7 @@ from helpers import (  # noqa: E402
 # those that take one of these fixtures are marked slow here, the others that do it themselves carry the mark.
 HEAVY_FIXTURES = {"tiny_llama", "trained", "trained_aspects", "server", "project", "reproduced", "reproduced_project",
                   "exports", "bases",  # test_export_tokenizers: every GPU family's real tokenizer, exported
+                  "family_model",  # a GPU preset family's random model
                   "sky_python"}  # test_cloud: SkyPilot's own venv (`make sky`)
 
 
@@ -39,11 +40,11 @@ HEAVY_FIXTURES = {"tiny_llama", "trained", "trained_aspects", "server", "project
 # end: with the order dealt out like cards (see below), both workers start on long tests and finish on short ones,
 # instead of one worker running a 4-minute test alone at the end while the other idles.
 LONGEST = ["test_cloud.py::test_the_task_sets_up", "test_experiments.py::test_queue_search",
-           "test_gpu_presets.py::test_gpu_preset_pipeline_on_cpu", "test_experiments.py::test_three_class",
-           "test_aspects.py::test_mams_preset_end_to_end", "test_pipeline.py::test_two_fresh_runs",
-           "test_resume.py::test_killed_dvc_repro", "test_base_model.py::test_offline_gguf",
+           "test_gpu_presets.py::test_gpu_preset_pipeline_on_cpu", "test_pipeline.py::test_two_fresh_runs",
+           "test_base_model.py::test_offline_gguf", "test_resume.py::test_killed_dvc_repro",
            "test_gpu_presets.py::test_gpu_preset_stages_in_one_process", "test_distributed.py::test_two_cpu_processes",
            "test_bench.py::test_bench_on_a_random_mistral", "test_pipeline.py::test_repro_outputs",
+           "test_experiments.py::test_three_class", "test_aspects.py::test_mams_preset_end_to_end",
            "test_prompts.py::test_training_scoring_and_export", "test_export_tokenizers.py::test_plain_auto_tokenizer"]
 
 
@@ -78,6 +79,37 @@ def project(tmp_path, tiny_llama, python_bin_env):
     return make_project(tmp_path / "project", tiny_llama, python_bin_env), python_bin_env
 
 
+def _shared_folder(tmp_path_factory, worker_id) -> Path:
+    """The test run's temporary folder common to every xdist worker (the worker's own one without xdist)."""
+    return tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory, worker_id):
+    """family -> tools/random_model.py's tiny random model of that family (its real tokenizer), built once per test
+    run and shared by the xdist workers (a file lock), read-only: ~10-20 s per build here, and the GPU presets,
+    test_export_tokenizers and test_prompts' families are the same five."""
+    import sys
+
+    from filelock import FileLock
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from random_model import build
+
+    common = _shared_folder(tmp_path_factory, worker_id) / "families"
+    common.mkdir(exist_ok=True)
+
+    def model(family: str) -> Path:
+        folder = common / family
+        with FileLock(str(common / f"{family}.lock")):
+            if not folder.is_dir():
+                shutil.rmtree(common / f"{family}.partial", ignore_errors=True)  # a worker that failed half-way
+                os.replace(build(family, common / f"{family}.partial"), folder)
+        return folder
+
+    return model
+
+
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory, tiny_llama, worker_id) -> Path:
     """One tiny project after a whole `dvc repro`, committed with its dvc.lock: made once per test run and
@@ -86,7 +118,7 @@ def reproduced(tmp_path_factory, tiny_llama, worker_id) -> Path:
     compares a second fresh run with it."""
     from filelock import FileLock
 
-    common = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    common = _shared_folder(tmp_path_factory, worker_id)
     repo = common / "reproduced"
     with FileLock(str(common / "reproduced.lock")):
         if not (common / "reproduced.done").exists():

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import ROOT, TINY_MODEL, cli, easy_aspects_xml, make_project, run
+from helpers import ROOT, TINY_MODEL, cli, easy_aspects_xml, make_project, repro_in_process, run
 
 TEXT = "the food was great but the service was awful"
 
@@ -174,20 +174,19 @@ def test_sentence_models_take_no_aspects():
 
 @pytest.mark.slow
 def test_mams_preset_end_to_end(tmp_path, tiny_llama, python_bin_env):
-    """`dvc exp run -S data=mams_atsa` through the project's real conf/ (the data in data/raw/mams-atsa/, as a
-    user puts it): every stage, the aspect error analysis, and predict --aspect on the exported model."""
+    """`data=mams_atsa` through the project's real conf/ (the data in data/raw/mams-atsa/, as a user puts it),
+    every stage of dvc.yaml (helpers.repro_in_process: what `dvc exp run -S data=mams_atsa` runs), the aspect
+    error analysis, and predict --aspect on the exported model."""
     env = python_bin_env
     repo = make_project(tmp_path / "project", tiny_llama, env)
     shutil.rmtree(repo / "conf")
     shutil.copytree(ROOT / "conf", repo / "conf")
     for name, count, seed in (("train", 100, 0), ("val", 16, 1), ("test", 24, 2)):
         easy_aspects_xml(repo / "data/raw/mams-atsa" / f"{name}.xml", count, seed)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "the real presets, MAMS-shaped data"], repo, env)
     tiny = ["model.source=local", f"model.name={TINY_MODEL}", "runtime.torch_threads=1", "lora.last_n_layers=1",
             "train.max_steps=4", "train.warmup_steps=0", "train.max_length=96", "train.save_steps=4",
             "train.logging_steps=1", "train.validation_points=0", "eval.batch_size=16"]
-    run(["dvc", "exp", "run", "-S", "data=mams_atsa", *(a for kv in tiny for a in ("-S", kv))], repo, env)
+    repro_in_process(repo, ["data=mams_atsa", *tiny])
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert metrics["n"] == 48 and list(metrics["per_class"]) == ["negative", "neutral", "positive"]
     report = json.loads((repo / "data/prepared/report.json").read_text())

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from helpers import ROOT, TINY_MODEL, check_offline_plots_page, make_project, run
+from helpers import ROOT, TINY_MODEL, check_offline_plots_page, make_project, repro_in_process, run
 
 SELECT = "metrics/train/metrics.json"
 
@@ -131,17 +131,15 @@ def test_queue_search_compare_report_and_remote(tmp_path, reproduced_project):
 
 @pytest.mark.slow
 def test_three_class_preset_end_to_end(tmp_path, tiny_llama, python_bin_env):
-    """`dvc exp run -S experiment=tweets_3class` through the project's real conf/, on the tiny model."""
-    env = python_bin_env
-    repo = make_project(tmp_path / "project", tiny_llama, env)
+    """`experiment=tweets_3class` through the project's real conf/, every stage of dvc.yaml on the tiny model
+    (helpers.repro_in_process: what `dvc exp run -S experiment=tweets_3class` runs)."""
+    repo = make_project(tmp_path / "project", tiny_llama, python_bin_env)
     shutil.rmtree(repo / "conf")
     shutil.copytree(ROOT / "conf", repo / "conf")
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "the real presets"], repo, env)
     tiny = ["model.source=local", f"model.name={TINY_MODEL}", "runtime.torch_threads=1", "lora.last_n_layers=1",
             "data.max_train=96", "data.max_validation=24", "data.max_test=60", "train.max_steps=4",
             "train.warmup_steps=0", "train.max_length=96", "train.save_steps=4", "eval.batch_size=16"]
-    run(["dvc", "exp", "run", "-S", "experiment=tweets_3class", *(a for kv in tiny for a in ("-S", kv))], repo, env)
+    repro_in_process(repo, ["experiment=tweets_3class", *tiny])
     labels = ["negative", "neutral", "positive"]
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert list(metrics["per_class"]) == labels and metrics["n"] == 60

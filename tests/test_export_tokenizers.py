@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 
 import pytest
 import yaml
 
 from helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-from random_model import build
 
 PRESET_FAMILY = {"mistral_7b": "mistral-v01-tiny", "mistral_7b_v03": "mistral-v03-tiny", "llama31_8b": "llama3-tiny",
                  "qwen25_7b": "qwen2-tiny", "gemma2_9b": "gemma2-tiny"}
@@ -33,16 +29,9 @@ LABELS = ["negative", "positive"]
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory):
+def bases(family_model):
     """family -> a base folder as the pipeline's base_model stage leaves it (config.json, weights, tokenizer)."""
-    made = {}
-
-    def base(family):
-        if family not in made:
-            made[family] = build(family, tmp_path_factory.mktemp(family) / "base")
-        return made[family]
-
-    return base
+    return family_model
 
 
 @pytest.fixture(scope="module")

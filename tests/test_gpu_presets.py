@@ -3,11 +3,12 @@ family's real tokenizer and chat template (tools/random_model.py), a small offli
 `runtime.device: cpu` is the only CUDA-related key overridden.
 
 Gemma 2, the preset whose export is a causal LM (no classification head reproduces its soft-capped logits), runs
-the whole DVC pipeline (`dvc exp run -S experiment=gemma2_9b` in a temporary repo, every stage). The others differ
-from it in their family's model, tokenizer and data, not in the stages' wiring (one dvc.yaml for all, run end to
-end by tests/test_pipeline.py, test_aspects.py and test_experiments.py): they run the functions the stages run
-(Hydra's compose with `experiment=<preset>`, materialize, prepare, train, score as baseline and evaluate do, merge
-and export) in one process, with the same checks, for half the CPU time (BENCHMARKS.md "Test suite")."""
+every stage's command of dvc.yaml (helpers.repro_in_process: params.yaml composed with `experiment=gemma2_9b` as
+`dvc exp run -S` composes it, then each stage script's main in order, ONNX export included). The others differ
+from it in their family's model, tokenizer and data, not in the stages' wiring (one dvc.yaml for all, run through
+DVC end to end by tests/test_pipeline.py and test_experiments.py): they run the functions the stages run
+(prepare, train, score as baseline and evaluate do, merge and export) with the same checks, for half the CPU time
+(BENCHMARKS.md "Test suite")."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import sys
 
 import pytest
 
-from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, run, stages_in_process
+from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, repro_in_process, stages_in_process
 
 sys.path.insert(0, str(ROOT / "tools"))
-from random_model import FAMILIES, build
+from random_model import FAMILIES
 
 # preset -> (tiny family, the pad token the project must end up with, whether the prompt is a chat turn)
 PRESETS = {
@@ -32,8 +33,8 @@ PRESETS = {
     "gemma2_9b": ("gemma2-tiny", "<pad>", True),
     "absa_mams_llama31_8b": ("llama3-tiny", "<|finetune_right_pad_id|>", True),  # on MAMS-shaped aspect data
 }
-THROUGH_DVC = ["gemma2_9b"]
-IN_PROCESS = sorted(set(PRESETS) - set(THROUGH_DVC))
+EVERY_STAGE = ["gemma2_9b"]
+IN_PROCESS = sorted(set(PRESETS) - set(EVERY_STAGE))
 # 16 training texts: one optimizer step of every preset's batch 4 x grad_accum 4 (what is checked is the wiring and
 # the export, not what is learnt); 8 test texts, all of them re-scored through the export
 SWAPS = ["runtime.device=cpu", "runtime.torch_threads=1", "data=rotten_tomatoes", "data.max_train=16",
@@ -49,12 +50,10 @@ def test_every_gpu_preset_has_a_cpu_test():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", THROUGH_DVC)
-def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
-    from qlora_sentiment.config import compose, to_yaml
-
+@pytest.mark.parametrize("preset", EVERY_STAGE)
+def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, family_model):
     family = PRESETS[preset][0]
-    env, repo = python_bin_env, tmp_path / "project"
+    repo = tmp_path / "project"
     for name in [*PROJECT_FILES, "conf"]:
         source, target = ROOT / name, repo / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,29 +61,23 @@ def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, python_bin_env):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, target)
-    model = f"models/local/{family}"
-    build(family, repo / model)
+    model = f"models/local/{family}"  # where base_model takes a local model from (a dvc.yaml dependency)
+    shutil.copytree(family_model(family), repo / model)
     aspects = preset.startswith("absa_")
     swaps = [s for s in SWAPS if not (aspects and s.startswith("data="))]
     if aspects:  # the preset's own data preset, on files of its shape where a user puts them
         for name, count, seed in ASPECT_FILES:
             easy_aspects_xml(repo / "data/raw/mams-atsa" / f"{name}.xml", count, seed)
-    (repo / "params.yaml").write_text(to_yaml(compose(repo / "conf")))
-    run(["git", "init", "-q"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "project"], repo, env)
-
-    out = run(["dvc", "exp", "run", "-S", f"experiment={preset}", "-S", "model.source=local", "-S",
-               f"model.name={model}", *[a for s in swaps for a in ("-S", s)]], repo, env)
-    for stage in ("base_model", "prepare", "train", "baseline", "evaluate", "export"):
-        assert f"Running stage '{stage}'" in out.stdout, out.stdout[-3000:]
+    stages = repro_in_process(repo, [f"experiment={preset}", "model.source=local", f"model.name={model}", *swaps])
+    assert stages == ["base_model", "prepare", "train", "baseline", "evaluate", "export"]
+    assert not (repo / "models/export/onnx").exists()  # ONNX Runtime's copy is made for sequence classifiers only
     predictions = [json.loads(line) for line in (repo / "metrics/predictions.jsonl").read_text().splitlines()]
     check_preset_outputs(preset, repo / model, repo / "models/adapter", repo / "models/export", predictions)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", IN_PROCESS)
-def test_gpu_preset_stages_in_one_process(preset, tmp_path):
+def test_gpu_preset_stages_in_one_process(preset, tmp_path, family_model):
     """What the stages run, called in this process on the preset's composed params: the same outputs to check."""
     from qlora_sentiment.config import compose, params_from_dict
     from qlora_sentiment.evaluation.analysis import predict_split
@@ -93,8 +86,8 @@ def test_gpu_preset_stages_in_one_process(preset, tmp_path):
     from qlora_sentiment.model.export import merge_adapter, write_export
     from qlora_sentiment.model.record import read_record
 
-    model, base, adapter, export = (tmp_path / name for name in ("model", "base", "adapter", "export"))
-    build(PRESETS[preset][0], model)
+    model = family_model(PRESETS[preset][0])
+    base, adapter, export = (tmp_path / name for name in ("base", "adapter", "export"))
     aspects = preset.startswith("absa_")
     if aspects:  # the preset's own data preset, on files of its shape where a user puts them
         for name, count, seed in ASPECT_FILES:

@@ -28,16 +28,19 @@ def preset_prompt(preset: str) -> tuple[str, bool]:
 
 @pytest.mark.slow  # the families' real tokenizers (Gemma's alone: 262k words) loaded and exported
 @pytest.mark.parametrize("preset", sorted(PRESET_FAMILY))
-def test_training_scoring_and_export_see_the_same_ids(preset, tmp_path):
+def test_training_scoring_and_export_see_the_same_ids(preset, tmp_path, family_model):
     from transformers import PreTrainedTokenizerFast
 
     from qlora_sentiment.config.schema import TextCleaning
     from qlora_sentiment.config.text import clean_text
+    from qlora_sentiment.model.base import BaseRef
     from qlora_sentiment.model.classifier import label_rows, wrap_tokenizer
+    from qlora_sentiment.model.loading import load_tokenizer
     from qlora_sentiment.model.prompts import PromptFormatter
     from qlora_sentiment.model.tokenizer import add_cleaning, save_tokenizer
 
-    tokenizer = family_tokenizer(PRESET_FAMILY[preset])
+    # as training loads it: from the base folder (the family's random model, its real tokenizer saved beside it)
+    tokenizer = load_tokenizer(BaseRef(str(family_model(PRESET_FAMILY[preset])), None, {}))
     template, chat = preset_prompt(preset)
     labels = ["negative", "positive"]
     for template, chat in ((template, chat), ("Review: {text}\nSentiment:", False)):  # the preset's, the default's
