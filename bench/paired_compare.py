@@ -1,0 +1,53 @@
+"""Two runs' test predictions compared pair by pair (issue 40's recipe frontier): accuracy of each, McNemar's exact
+test on the aspects one gets right and the other wrong, and the error rate by sentence kind (one aspect, aspects
+that agree, aspects that disagree), both runs grouped by the FIRST run's sentences (a recipe that rewrites the text,
+such as marking the aspect in place, must not change what counts as one sentence).
+
+    python bench/paired_compare.py runA/metrics/predictions.jsonl runB/metrics/predictions.jsonl
+
+Both files must hold the same rows in the same order (the same test split), as the evaluate stage writes them.
+"""
+
+import argparse
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from qlora_sentiment.evaluation.significance import mcnemar_exact
+
+
+def read(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def sentence_kinds(rows: list[dict]) -> list[str]:
+    members = defaultdict(list)
+    for row in rows:
+        members[row.get("group", row["text"])].append(row["label"])
+    kind = {g: "one aspect" if len(labels) == 1 else "aspects agree" if len(set(labels)) == 1 else "aspects disagree"
+            for g, labels in members.items()}
+    return [kind[row.get("group", row["text"])] for row in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("first")
+    parser.add_argument("second")
+    args = parser.parse_args()
+    first, second = read(args.first), read(args.second)
+    if len(first) != len(second) or any(a["label"] != b["label"] or a.get("aspect") != b.get("aspect")
+                                        for a, b in zip(first, second)):
+        raise SystemExit("error: the two files do not hold the same rows in the same order")
+    right = [np.array([r["label"] == r["predicted"] for r in rows]) for rows in (first, second)]
+    kinds = sentence_kinds(first)
+    for name, correct in zip((args.first, args.second), right):
+        errors, counts = Counter(k for k, ok in zip(kinds, correct) if not ok), Counter(kinds)
+        rates = {k: f"{errors[k] / n:.1%} of {n}" for k, n in sorted(counts.items())}
+        print(f"{name}: accuracy {correct.mean():.2%}; errors by sentence kind {rates}")
+    print("McNemar, second vs first:", mcnemar_exact(right[1], right[0]))
+
+
+if __name__ == "__main__":
+    main()
