@@ -10,25 +10,16 @@ Both files must hold the same rows in the same order (the same test split), as t
 
 import argparse
 import json
-from collections import Counter, defaultdict
 
 import numpy as np
 
+from qlora_sentiment.evaluation.error_analysis import aspect_error_rates
 from qlora_sentiment.evaluation.significance import mcnemar_exact
 
 
 def read(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-def sentence_kinds(rows: list[dict]) -> list[str]:
-    members = defaultdict(list)
-    for row in rows:
-        members[row.get("group", row["text"])].append(row["label"])
-    kind = {g: "one aspect" if len(labels) == 1 else "aspects agree" if len(set(labels)) == 1 else "aspects disagree"
-            for g, labels in members.items()}
-    return [kind[row.get("group", row["text"])] for row in rows]
 
 
 def main() -> None:
@@ -41,10 +32,11 @@ def main() -> None:
                                         for a, b in zip(first, second)):
         raise SystemExit("error: the two files do not hold the same rows in the same order")
     right = [np.array([r["label"] == r["predicted"] for r in rows]) for rows in (first, second)]
-    kinds = sentence_kinds(first)
-    for name, correct in zip((args.first, args.second), right):
-        errors, counts = Counter(k for k, ok in zip(kinds, correct) if not ok), Counter(kinds)
-        rates = {k: f"{errors[k] / n:.1%} of {n}" for k, n in sorted(counts.items())}
+    groups = [row.get("group", row["text"]) for row in first]
+    for name, rows, correct in zip((args.first, args.second), (first, second), right):
+        # the evaluate stage's own rule (error_analysis.json's "sentences"), on the first run's sentences
+        kinds = aspect_error_rates([{**row, "group": group} for row, group in zip(rows, groups)])["sentences"]
+        rates = {k: f"{v['error_rate']:.1%} of {v['n']}" for k, v in kinds.items() if v["n"]}
         print(f"{name}: accuracy {correct.mean():.2%}; errors by sentence kind {rates}")
     print("McNemar, second vs first:", mcnemar_exact(right[1], right[0]))
 

@@ -30,8 +30,8 @@ from helpers import (  # noqa: E402
 # The fast tier (`make test-fast`: `-m "not slow"`) leaves out every test that trains, serves or runs a pipeline:
 # those that take one of these fixtures are marked slow here, the others that do it themselves carry the mark.
 HEAVY_FIXTURES = {"tiny_llama", "trained", "trained_aspects", "server", "project", "reproduced", "reproduced_project",
-                  "exports", "bases",  # test_export_tokenizers: every GPU family's real tokenizer, exported
-                  "family_model",  # a GPU preset family's random model
+                  "exports",  # test_export_tokenizers: every GPU family's real tokenizer, exported
+                  "family_model",  # a GPU preset family's random model (its base folder)
                   "sky_python"}  # test_cloud: SkyPilot's own venv (`make sky`)
 
 

@@ -29,20 +29,14 @@ LABELS = ["negative", "positive"]
 
 
 @pytest.fixture(scope="module")
-def bases(family_model):
-    """family -> a base folder as the pipeline's base_model stage leaves it (config.json, weights, tokenizer)."""
-    return family_model
-
-
-@pytest.fixture(scope="module")
-def exports(bases, tmp_path_factory):
+def exports(family_model, tmp_path_factory):
     """(preset, head) -> (export folder, training's tokenizer, its formatter, record, auto_class), made once."""
     made = {}
 
     def export(preset, head):
         if (preset, head) not in made:
             out = tmp_path_factory.mktemp(f"{preset}-{head}") / "export"
-            made[preset, head] = (out, *export_tokenizer(bases(PRESET_FAMILY[preset]), preset, head, out))
+            made[preset, head] = (out, *export_tokenizer(family_model(PRESET_FAMILY[preset]), preset, head, out))
         return made[preset, head]
 
     return export
@@ -129,7 +123,7 @@ def test_the_qwen_export_refuses_remote_code_rather_than_guess(exports):
         AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
 
 
-def test_an_export_that_plain_transformers_would_misread_is_refused(bases, tmp_path, monkeypatch):
+def test_an_export_that_plain_transformers_would_misread_is_refused(family_model, tmp_path, monkeypatch):
     """Where the export cannot make plain AutoTokenizer load its tokenizer (here: without the auto_map, the
     transformers 5.24 way round Qwen2Tokenizer), the export stops with one line instead of writing a folder that
     pipeline() would quietly score with other ids."""
@@ -138,4 +132,4 @@ def test_an_export_that_plain_transformers_would_misread_is_refused(bases, tmp_p
 
     monkeypatch.setattr(export, "read_whole_file", lambda out: None)
     with pytest.raises(ModelError, match="Qwen2Tokenizer, which gives other token ids than training's"):
-        export_tokenizer(bases("qwen2-tiny"), "qwen25_7b", "generative", tmp_path / "export")
+        export_tokenizer(family_model("qwen2-tiny"), "qwen25_7b", "generative", tmp_path / "export")
