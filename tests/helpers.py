@@ -132,17 +132,22 @@ def run(cmd, cwd, env, check=True, text=True):
     return result
 
 
-def make_project(repo, tiny_llama, env, **overrides):
-    from qlora_sentiment.config import compose, to_yaml
-
-    repo.mkdir(exist_ok=True)
-    for name in PROJECT_FILES:
+def copy_project(repo: Path, names=PROJECT_FILES) -> None:
+    """This checkout's project files (or `names` of it) into `repo`, without byte-code caches."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in names:
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif source.exists():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
+
+
+def make_project(repo, tiny_llama, env, **overrides):
+    from qlora_sentiment.config import compose, to_yaml
+
+    copy_project(repo)
     # A local base model lives in models/local/, a dependency of the base_model stage.
     shutil.copytree(tiny_llama, repo / TINY_MODEL)
     # DVC composes params.yaml from conf/ (Hydra) on `dvc exp run -S`: the tiny project's conf is its params.

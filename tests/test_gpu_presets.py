@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from helpers import PROJECT_FILES, ROOT, easy_aspects_xml, repro_in_process, stages_in_process
+from helpers import PROJECT_FILES, ROOT, copy_project, easy_aspects_xml, repro_in_process, stages_in_process
 
 sys.path.insert(0, str(ROOT / "tools"))
 from random_model import FAMILIES
@@ -54,13 +54,7 @@ def test_every_gpu_preset_has_a_cpu_test():
 def test_gpu_preset_pipeline_on_cpu(preset, tmp_path, family_model):
     family = PRESETS[preset][0]
     repo = tmp_path / "project"
-    for name in [*PROJECT_FILES, "conf"]:
-        source, target = ROOT / name, repo / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
+    copy_project(repo, [*PROJECT_FILES, "conf"])
     model = f"models/local/{family}"  # where base_model takes a local model from (a dvc.yaml dependency)
     shutil.copytree(family_model(family), repo / model)
     aspects = preset.startswith("absa_")
