@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import logging
 import os
 import sys
@@ -29,6 +31,16 @@ def configure_environment() -> None:
     # bitsandbytes warns at import that an optional hub-downloaded CPU kernel is missing; its own CPU path is
     # used instead. The line would sit above every error message, so keep it out.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def program_gc() -> None:
+    """For a process's entry point only (not a library call): ~2 s of the ~11 s that torch + transformers + peft take
+    to import on the slowest machine are the garbage collector walking their new objects again and again, and ~3 s
+    of each exit are its last collections over all of them. Collect young objects 14x less often, and at exit leave
+    the survivors to the OS (gc.freeze, registered first so that it runs after every other atexit handler: outputs
+    are written and closed by then, and the interpreter flushes stdout/stderr regardless)."""
+    gc.set_threshold(10_000)
+    atexit.register(gc.freeze)
 
 
 def setup_torch(threads: int | None, seed: int | None, device: str = "auto", cpu_isa: str = "native") -> str:
@@ -153,6 +165,8 @@ def stage_entry(func):
 
     @functools.wraps(func)
     def wrapper(argv=None):
+        if argv is None:  # the process's own entry point; a test calling main(argv) keeps its collector as it is
+            program_gc()
         configure_environment()
         argv = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in argv or os.environ.get("QLORA_DEBUG") == "1"

@@ -161,6 +161,9 @@ class OnnxClassifier:
 
 
 if __name__ == "__main__":  # write_onnx's child: python -m qlora_sentiment.model.onnx FOLDER MAX_LENGTH
+    from qlora_sentiment.core.runtime import program_gc
+
+    program_gc()
     try:
         print(_export(Path(sys.argv[1]), int(sys.argv[2])))
     except ModelError as exc:
