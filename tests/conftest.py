@@ -23,7 +23,7 @@ for _name, _value in PINS["avx2"].items():
     os.environ.setdefault(_name, _value)
 
 from helpers import (  # noqa: E402
-    aspect_overrides, build_tiny_llama, make_project, run, serving, subprocess_env, train_tiny,
+    RESUMABLE, aspect_overrides, build_tiny_llama, make_project, run, serving, subprocess_env, train_tiny,
 )
 
 
@@ -40,8 +40,8 @@ HEAVY_FIXTURES = {"tiny_llama", "trained", "trained_aspects", "server", "project
 # end: with the order dealt out like cards (see below), both workers start on long tests and finish on short ones,
 # instead of one worker running a 4-minute test alone at the end while the other idles.
 LONGEST = ["test_cloud.py::test_the_task_sets_up", "test_experiments.py::test_queue_search",
-           "test_gpu_presets.py::test_gpu_preset_pipeline_on_cpu", "test_pipeline.py::test_two_fresh_runs",
-           "test_base_model.py::test_offline_gguf", "test_resume.py::test_killed_dvc_repro",
+           "test_gpu_presets.py::test_gpu_preset_pipeline_on_cpu", "test_resume.py::test_a_second_fresh_run",
+           "test_base_model.py::test_offline_gguf",
            "test_gpu_presets.py::test_gpu_preset_stages_in_one_process", "test_distributed.py::test_two_cpu_processes",
            "test_bench.py::test_bench_on_a_random_mistral", "test_pipeline.py::test_repro_outputs",
            "test_experiments.py::test_three_class", "test_aspects.py::test_mams_preset_end_to_end",
@@ -114,8 +114,8 @@ def family_model(tmp_path_factory, worker_id):
 def reproduced(tmp_path_factory, tiny_llama, worker_id) -> Path:
     """One tiny project after a whole `dvc repro`, committed with its dvc.lock: made once per test run and
     shared by the xdist workers (a file lock in the run's common temporary folder), read-only. Tests that
-    change it take a copy (`reproduced_project`). It is a fresh run like any other: the reproducibility test
-    compares a second fresh run with it."""
+    change it take a copy (`reproduced_project`). It is a fresh run like any other: tests/test_resume.py compares
+    a second fresh run, killed in training and resumed, with it (hence RESUMABLE's 30 steps)."""
     from filelock import FileLock
 
     common = _shared_folder(tmp_path_factory, worker_id)
@@ -124,7 +124,7 @@ def reproduced(tmp_path_factory, tiny_llama, worker_id) -> Path:
         if not (common / "reproduced.done").exists():
             env = subprocess_env()
             shutil.rmtree(repo, ignore_errors=True)  # a worker that failed half-way
-            make_project(repo, tiny_llama, env)
+            make_project(repo, tiny_llama, env, **RESUMABLE)
             run(["dvc", "repro"], repo, env)
             run(["git", "add", "-A"], repo, env)
             run(["git", "commit", "-qm", "baseline run"], repo, env)

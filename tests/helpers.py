@@ -112,6 +112,8 @@ def tiny_params(model_dir: Path, **overrides) -> dict:
 
 PROJECT_FILES = ["dvc.yaml", "stages", "src", "assets", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore",
                  "data/raw/README.md", "models/local/README.md", "models/.gitignore"]
+# Training long enough to be killed between two checkpoints (tests/test_resume.py): conftest.reproduced's params.
+RESUMABLE = {"train.max_steps": 30, "train.save_steps": 5}
 TINY_MODEL = "models/local/tiny-llama"  # where make_project puts the tiny model (a base_model dep)
 
 

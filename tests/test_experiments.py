@@ -35,8 +35,9 @@ def wait_for_queue(repo, env, timeout=900):
 def test_queue_search_compare_report_and_remote(tmp_path, reproduced_project):
     repo, env = reproduced_project  # `dvc repro` of the tiny project, committed as "baseline run"
 
-    # Search: two learning rates queued with one -S (a Hydra sweep), run by a queue worker.
-    run(["dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.02"], repo, env)
+    # Search: two learning rates queued with one -S (a Hydra sweep) up to evaluate (a candidate is not exported),
+    # run by a queue worker.
+    run(["dvc", "exp", "run", "--queue", "evaluate", "-S", "train.learning_rate=0.001,0.02"], repo, env)
     assert run(["dvc", "queue", "status"], repo, env).stdout.count("Queued") == 2
     try:
         run(["dvc", "queue", "start", "-j", "1"], repo, env)
@@ -67,7 +68,7 @@ def test_queue_search_compare_report_and_remote(tmp_path, reproduced_project):
                 ["learning_rate"] == 0.02)
     log = run(["dvc", "queue", "logs", name], repo, env).stdout
     assert "Running stage 'train'" in log and "Running stage 'evaluate'" in log, log[-3000:]
-    for untouched in ("prepare", "base_model", "baseline"):
+    for untouched in ("prepare", "base_model", "baseline", "export"):
         assert f"Running stage '{untouched}'" not in log, log[-3000:]
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", name, "--json"], repo, env).stdout)
     changed = {f"{path}:{key}" for path, values in diff.items() for key, value in values.items() if value.get("diff")}
@@ -82,6 +83,8 @@ def test_queue_search_compare_report_and_remote(tmp_path, reproduced_project):
     # A pull request: the chosen learning rate committed on top of the baseline, reported against it.
     lr_exp = next(rev for rev in revs if rev != revs[0])
     run(["dvc", "exp", "apply", lr_exp], repo, env)
+    exported = run(["dvc", "repro"], repo, env).stdout  # the chosen one, and only it, is exported
+    assert exported.count("Running stage") == 1 and "Running stage 'export'" in exported, exported
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "new learning rate"], repo, env)
     run(["qlora-sentiment", "pr-report", "HEAD~1", "HEAD", "--out", "reports/pr"], repo, env)

@@ -1,5 +1,6 @@
-"""The real pipeline in a temporary git repo: dvc repro, no-op repro, two fresh runs, bad params. (An experiment's
-`dvc exp run -S`, `dvc metrics diff`, `dvc params diff` and `dvc plots diff`: tests/test_experiments.py.)"""
+"""The real pipeline in a temporary git repo: dvc repro, no-op repro, bad params. (A second fresh run, killed in
+training and resumed, byte for byte: tests/test_resume.py; an experiment's `dvc exp run -S`, `dvc metrics diff`,
+`dvc params diff` and `dvc plots diff`: tests/test_experiments.py.)"""
 
 import json
 
@@ -57,26 +58,6 @@ def test_repro_outputs_and_a_noop_repro(reproduced_project):
     status = run(["dvc", "status"], repo, env)
     assert "up to date" in status.stdout
 
-
-
-@pytest.mark.slow
-def test_two_fresh_runs_give_identical_results(reproduced, tmp_path, tiny_llama, python_bin_env):
-    """Reproducibility is the product: same params, two clean checkouts, byte-identical weights and metrics. The
-    first run is the session's shared one (conftest.reproduced, made in another folder, maybe by another worker)."""
-    repos = [reproduced, make_project(tmp_path / "second", tiny_llama, python_bin_env)]
-    # The second run without HF_HUB_OFFLINE: outputs must not depend on how the hub client was set up.
-    online_env = {k: v for k, v in python_bin_env.items() if k != "HF_HUB_OFFLINE"}
-    run(["dvc", "repro"], repos[1], online_env)
-    assert (repos[0] / "dvc.lock").read_text() == (repos[1] / "dvc.lock").read_text()
-    for path in ("models/adapter/adapter_model.safetensors", "models/adapter/tokenizer_config.json",
-                 "models/adapter/qlora_sentiment.json", "metrics/metrics.json", "metrics/predictions.jsonl",
-                 "metrics/baseline.json", "metrics/train/metrics.json", "data/prepared/train.jsonl",
-                 "data/prepared/report.json", "plots/data/train.png",
-                 "models/export/model.safetensors", "plots/confusion_matrix.png"):
-        assert (repos[0] / path).read_bytes() == (repos[1] / path).read_bytes(), f"{path} differs between runs"
-    # The environment that produced them is recorded with the adapter.
-    environment = json.loads((repos[0] / "metrics/train/environment.json").read_text())
-    assert {"python", "packages", "device"} <= set(environment) and environment["packages"]["torch"], environment
 
 
 @pytest.mark.slow

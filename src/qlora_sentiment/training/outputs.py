@@ -43,9 +43,11 @@ def _log_entries(live, history: list[dict]) -> None:
         if "step" not in entry:
             continue
         live.step = entry["step"]
-        for key, value in entry.items():
-            if key in CURVES and isinstance(value, (int, float)):
-                live.log_metric(CURVES[key], value)
+        # In CURVES' order, not the entry's: a resumed run replays entries from a checkpoint's trainer_state.json,
+        # which the Trainer saves with sorted keys, and metrics.json's key order is its bytes (and dvc.lock's hash).
+        for key, name in CURVES.items():
+            if isinstance(entry.get(key), (int, float)):
+                live.log_metric(name, entry[key])
 
 
 def write_curves(live_dir: Path, history: list[dict], record: ModelRecord) -> None:
