@@ -57,8 +57,9 @@ def _peak_memory_mb() -> float:
 
 def _setup(params_path: str):
     from qlora_sentiment.config import load_params
-    from qlora_sentiment.core.runtime import configure_environment, setup_stage
+    from qlora_sentiment.core.runtime import configure_environment, program_gc, setup_stage
 
+    program_gc()  # a process of its own (core/runtime.py)
     configure_environment()
     params = load_params(params_path)
     _, params = setup_stage(params)
@@ -200,8 +201,9 @@ def train_variant(overrides: list[str], args) -> dict:
     data/prepared, then scored on its validation split: training speed and the accuracy it bought."""
     from qlora_sentiment.config import compose, params_from_dict
     from qlora_sentiment.core.io import read_jsonl
-    from qlora_sentiment.core.runtime import configure_environment, setup_stage
+    from qlora_sentiment.core.runtime import configure_environment, program_gc, setup_stage
 
+    program_gc()  # a process of its own (core/runtime.py)
     configure_environment()
     _, params = setup_stage(params_from_dict(compose(ROOT / "conf", overrides)))
     import tempfile

@@ -15,6 +15,8 @@ from helpers import ROOT
 PROBE = """
 import hashlib, json, sys
 from pathlib import Path
+from qlora_sentiment.core.runtime import program_gc
+program_gc()  # a process of its own, as a stage's
 sys.path.insert(0, {tests!r})
 from helpers import train_tiny
 out = Path(sys.argv[1])

@@ -35,8 +35,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the figures here (json)")
     args = parser.parse_args()
-    from qlora_sentiment.core.runtime import configure_environment, setup_torch
+    from qlora_sentiment.core.runtime import configure_environment, program_gc, setup_torch
 
+    program_gc()  # a process of its own (core/runtime.py)
     configure_environment()
     setup_torch(args.threads, seed=0)
     from qlora_sentiment.evaluation.metrics import classification_metrics
