@@ -38,3 +38,21 @@ def test_stage_entry_sets_the_environment_before_main(monkeypatch):
 
     main([])
     assert seen == {"cublas": ":4096:8", "tokenizers": "true"}
+
+
+def test_the_process_entry_point_tunes_the_collector_and_a_library_call_does_not():
+    """program_gc (core/runtime.py): a stage or the CLI run as the process collects young objects less often and
+    freezes the survivors at exit; main(argv) called from other code (tests, the Python API) leaves gc alone."""
+    import gc
+
+    from qlora_sentiment.core.runtime import stage_entry
+
+    code = ("import atexit, gc\nfrom qlora_sentiment.core.runtime import stage_entry\n"
+            "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+            "stage_entry(lambda argv: print('threshold:', gc.get_threshold()[0]))()\n")
+    done = subprocess.run([sys.executable, "-c", code, "--debug"], capture_output=True, text=True, check=True)
+    # atexit runs the newest handler first: the freeze, registered as main starts, before this older one
+    assert done.stdout.split() == ["threshold:", "10000", "frozen", "at", "exit:", "True"], done.stdout
+    before = gc.get_threshold()
+    stage_entry(lambda argv: None)([])
+    assert gc.get_threshold() == before

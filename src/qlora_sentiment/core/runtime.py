@@ -37,8 +37,9 @@ def program_gc() -> None:
     """For a process's entry point only (not a library call): ~2 s of the ~11 s that torch + transformers + peft take
     to import on the slowest machine are the garbage collector walking their new objects again and again, and ~3 s
     of each exit are its last collections over all of them. Collect young objects 14x less often, and at exit leave
-    the survivors to the OS (gc.freeze, registered first so that it runs after every other atexit handler: outputs
-    are written and closed by then, and the interpreter flushes stdout/stderr regardless)."""
+    the survivors to the OS (gc.freeze, registered as the entry point starts, so it runs after the atexit handlers of
+    all that main imports; it only keeps the collector off, so any handler after it still runs, and the interpreter
+    flushes stdout/stderr regardless)."""
     gc.set_threshold(10_000)
     atexit.register(gc.freeze)
 
