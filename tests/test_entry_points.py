@@ -50,7 +50,7 @@ def test_the_process_entry_point_tunes_the_collector_and_a_library_call_does_not
     code = ("import atexit, gc\nfrom qlora_sentiment.core.runtime import stage_entry\n"
             "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
             "stage_entry(lambda argv: print('threshold:', gc.get_threshold()[0]))()\n")
-    done = subprocess.run([sys.executable, "-c", code, "--debug"], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # atexit runs the newest handler first: the freeze, registered as main starts, before this older one
     assert done.stdout.split() == ["threshold:", "10000", "frozen", "at", "exit:", "True"], done.stdout
     before = gc.get_threshold()
