@@ -361,21 +361,24 @@ HEAVY = {"texts": ["good film " * 499 + f"#{i}" for i in range(64)]}  # issue 26
 def test_a_long_request_takes_turns_with_short_ones():
     """64 long texts take ~12 s of model time in passes of <= 1,024 padded tokens (~1.5 s each); 20 short requests
     sent while it runs are answered between its passes, and all 21 get a 200 within the request timeout. Served
-    whole (one 8,192-token pass, as before token budgets), every short request would wait ~12 s; the 5 s bound
-    leaves room for a loaded CI machine."""
+    whole (one 8,192-token pass, as before token budgets), every short request would wait as long as the long one
+    (~12 s): each waits less than half of that, a bound that grows with a loaded machine's pace (a fixed 5 s was
+    crossed once, at 5.7 s, on a loaded CI machine)."""
     model = ScriptedModel(seconds_per_token=0.0015)
     with running(model, max_batch=64, max_batch_tokens=1024, request_timeout=40) as url, \
             ThreadPoolExecutor(21) as pool:
-        heavy = pool.submit(lambda: httpx.post(f"{url}/predict", json=HEAVY, timeout=60))
+        sent = time.time()
+        heavy = pool.submit(lambda: (httpx.post(f"{url}/predict", json=HEAVY, timeout=60), time.time() - sent))
         until(lambda: len(model.passes) >= 1)
         started = time.time()
         shorts = [pool.submit(lambda i=i: (httpx.post(f"{url}/predict", json={"text": f"fine {i}"}, timeout=60),
                                            time.time() - started)) for i in range(20)]
         answers = [future.result() for future in shorts]
         assert [r.status_code for r, _ in answers] == [200] * 20
-        assert max(seconds for _, seconds in answers) < 5, [round(s, 2) for _, s in answers]
-        assert heavy.result().status_code == 200
-        for response, texts in [(heavy.result(), HEAVY["texts"])] + [(r, [f"fine {i}"]) for i, (r, _) in
+        long_answer, long_wait = heavy.result()
+        assert long_answer.status_code == 200
+        assert max(seconds for _, seconds in answers) < long_wait / 2, ([round(s, 2) for _, s in answers], long_wait)
+        for response, texts in [(long_answer, HEAVY["texts"])] + [(r, [f"fine {i}"]) for i, (r, _) in
                                                                       enumerate(answers)]:
             got = [p["probabilities"]["positive"] for p in response.json()["predictions"]]
             assert got == [ScriptedModel.answer(t)["probabilities"]["positive"] for t in texts]
